@@ -1,1 +1,78 @@
-//! site-exporter
+//! `site-exporter`: Prometheus metrics for one OpenStack site.
+//!
+//! Data flows one way:
+//!
+//! ```text
+//! sources/*  --collect-->  snapshot  --render-->  exposition  --server-->  /metrics
+//!   (refresh: one task per source, interval + timeout + backoff; hub: last good data)
+//! ```
+//!
+//! - [`cli`]: flags and their `SITE_EXPORTER_*` variables.
+//! - [`config`]: YAML file + flags -> one validated [`Config`].
+//! - [`snapshot`]: the domain model every source produces (projects, usage, guests).
+//! - [`sources`]: one module per source; each turns what it reads into a snapshot.
+//! - [`legacy`]: the original exporter's `project_*_usage` arithmetic.
+//! - [`render`]: snapshot -> OpenMetrics text; the only place metric names live.
+//! - [`classic`]: OpenMetrics -> the classic text format 0.0.4.
+//! - [`exposition`]: the cached bodies `/metrics` serves, plain and gzipped.
+//! - [`refresh`]: the background refresh of each source.
+//! - [`hub`]: last good data per source, self-metrics, readiness.
+//! - [`server`]: HTTP routes and graceful shutdown.
+//!
+//! `/metrics` never calls a source: a scrape costs a memory copy whatever the cloud's size.
+
+#![forbid(unsafe_code)]
+
+pub mod classic;
+pub mod cli;
+pub mod config;
+pub mod exposition;
+pub mod hub;
+pub mod legacy;
+pub mod refresh;
+pub mod render;
+pub mod server;
+pub mod snapshot;
+pub mod sources;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+pub use config::{Config, ConfigError};
+use tokio::net::TcpListener;
+
+/// The version reported in `site_exporter_build_info`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// A source that could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Dummy(#[from] sources::dummy::DummyError),
+}
+
+/// Starts every configured source and serves `listener` until `shutdown` completes.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), StartError> {
+    let hub = Arc::new(hub::Hub::new(VERSION));
+    let mut tasks = Vec::new();
+    if let Some(dummy) = &config.dummy {
+        let source =
+            sources::dummy::DummySource::new(dummy, config.memory_unit, SystemTime::now())?;
+        tasks.push(refresh::spawn(
+            source,
+            dummy.schedule,
+            Arc::clone(&hub),
+            config.render,
+        ));
+    }
+    server::serve(listener, hub, shutdown).await;
+    for task in tasks {
+        task.abort();
+    }
+    Ok(())
+}

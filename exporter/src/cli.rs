@@ -1,0 +1,106 @@
+//! Command-line flags. Every flag also reads `SITE_EXPORTER_<FLAG>` (dots and dashes become
+//! underscores); a flag or variable overrides the same setting in the `--config` file.
+//!
+//! Values are only parsed here (clap names the flag when one does not parse); `config` merges
+//! them with the file and checks what depends on more than one setting.
+
+use std::path::PathBuf;
+
+use clap::Parser;
+
+/// Prometheus exporter for per-project OpenStack usage and libvirt guest statistics.
+#[derive(Debug, Clone, Default, Parser)]
+#[command(name = "site-exporter", version, about, max_term_width = 100)]
+pub struct Cli {
+    /// YAML configuration file; flags and environment variables override it.
+    #[arg(long, env = "SITE_EXPORTER_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Validate the configuration, print the result and exit (status 2 when invalid).
+    #[arg(long = "check-config")]
+    pub check_config: bool,
+
+    /// Address to serve metrics on [default: 0.0.0.0:9184].
+    #[arg(
+        long = "web.listen-address",
+        env = "SITE_EXPORTER_WEB_LISTEN_ADDRESS",
+        value_name = "ADDR"
+    )]
+    pub listen_address: Option<std::net::SocketAddr>,
+
+    /// Log filter: a level (error, warn, info, debug, trace) or tracing directives [default: info].
+    #[arg(
+        long = "log.level",
+        env = "SITE_EXPORTER_LOG_LEVEL",
+        value_name = "LEVEL"
+    )]
+    pub log_level: Option<String>,
+
+    /// Log format: text or json [default: text].
+    #[arg(
+        long = "log.format",
+        env = "SITE_EXPORTER_LOG_FORMAT",
+        value_name = "FORMAT"
+    )]
+    pub log_format: Option<crate::config::LogFormat>,
+
+    /// Export the original exporter's project_vcpu_usage and project_mb_usage [default: true].
+    #[arg(
+        long = "legacy-metrics",
+        env = "SITE_EXPORTER_LEGACY_METRICS",
+        value_name = "BOOL"
+    )]
+    pub legacy_metrics: Option<bool>,
+
+    /// Serve a dummy cloud instead of (or beside) real sources.
+    #[arg(long, env = "SITE_EXPORTER_DUMMY")]
+    pub dummy: bool,
+
+    /// YAML file describing the dummy cloud; re-read when it changes.
+    #[arg(
+        long = "dummy.file",
+        env = "SITE_EXPORTER_DUMMY_FILE",
+        value_name = "FILE"
+    )]
+    pub dummy_file: Option<PathBuf>,
+
+    /// Generate a dummy cloud with this many projects.
+    #[arg(
+        long = "dummy.projects",
+        env = "SITE_EXPORTER_DUMMY_PROJECTS",
+        value_name = "N"
+    )]
+    pub dummy_projects: Option<u64>,
+
+    /// Servers per generated project [default: 5].
+    #[arg(
+        long = "dummy.servers-per-project",
+        env = "SITE_EXPORTER_DUMMY_SERVERS_PER_PROJECT",
+        value_name = "M"
+    )]
+    pub dummy_servers_per_project: Option<u64>,
+
+    /// Live servers of the generated cloud that appear as libvirt guests [default: all].
+    #[arg(
+        long = "dummy.guests",
+        env = "SITE_EXPORTER_DUMMY_GUESTS",
+        value_name = "G"
+    )]
+    pub dummy_guests: Option<u64>,
+
+    /// Seed of the generated cloud: the same seed gives the same cloud [default: 1].
+    #[arg(
+        long = "dummy.seed",
+        env = "SITE_EXPORTER_DUMMY_SEED",
+        value_name = "S"
+    )]
+    pub dummy_seed: Option<u64>,
+
+    /// Refresh interval of the dummy source [default: 15s].
+    #[arg(
+        long = "dummy.interval",
+        env = "SITE_EXPORTER_DUMMY_INTERVAL",
+        value_name = "DURATION"
+    )]
+    pub dummy_interval: Option<humantime::Duration>,
+}

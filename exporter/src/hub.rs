@@ -1,0 +1,133 @@
+//! Shared state between the refresh tasks and the HTTP server.
+//!
+//! Every source owns a slot holding its last good fragment and its refresh status. After each
+//! refresh the hub rebuilds the exposition from all slots plus the self-metrics and swaps it in
+//! whole, so a scrape never sees a half-updated exposition and never waits for a source.
+//! Publishing is serialized by the slot lock, so a slower publish can never overwrite a newer
+//! one.
+
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::{Duration, SystemTime};
+
+use crate::exposition::{Exposition, Fragment};
+use crate::render;
+
+/// Refresh status of one source, as the self-metrics report it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SourceStatus {
+    pub name: &'static str,
+    /// Whether the last refresh succeeded.
+    pub up: bool,
+    pub last_success: Option<SystemTime>,
+    pub last_duration: Option<Duration>,
+    pub errors: u64,
+}
+
+#[derive(Debug)]
+struct Slot {
+    status: SourceStatus,
+    /// The last good data, kept while later refreshes fail.
+    fragment: Option<Fragment>,
+}
+
+/// What the server reads and the refresh tasks write.
+#[derive(Debug)]
+pub struct Hub {
+    version: &'static str,
+    slots: Mutex<Vec<Slot>>,
+    exposition: RwLock<Arc<Exposition>>,
+}
+
+/// Names one source's slot in the hub.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SlotId(usize);
+
+impl Hub {
+    /// A hub with no sources; `version` goes into `site_exporter_build_info`.
+    pub fn new(version: &'static str) -> Self {
+        let hub = Self {
+            version,
+            slots: Mutex::new(Vec::new()),
+            exposition: RwLock::new(Arc::new(Exposition::default())),
+        };
+        hub.publish(&hub.lock_slots());
+        hub
+    }
+
+    /// Adds a source that has not produced data yet.
+    pub fn register(&self, name: &'static str) -> SlotId {
+        let mut slots = self.lock_slots();
+        slots.push(Slot {
+            status: SourceStatus {
+                name,
+                up: false,
+                last_success: None,
+                last_duration: None,
+                errors: 0,
+            },
+            fragment: None,
+        });
+        self.publish(&slots);
+        SlotId(slots.len() - 1)
+    }
+
+    /// Records a successful refresh and publishes its data.
+    pub fn succeeded(&self, id: SlotId, fragment: Fragment, at: SystemTime, took: Duration) {
+        let mut slots = self.lock_slots();
+        let slot = &mut slots[id.0];
+        slot.fragment = Some(fragment);
+        slot.status.up = true;
+        slot.status.last_success = Some(at);
+        slot.status.last_duration = Some(took);
+        self.publish(&slots);
+    }
+
+    /// Records a failed refresh; the source's last good data stays published.
+    pub fn failed(&self, id: SlotId, took: Duration) {
+        let mut slots = self.lock_slots();
+        let slot = &mut slots[id.0];
+        slot.status.up = false;
+        slot.status.errors += 1;
+        slot.status.last_duration = Some(took);
+        self.publish(&slots);
+    }
+
+    /// True once every registered source has produced data at least once.
+    pub fn ready(&self) -> bool {
+        self.lock_slots().iter().all(|s| s.fragment.is_some())
+    }
+
+    /// The refresh status of every source, in registration order.
+    pub fn statuses(&self) -> Vec<SourceStatus> {
+        self.lock_slots().iter().map(|s| s.status.clone()).collect()
+    }
+
+    /// The exposition to serve now.
+    pub fn exposition(&self) -> Arc<Exposition> {
+        self.exposition
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn publish(&self, slots: &[Slot]) {
+        let statuses: Vec<SourceStatus> = slots.iter().map(|s| s.status.clone()).collect();
+        let own = Fragment::from_openmetrics(render::self_metrics(self.version, &statuses));
+        let exposition = Exposition::build(
+            slots
+                .iter()
+                .filter_map(|s| s.fragment.as_ref())
+                .chain(std::iter::once(&own)),
+        );
+        *self
+            .exposition
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = Arc::new(exposition);
+    }
+
+    fn lock_slots(&self) -> std::sync::MutexGuard<'_, Vec<Slot>> {
+        // A panic while holding the lock cannot leave a slot half-written (each update is a
+        // few field assignments), so the data is still good.
+        self.slots.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}

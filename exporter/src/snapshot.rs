@@ -1,0 +1,221 @@
+//! The domain model every source produces and the renderer consumes.
+//!
+//! Plain data, no I/O and no metric names: a source turns what it read (OpenStack APIs, libvirt,
+//! the dummy cloud) into these types, and `render` turns them into exposition text. Keeping the
+//! two apart is what lets the dummy source and the real sources share every metric family.
+
+use std::collections::BTreeMap;
+
+/// What one refresh of one source produced.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SourceData {
+    /// Per-project usage of an OpenStack site (the OpenStack source, or the dummy cloud).
+    Projects(ProjectsSnapshot),
+    /// Guests of one hypervisor (the libvirt source).
+    Guests(GuestsSnapshot),
+    /// The dummy cloud: its projects and the guests of its live servers.
+    Cloud {
+        projects: ProjectsSnapshot,
+        guests: GuestsSnapshot,
+    },
+}
+
+/// Per-project usage of a whole site.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ProjectsSnapshot {
+    pub projects: Vec<ProjectUsage>,
+}
+
+/// A Keystone project with the names every series carries.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Project {
+    pub id: String,
+    pub name: String,
+    pub domain_id: String,
+    pub domain_name: String,
+    pub enabled: bool,
+}
+
+/// Everything exported about one project.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProjectUsage {
+    pub project: Project,
+    /// Usage accumulated since the accounting start.
+    pub totals: UsageTotals,
+    /// Resources held now by the project's existing servers.
+    pub allocation: Allocation,
+    /// Existing servers by lower-case Nova status (`active`, `shutoff`, `error`, ...).
+    pub instances: BTreeMap<String, u64>,
+    /// The original exporter's families, already in its units (see `legacy`).
+    pub legacy: LegacyUsage,
+}
+
+/// Usage integrals since the accounting start, with Nova's definitions, in base units.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct UsageTotals {
+    pub vcpu_seconds: f64,
+    pub memory_byte_seconds: f64,
+    pub disk_byte_seconds: f64,
+    pub instance_seconds: f64,
+}
+
+impl std::ops::AddAssign for UsageTotals {
+    fn add_assign(&mut self, other: Self) {
+        self.vcpu_seconds += other.vcpu_seconds;
+        self.memory_byte_seconds += other.memory_byte_seconds;
+        self.disk_byte_seconds += other.disk_byte_seconds;
+        self.instance_seconds += other.instance_seconds;
+    }
+}
+
+/// Resources held at this moment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Allocation {
+    pub vcpus: u64,
+    pub memory_bytes: u64,
+    pub disk_bytes: u64,
+}
+
+impl std::ops::AddAssign for Allocation {
+    fn add_assign(&mut self, other: Self) {
+        self.vcpus += other.vcpus;
+        self.memory_bytes += other.memory_bytes;
+        self.disk_bytes += other.disk_bytes;
+    }
+}
+
+/// `project_vcpu_usage` and `project_mb_usage` as the original exporter computes them.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct LegacyUsage {
+    pub vcpu_hours: f64,
+    pub memory_hours: f64,
+}
+
+impl std::ops::AddAssign for LegacyUsage {
+    fn add_assign(&mut self, other: Self) {
+        self.vcpu_hours += other.vcpu_hours;
+        self.memory_hours += other.memory_hours;
+    }
+}
+
+/// The guests of one hypervisor as libvirt reports them.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct GuestsSnapshot {
+    /// Whether the last refresh reached libvirt.
+    pub up: bool,
+    pub guests: Vec<Guest>,
+}
+
+/// libvirt's `virDomainState`, exported as its numeric code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GuestState {
+    NoState = 0,
+    Running = 1,
+    Blocked = 2,
+    Paused = 3,
+    Shutdown = 4,
+    Shutoff = 5,
+    Crashed = 6,
+    Suspended = 7,
+}
+
+impl GuestState {
+    /// Maps libvirt's numeric state; unknown codes become `NoState`.
+    pub fn from_code(code: u32) -> Self {
+        match code {
+            1 => Self::Running,
+            2 => Self::Blocked,
+            3 => Self::Paused,
+            4 => Self::Shutdown,
+            5 => Self::Shutoff,
+            6 => Self::Crashed,
+            7 => Self::Suspended,
+            _ => Self::NoState,
+        }
+    }
+
+    pub fn code(self) -> u32 {
+        self as u32
+    }
+}
+
+/// One libvirt domain.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Guest {
+    /// libvirt domain name (`instance-0000002a` on a Nova compute host).
+    pub name: String,
+    pub uuid: String,
+    pub state: GuestState,
+    pub openstack: Option<NovaMetadata>,
+    pub info: GuestInfo,
+    /// Per-vCPU time; empty for guests that are not running.
+    pub vcpus: Vec<VcpuStats>,
+    /// Balloon statistics; `None` when the guest has no balloon or is not running.
+    pub memory: Option<MemoryStats>,
+    pub blocks: Vec<BlockStats>,
+    pub interfaces: Vec<InterfaceStats>,
+}
+
+/// The `<nova:instance>` metadata Nova writes into each domain's XML.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NovaMetadata {
+    pub instance_id: String,
+    pub instance_name: String,
+    pub flavor_name: String,
+    pub project_id: String,
+    pub project_name: String,
+    pub user_id: String,
+    pub user_name: String,
+}
+
+/// `virDomainGetInfo`.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct GuestInfo {
+    pub virtual_cpus: u64,
+    pub maximum_memory_bytes: u64,
+    pub memory_usage_bytes: u64,
+    pub cpu_time_seconds: f64,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct VcpuStats {
+    pub vcpu: u32,
+    pub time_seconds: f64,
+}
+
+/// Balloon statistics in bytes; a field is `None` when the driver does not report it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MemoryStats {
+    pub actual_balloon_bytes: Option<u64>,
+    pub available_bytes: Option<u64>,
+    pub unused_bytes: Option<u64>,
+    pub usable_bytes: Option<u64>,
+    pub rss_bytes: Option<u64>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BlockStats {
+    /// Guest-side device name (`vda`).
+    pub target_device: String,
+    pub read_bytes: u64,
+    pub write_bytes: u64,
+    pub read_requests: u64,
+    pub write_requests: u64,
+    pub read_time_seconds: f64,
+    pub write_time_seconds: f64,
+    pub capacity_bytes: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InterfaceStats {
+    /// Host-side device name (`tap1234abcd-12`).
+    pub target_device: String,
+    pub receive_bytes: u64,
+    pub receive_packets: u64,
+    pub receive_errors: u64,
+    pub receive_drops: u64,
+    pub transmit_bytes: u64,
+    pub transmit_packets: u64,
+    pub transmit_errors: u64,
+    pub transmit_drops: u64,
+}

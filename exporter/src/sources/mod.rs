@@ -1,0 +1,4 @@
+//! One module per source, all of the same shape: config -> struct -> collect -> pure
+//! conversion to a [`crate::snapshot`] -> tests.
+
+pub mod dummy;
