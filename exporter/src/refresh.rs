@@ -126,7 +126,113 @@ fn next_delay(interval: Duration, failures: u32) -> Duration {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
     use super::*;
+    use crate::exposition::Format;
+    use crate::snapshot::{Project, ProjectUsage, ProjectsSnapshot};
+
+    /// Answers from a script: data, an error, or never.
+    struct Scripted {
+        script: Vec<Step>,
+    }
+
+    enum Step {
+        Data(&'static str),
+        Fail,
+        Hang,
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("scripted failure")]
+    struct Failure;
+
+    impl Source for Scripted {
+        type Error = Failure;
+
+        fn name(&self) -> &'static str {
+            "scripted"
+        }
+
+        async fn collect(&mut self, _now: SystemTime) -> Result<SourceData, Failure> {
+            match self.script.remove(0) {
+                Step::Data(name) => Ok(SourceData::Projects(ProjectsSnapshot {
+                    projects: vec![ProjectUsage {
+                        project: Project {
+                            id: "id".into(),
+                            name: name.into(),
+                            domain_id: "default".into(),
+                            domain_name: "Default".into(),
+                            enabled: true,
+                        },
+                        totals: Default::default(),
+                        allocation: Default::default(),
+                        instances: Default::default(),
+                        legacy: Default::default(),
+                    }],
+                })),
+                Step::Fail => Err(Failure),
+                Step::Hang => std::future::pending().await,
+            }
+        }
+    }
+
+    fn body(hub: &Hub) -> String {
+        String::from_utf8(hub.exposition().body(Format::Classic, false).to_vec()).unwrap()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failing_source_keeps_its_last_data_and_reports_down() {
+        let hub = Arc::new(Hub::new("test"));
+        let mut source = Scripted {
+            script: vec![
+                Step::Data("first"),
+                Step::Fail,
+                Step::Hang,
+                Step::Data("second"),
+            ],
+        };
+        let slot = hub.register(source.name());
+        let schedule = Schedule {
+            interval: Duration::from_secs(15),
+            timeout: Duration::from_secs(5),
+        };
+        let options = RenderOptions::default();
+        assert!(!hub.ready());
+        assert!(body(&hub).contains("site_exporter_source_up{source=\"scripted\"} 0"));
+
+        assert!(refresh_once(&mut source, schedule, &hub, slot, options).await);
+        assert!(hub.ready());
+        let b = body(&hub);
+        assert!(b.contains("project_name=\"first\""), "{b}");
+        assert!(
+            b.contains("site_exporter_source_up{source=\"scripted\"} 1"),
+            "{b}"
+        );
+
+        // An error, then a refresh that never answers (the timeout ends it): the data stays.
+        assert!(!refresh_once(&mut source, schedule, &hub, slot, options).await);
+        assert!(!refresh_once(&mut source, schedule, &hub, slot, options).await);
+        let b = body(&hub);
+        assert!(b.contains("project_name=\"first\""), "{b}");
+        assert!(
+            b.contains("site_exporter_source_up{source=\"scripted\"} 0"),
+            "{b}"
+        );
+        assert!(
+            b.contains("site_exporter_source_refresh_errors_total{source=\"scripted\"} 2"),
+            "{b}"
+        );
+        assert!(hub.ready(), "a source that produced data once stays ready");
+
+        assert!(refresh_once(&mut source, schedule, &hub, slot, options).await);
+        let b = body(&hub);
+        assert!(b.contains("project_name=\"second\"") && !b.contains("project_name=\"first\""));
+        assert!(
+            b.contains("site_exporter_source_up{source=\"scripted\"} 1"),
+            "{b}"
+        );
+    }
 
     #[test]
     fn backoff_doubles_up_to_the_interval() {

@@ -1,1 +1,234 @@
+#![allow(clippy::unwrap_used)]
 
+use std::io::Write;
+
+use clap::Parser;
+
+use super::*;
+
+fn cli(args: &[&str]) -> Cli {
+    Cli::try_parse_from(std::iter::once("site-exporter").chain(args.iter().copied())).unwrap()
+}
+
+/// Merges `args` over the YAML `file` and returns the result or the error text.
+fn load(args: &[&str], file: &str) -> Result<Config, String> {
+    let file = FileConfig::parse(file).map_err(|e| e.to_string())?;
+    Config::merge(&cli(args), file).map_err(|e| e.to_string())
+}
+
+struct Case {
+    name: &'static str,
+    args: &'static [&'static str],
+    file: &'static str,
+    /// `Ok(check)` runs `check` on the config; `Err(text)` expects an error containing `text`.
+    want: Result<fn(&Config), &'static str>,
+}
+
+#[test]
+fn validation_table() {
+    let cases = [
+        Case {
+            name: "--dummy alone: defaults",
+            args: &["--dummy"],
+            file: "",
+            want: Ok(|c| {
+                assert_eq!(c.listen_address.to_string(), "0.0.0.0:9184");
+                assert_eq!(c.log.filter, "info");
+                assert_eq!(c.log.format, LogFormat::Text);
+                assert!(c.render.legacy_metrics);
+                assert_eq!(c.memory_unit, MemoryUnit::Gib);
+                let d = c.dummy.as_ref().unwrap();
+                assert_eq!(d.cloud, CloudSpec::BuiltIn);
+                assert_eq!(d.schedule.interval, Duration::from_secs(15));
+                assert_eq!(d.schedule.timeout, Duration::from_secs(15));
+            }),
+        },
+        Case {
+            name: "dummy section enables the source",
+            args: &[],
+            file: "dummy: {interval: 1m30s, timeout: 5s}\nlegacy: {memory_unit: mb}\n",
+            want: Ok(|c| {
+                let d = c.dummy.as_ref().unwrap();
+                assert_eq!(d.schedule.interval, Duration::from_secs(90));
+                assert_eq!(d.schedule.timeout, Duration::from_secs(5));
+                assert_eq!(c.memory_unit, MemoryUnit::Mb);
+            }),
+        },
+        Case {
+            name: "flags override the file",
+            args: &[
+                "--web.listen-address",
+                "127.0.0.1:1234",
+                "--dummy.interval",
+                "2s",
+                "--log.format",
+                "json",
+                "--legacy-metrics",
+                "false",
+            ],
+            file:
+                "web: {listen_address: '0.0.0.0:1'}\ndummy: {interval: 1h}\nlog: {format: text}\n",
+            want: Ok(|c| {
+                assert_eq!(c.listen_address.to_string(), "127.0.0.1:1234");
+                assert_eq!(
+                    c.dummy.as_ref().unwrap().schedule.interval,
+                    Duration::from_secs(2)
+                );
+                assert_eq!(c.log.format, LogFormat::Json);
+                assert!(!c.render.legacy_metrics);
+            }),
+        },
+        Case {
+            name: "generated cloud with defaults for the unset sizes",
+            args: &["--dummy", "--dummy.projects", "10000", "--dummy.seed", "3"],
+            file: "",
+            want: Ok(|c| {
+                let d = c.dummy.as_ref().unwrap();
+                assert_eq!(
+                    d.cloud,
+                    CloudSpec::Generated(Generate {
+                        projects: 10_000,
+                        servers_per_project: 5,
+                        seed: 3
+                    })
+                );
+                assert_eq!(d.guests, None);
+            }),
+        },
+        Case {
+            name: "no source",
+            args: &[],
+            file: "",
+            want: Err("no source is enabled"),
+        },
+        Case {
+            name: "dummy flag without --dummy",
+            args: &["--dummy.projects", "5"],
+            file: "",
+            want: Err("--dummy.projects is set but the dummy source is not enabled"),
+        },
+        Case {
+            name: "unknown top-level key",
+            args: &["--dummy"],
+            file: "dumy: {}\n",
+            want: Err("unknown field `dumy`"),
+        },
+        Case {
+            name: "unknown nested key names its section",
+            args: &[],
+            file: "dummy: {intervall: 5s}\n",
+            want: Err("dummy: unknown field `intervall`"),
+        },
+        Case {
+            name: "bad duration in the file",
+            args: &[],
+            file: "dummy: {interval: soon}\n",
+            want: Err("invalid duration 'soon'"),
+        },
+        Case {
+            name: "zero interval",
+            args: &["--dummy", "--dummy.interval", "0s"],
+            file: "",
+            want: Err("dummy.interval (--dummy.interval): must be greater than zero"),
+        },
+        Case {
+            name: "zero projects",
+            args: &["--dummy", "--dummy.projects", "0"],
+            file: "",
+            want: Err("dummy.projects (--dummy.projects): 0 is out of range"),
+        },
+        Case {
+            name: "file and generated cloud together",
+            args: &[
+                "--dummy",
+                "--dummy.file",
+                "/nonexistent.yaml",
+                "--dummy.projects",
+                "3",
+            ],
+            file: "",
+            want: Err("exclude each other"),
+        },
+        Case {
+            name: "unreadable dummy file",
+            args: &["--dummy", "--dummy.file", "/nonexistent/cloud.yaml"],
+            file: "",
+            want: Err("dummy.file (--dummy.file): cannot read dummy file /nonexistent/cloud.yaml"),
+        },
+        Case {
+            name: "bad log level",
+            args: &["--dummy", "--log.level", "loud=verbose=x"],
+            file: "",
+            want: Err("log.level (--log.level)"),
+        },
+        Case {
+            name: "bad listen address in the file",
+            args: &["--dummy"],
+            file: "web: {listen_address: 'nowhere'}\n",
+            want: Err("web.listen_address"),
+        },
+        Case {
+            name: "bad memory unit",
+            args: &["--dummy"],
+            file: "legacy: {memory_unit: kb}\n",
+            want: Err("unknown variant `kb`"),
+        },
+    ];
+    for case in cases {
+        match (load(case.args, case.file), case.want) {
+            (Ok(config), Ok(check)) => check(&config),
+            (Err(got), Err(want)) => assert!(
+                got.contains(want),
+                "case {:?}: error {got:?} does not contain {want:?}",
+                case.name
+            ),
+            (got, want) => panic!(
+                "case {:?}: got {:?}, want {}",
+                case.name,
+                got.map(|_| "a config"),
+                if want.is_ok() { "a config" } else { "an error" }
+            ),
+        }
+    }
+}
+
+#[test]
+fn dummy_file_is_checked_at_load() {
+    let mut f = tempfile::NamedTempFile::new().unwrap();
+    writeln!(f, "domains:\n  - name: d\n    projects:\n      - name: p\n        servers:\n          - {{name: s, flavor: nope}}").unwrap();
+    let err = load(&["--dummy", "--dummy.file", f.path().to_str().unwrap()], "").unwrap_err();
+    assert!(
+        err.contains("flavor 'nope' is not in the flavors table"),
+        "{err}"
+    );
+    assert!(err.contains("servers[0] (s)"), "{err}");
+}
+
+#[test]
+fn config_file_errors_name_the_file() {
+    let err = Config::load(&cli(&["--config", "/nonexistent/site.yaml"])).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("cannot read config file /nonexistent/site.yaml"),
+        "{err}"
+    );
+}
+
+#[test]
+fn environment_variables_set_flags() {
+    // Every flag must read SITE_EXPORTER_<FLAG>, dots and dashes as underscores. (The binary
+    // tests set a variable for real.)
+    let cmd = <Cli as clap::CommandFactory>::command();
+    for arg in cmd.get_arguments() {
+        let Some(long) = arg.get_long() else { continue };
+        if long == "help" || long == "version" || long == "check-config" {
+            continue;
+        }
+        let want = format!(
+            "SITE_EXPORTER_{}",
+            long.replace(['.', '-'], "_").to_ascii_uppercase()
+        );
+        let got = arg.get_env().map(|e| e.to_string_lossy().into_owned());
+        assert_eq!(got.as_deref(), Some(want.as_str()), "flag --{long}");
+    }
+}
