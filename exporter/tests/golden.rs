@@ -6,9 +6,9 @@
 
 #![allow(clippy::unwrap_used)]
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::io::Write;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -27,7 +27,10 @@ fn golden_source() -> DummySource {
     let config = DummyConfig {
         cloud: CloudSpec::File(here().join("fixtures/golden-cloud.yaml")),
         guests: None,
-        schedule: Schedule { interval: Duration::from_secs(15), timeout: Duration::from_secs(5) },
+        schedule: Schedule {
+            interval: Duration::from_secs(15),
+            timeout: Duration::from_secs(5),
+        },
     };
     DummySource::new(&config, MemoryUnit::Gib, SystemTime::UNIX_EPOCH).unwrap()
 }
@@ -59,7 +62,10 @@ fn golden_exposition_in_both_formats() {
     let data = golden_source().snapshot(now());
     let openmetrics = refresh::render_data(data, RenderOptions::default());
     check_golden("cloud.openmetrics.txt", &format!("{openmetrics}# EOF\n"));
-    check_golden("cloud.classic.txt", &site_exporter::classic::from_openmetrics(&openmetrics));
+    check_golden(
+        "cloud.classic.txt",
+        &site_exporter::classic::from_openmetrics(&openmetrics),
+    );
 }
 
 #[test]
@@ -77,9 +83,18 @@ fn promtool_check(text: &str) -> String {
         .stderr(Stdio::piped())
         .spawn()
         .expect("promtool not found: install Debian's prometheus package (the README's test command does)");
-    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
     let out = child.wait_with_output().unwrap();
-    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
 }
 
 /// The whole classic exposition the server would send: the built-in dummy cloud, its guests,
@@ -89,7 +104,10 @@ async fn full_classic(options: RenderOptions) -> String {
     let config = DummyConfig {
         cloud: CloudSpec::BuiltIn,
         guests: None,
-        schedule: Schedule { interval: Duration::from_secs(15), timeout: Duration::from_secs(5) },
+        schedule: Schedule {
+            interval: Duration::from_secs(15),
+            timeout: Duration::from_secs(5),
+        },
     };
     let mut source = DummySource::new(&config, MemoryUnit::Gib, SystemTime::now()).unwrap();
     let slot = hub.register("dummy");
@@ -99,7 +117,10 @@ async fn full_classic(options: RenderOptions) -> String {
 
 #[tokio::test]
 async fn promtool_finds_nothing_in_our_own_families() {
-    let text = full_classic(RenderOptions { legacy_metrics: false }).await;
+    let text = full_classic(RenderOptions {
+        legacy_metrics: false,
+    })
+    .await;
     assert!(text.contains("openstack_project_vcpu_seconds_total"));
     assert!(text.contains("libvirt_domain_info_cpu_time_seconds_total"));
     assert!(text.contains("site_exporter_source_up"));
@@ -122,5 +143,8 @@ async fn promtool_flags_only_the_legacy_name_we_must_keep() {
 async fn promtool_catches_a_bad_name() {
     // The check is live: a counter without `_total` is reported.
     let text = "# HELP bad_counter A counter\n# TYPE bad_counter counter\nbad_counter 1\n";
-    assert!(promtool_check(text).contains("bad_counter"), "promtool reported nothing");
+    assert!(
+        promtool_check(text).contains("bad_counter"),
+        "promtool reported nothing"
+    );
 }

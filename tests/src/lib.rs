@@ -1,1 +1,150 @@
-//! Helpers shared by the end-to-end tests in `tests/tests/`.
+//! Helpers shared by the end-to-end tests in `tests/tests/`: real Prometheus processes on
+//! loopback, free ports, a tiny HTTP client, and polling with a deadline.
+//!
+//! Every server binds 127.0.0.1 with a port the OS chose; nothing is sent anywhere else.
+//! Nothing here sleeps for a fixed time to wait for a server: [`poll`] retries a condition
+//! until it holds or a deadline passes, and then fails with the last observation.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context};
+use serde_json::Value;
+
+/// A port that was free a moment ago on 127.0.0.1 (for programs that take an address, not a
+/// listener).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("binding 127.0.0.1:0 works")
+}
+
+/// Retries `check` every 100 ms until it returns `Ok(Some(value))` or `timeout` passes.
+/// `Ok(None)` and `Err` mean "not yet"; on timeout the last error or `what` is reported.
+pub fn poll<T>(
+    what: &str,
+    timeout: Duration,
+    mut check: impl FnMut() -> anyhow::Result<Option<T>>,
+) -> anyhow::Result<T> {
+    let deadline = Instant::now() + timeout;
+    let mut last = String::from("condition never held");
+    loop {
+        match check() {
+            Ok(Some(v)) => return Ok(v),
+            Ok(None) => {}
+            Err(e) => last = format!("{e:#}"),
+        }
+        if Instant::now() >= deadline {
+            bail!("timed out after {timeout:?} waiting for {what}: {last}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// GET `url` and return status and body (any status; no redirects).
+pub fn get(url: &str) -> anyhow::Result<(u16, String)> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(10)))
+        .build()
+        .into();
+    let mut resp = agent
+        .get(url)
+        .call()
+        .with_context(|| format!("GET {url}"))?;
+    let status = resp.status().as_u16();
+    let body = resp.body_mut().read_to_string()?;
+    Ok((status, body))
+}
+
+/// A Prometheus server (Debian's `prometheus` binary) on a free loopback port, stopped on drop.
+#[derive(Debug)]
+pub struct Prometheus {
+    pub url: String,
+    child: Child,
+    dir: tempfile::TempDir,
+}
+
+impl Prometheus {
+    /// Starts Prometheus with `config` (YAML) and `files` (name, content) beside it, and waits
+    /// until it answers `/-/ready`.
+    pub fn start(config: &str, files: &[(&str, &str)]) -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        std::fs::write(dir.path().join("prometheus.yml"), config)?;
+        for (name, content) in files {
+            std::fs::write(dir.path().join(name), content)?;
+        }
+        let port = free_port();
+        let log = std::fs::File::create(dir.path().join("prometheus.log"))?;
+        let child = Command::new(prometheus_binary())
+            .arg(format!("--config.file={}", dir.path().join("prometheus.yml").display()))
+            .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg("--log.level=warn")
+            .current_dir(dir.path())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .context("cannot start prometheus: install Debian's prometheus package (the README's test command does)")?;
+        let mut p = Self {
+            url: format!("http://127.0.0.1:{port}"),
+            child,
+            dir,
+        };
+        let ready = format!("{}/-/ready", p.url);
+        let waited = poll("prometheus to be ready", Duration::from_secs(60), || {
+            if let Some(status) = p.child.try_wait()? {
+                bail!("prometheus exited with {status}: {}", p.log());
+            }
+            Ok((get(&ready)?.0 == 200).then_some(()))
+        });
+        waited.map_err(|e| anyhow!("{e:#}\n{}", p.log()))?;
+        Ok(p)
+    }
+
+    /// The directory holding its config and data.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// What Prometheus logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("prometheus.log")).unwrap_or_default()
+    }
+
+    /// Calls an API path (`/api/v1/...` with query string) and returns `data`.
+    pub fn api(&self, path_and_query: &str) -> anyhow::Result<Value> {
+        let (status, body) = get(&format!("{}{}", self.url, path_and_query))?;
+        let v: Value =
+            serde_json::from_str(&body).with_context(|| format!("{path_and_query}: {body}"))?;
+        if status != 200 || v["status"] != "success" {
+            bail!("{path_and_query}: HTTP {status}: {body}");
+        }
+        Ok(v["data"].clone())
+    }
+
+    /// An instant query; returns the result vector.
+    pub fn query(&self, promql: &str) -> anyhow::Result<Vec<Value>> {
+        let data = self.api(&format!("/api/v1/query?query={}", encode(promql)))?;
+        Ok(data["result"].as_array().cloned().unwrap_or_default())
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn prometheus_binary() -> PathBuf {
+    std::env::var_os("PROMETHEUS_BIN").map_or_else(|| PathBuf::from("prometheus"), PathBuf::from)
+}
+
+/// Percent-encodes a query-string value.
+pub fn encode(value: &str) -> String {
+    percent_encoding::utf8_percent_encode(value, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
