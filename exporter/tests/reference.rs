@@ -1,0 +1,129 @@
+//! The README's metric reference is in step with the real output: every family the exporter
+//! writes is documented with exactly its type and labels, and nothing undocumented is written.
+
+#![allow(clippy::unwrap_used)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use site_exporter::exposition::Format;
+use site_exporter::hub::Hub;
+use site_exporter::legacy::MemoryUnit;
+use site_exporter::refresh::{self, Schedule};
+use site_exporter::render::RenderOptions;
+use site_exporter::sources::dummy::{CloudSpec, DummyConfig, DummySource};
+
+type Families = BTreeMap<String, (String, BTreeSet<String>)>;
+
+/// (type, labels) per metric from the README's tables under "### Metric reference".
+fn documented() -> Families {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"))
+            .unwrap();
+    let section = readme
+        .split("### Metric reference")
+        .nth(1)
+        .expect("README has a Metric reference section");
+    let section = section.split("\n## ").next().unwrap();
+    let section = section.split("\n### ").next().unwrap();
+    let mut out = Families::new();
+    for line in section.lines() {
+        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+        // | `name` | type | labels | meaning |
+        if cells.len() < 5 || !cells[1].starts_with('`') {
+            continue;
+        }
+        let name = cells[1].trim_matches('`').to_string();
+        let kind = cells[2].split_whitespace().next().unwrap().to_string();
+        let labels = cells[3]
+            .split(',')
+            .map(|l| l.trim().trim_matches('`').to_string())
+            .filter(|l| !l.is_empty())
+            .collect();
+        assert!(
+            out.insert(name.clone(), (kind, labels)).is_none(),
+            "{name} documented twice"
+        );
+    }
+    out
+}
+
+/// (type, labels) per family in the classic exposition.
+fn written(text: &str) -> Families {
+    let mut out = Families::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').unwrap();
+            out.insert(name.to_string(), (kind.to_string(), BTreeSet::new()));
+        } else if !line.starts_with('#') && !line.is_empty() {
+            let name_end = line.find(['{', ' ']).unwrap();
+            let name = &line[..name_end];
+            let family = out
+                .iter_mut()
+                .rev()
+                .find(|(f, _)| {
+                    name == f.as_str()
+                        || name
+                            .strip_prefix(f.as_str())
+                            .is_some_and(|s| ["_bucket", "_sum", "_count"].contains(&s))
+                })
+                .unwrap_or_else(|| panic!("sample {name} outside its family"));
+            if let Some(labels) = line[name_end..].strip_prefix('{') {
+                let labels = &labels[..labels.rfind('}').unwrap()];
+                for pair in labels.split("\",") {
+                    let key = pair.split('=').next().unwrap().trim_start_matches(',');
+                    if !key.is_empty() && key != "le" {
+                        family.1 .1.insert(key.to_string());
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn readme_metric_reference_matches_the_output() {
+    let hub = Arc::new(Hub::new("test"));
+    let config = DummyConfig {
+        cloud: CloudSpec::BuiltIn,
+        guests: None,
+        schedule: Schedule {
+            interval: Duration::from_secs(15),
+            timeout: Duration::from_secs(5),
+        },
+    };
+    let mut source = DummySource::new(&config, MemoryUnit::Gib, SystemTime::now()).unwrap();
+    let slot = hub.register("dummy");
+    assert!(
+        refresh::refresh_once(
+            &mut source,
+            config.schedule,
+            &hub,
+            slot,
+            RenderOptions::default()
+        )
+        .await
+    );
+    let text = String::from_utf8(hub.exposition().body(Format::Classic, false).to_vec()).unwrap();
+    let written = written(&text);
+    let documented = documented();
+    let missing: Vec<_> = written
+        .keys()
+        .filter(|k| !documented.contains_key(*k))
+        .collect();
+    let extra: Vec<_> = documented
+        .keys()
+        .filter(|k| !written.contains_key(*k))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "written but not in the README: {missing:?}"
+    );
+    assert!(extra.is_empty(), "in the README but not written: {extra:?}");
+    for (name, want) in &documented {
+        assert_eq!(&written[name], want, "type and labels of {name}");
+    }
+}
