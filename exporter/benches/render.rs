@@ -1,1 +1,60 @@
-fn main() {}
+//! One refresh of a large dummy cloud, phase by phase: compute the snapshot, render
+//! OpenMetrics, translate to classic, join and gzip both formats.
+//!
+//! `cargo bench -p site-exporter --bench render` (BENCHMARKS.md has the figures).
+
+use std::time::{Duration, SystemTime};
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use site_exporter::exposition::{Exposition, Fragment};
+use site_exporter::legacy::MemoryUnit;
+use site_exporter::refresh::{self, Schedule};
+use site_exporter::render::RenderOptions;
+use site_exporter::sources::dummy::{CloudSpec, DummyConfig, DummySource, Generate};
+
+fn source(projects: u64, guests: u64) -> DummySource {
+    let config = DummyConfig {
+        cloud: CloudSpec::Generated(Generate {
+            projects,
+            servers_per_project: 5,
+            seed: 1,
+        }),
+        guests: Some(guests),
+        schedule: Schedule {
+            interval: Duration::from_secs(15),
+            timeout: Duration::from_secs(15),
+        },
+    };
+    DummySource::new(&config, MemoryUnit::Gib, SystemTime::now()).expect("a generated cloud")
+}
+
+fn refresh(c: &mut Criterion) {
+    let source = source(10_000, 500);
+    let now = SystemTime::now();
+    let options = RenderOptions::default();
+    let openmetrics = refresh::render_data(source.snapshot(now), options);
+    let fragment = Fragment::from_openmetrics(openmetrics.clone());
+
+    let mut group = c.benchmark_group("10k_projects_x5_500_guests");
+    group.sample_size(20);
+    group.bench_function("snapshot", |b| b.iter(|| source.snapshot(now)));
+    group.bench_function("render_openmetrics", |b| {
+        b.iter(|| refresh::render_data(source.snapshot(now), options))
+    });
+    group.bench_function("join_and_gzip_openmetrics", |b| {
+        b.iter(|| Exposition::build([&fragment]))
+    });
+    group.bench_function("classic_on_first_request", |b| {
+        b.iter(|| site_exporter::classic::from_openmetrics(&openmetrics))
+    });
+    group.bench_function("whole_refresh", |b| {
+        b.iter(|| {
+            let om = refresh::render_data(source.snapshot(now), options);
+            Exposition::build([&Fragment::from_openmetrics(om)])
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, refresh);
+criterion_main!(benches);

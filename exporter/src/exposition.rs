@@ -1,14 +1,21 @@
 //! The encoded exposition that `/metrics` serves: built once per refresh, served many times.
 //!
-//! A [`Fragment`] is one source's families in both text formats; an [`Exposition`] joins the
-//! fragments in a fixed order and keeps each format plain and gzipped as `Bytes`, so a scrape
-//! is a reference-count increment and a write, whatever the size of the cloud.
+//! A [`Fragment`] is one source's families as OpenMetrics text. An [`Exposition`] is the
+//! sources' fragments in a fixed order plus the self-metrics and `# EOF`, kept as the very
+//! `Bytes` the hub holds (no copy), and gzipped once. Prometheus asks for gzipped OpenMetrics,
+//! so that body is ready before the exposition is published; the classic translation and its
+//! gzip are made on the first request that wants them and kept until the next refresh.
 
+use std::convert::Infallible;
 use std::io::Write;
+use std::pin::Pin;
+use std::sync::OnceLock;
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use flate2::write::GzEncoder;
 use flate2::Compression;
+use http_body::{Frame, SizeHint};
 
 use crate::classic;
 
@@ -18,21 +25,17 @@ pub const OPENMETRICS_CONTENT_TYPE: &str =
 /// `Content-Type` of the classic body.
 pub const CLASSIC_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
-/// One source's families in both formats.
+/// One source's families as OpenMetrics text, without `# EOF`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Fragment {
-    pub openmetrics: String,
-    pub classic: String,
-}
+pub struct Fragment(Bytes);
 
 impl Fragment {
-    /// Translates an OpenMetrics fragment (no `# EOF`) and keeps both.
     pub fn from_openmetrics(openmetrics: String) -> Self {
-        let classic = classic::from_openmetrics(&openmetrics);
-        Self {
-            openmetrics,
-            classic,
-        }
+        Self(Bytes::from(openmetrics))
+    }
+
+    pub fn as_bytes(&self) -> &Bytes {
+        &self.0
     }
 }
 
@@ -52,13 +55,16 @@ impl Format {
     }
 }
 
-/// A complete exposition in both formats, each plain and gzipped.
-#[derive(Debug, Clone)]
+const EOF: &[u8] = b"# EOF\n";
+
+/// A complete exposition; see the module documentation for what is computed when.
+#[derive(Debug)]
 pub struct Exposition {
-    openmetrics: Bytes,
+    /// OpenMetrics fragments, ending with `# EOF`.
+    openmetrics: Vec<Bytes>,
     openmetrics_gzip: Bytes,
-    classic: Bytes,
-    classic_gzip: Bytes,
+    classic: OnceLock<Vec<Bytes>>,
+    classic_gzip: OnceLock<Bytes>,
 }
 
 impl Default for Exposition {
@@ -68,81 +74,176 @@ impl Default for Exposition {
 }
 
 impl Exposition {
-    /// Joins the fragments in order and compresses both formats.
-    pub fn build<'a>(fragments: impl IntoIterator<Item = &'a Fragment> + Clone) -> Self {
-        let size: usize = fragments
-            .clone()
+    /// Joins the fragments in order (sharing their bytes) and gzips the OpenMetrics body.
+    pub fn build<'a>(fragments: impl IntoIterator<Item = &'a Fragment>) -> Self {
+        let mut openmetrics: Vec<Bytes> = fragments
             .into_iter()
-            .map(|f| f.openmetrics.len())
-            .sum();
-        let mut openmetrics = String::with_capacity(size + 6);
-        let mut classic = String::with_capacity(size);
-        for f in fragments {
-            openmetrics.push_str(&f.openmetrics);
-            classic.push_str(&f.classic);
-        }
-        openmetrics.push_str("# EOF\n");
-        let openmetrics_gzip = gzip(openmetrics.as_bytes());
-        let classic_gzip = gzip(classic.as_bytes());
+            .map(|f| f.0.clone())
+            .filter(|b| !b.is_empty())
+            .collect();
+        openmetrics.push(Bytes::from_static(EOF));
+        let openmetrics_gzip = gzip(&openmetrics);
         Self {
-            openmetrics: Bytes::from(openmetrics),
+            openmetrics,
             openmetrics_gzip,
-            classic: Bytes::from(classic),
-            classic_gzip,
+            classic: OnceLock::new(),
+            classic_gzip: OnceLock::new(),
         }
     }
 
     /// The body for a format, gzipped or not.
-    pub fn body(&self, format: Format, gzip: bool) -> Bytes {
+    pub fn body(&self, format: Format, gzip: bool) -> Chunks {
         match (format, gzip) {
-            (Format::OpenMetrics, false) => self.openmetrics.clone(),
-            (Format::OpenMetrics, true) => self.openmetrics_gzip.clone(),
-            (Format::Classic, false) => self.classic.clone(),
-            (Format::Classic, true) => self.classic_gzip.clone(),
+            (Format::OpenMetrics, false) => Chunks::new(self.openmetrics.clone()),
+            (Format::OpenMetrics, true) => Chunks::one(self.openmetrics_gzip.clone()),
+            (Format::Classic, false) => Chunks::new(self.classic().to_vec()),
+            (Format::Classic, true) => Chunks::one(
+                self.classic_gzip
+                    .get_or_init(|| self::gzip(self.classic()))
+                    .clone(),
+            ),
         }
+    }
+
+    fn classic(&self) -> &[Bytes] {
+        self.classic.get_or_init(|| {
+            let fragments = &self.openmetrics[..self.openmetrics.len() - 1];
+            fragments
+                .iter()
+                .map(|f| {
+                    // Fragments are rendered from Strings, so they are UTF-8.
+                    let text = std::str::from_utf8(f).unwrap_or_default();
+                    Bytes::from(classic::from_openmetrics(text))
+                })
+                .collect()
+        })
     }
 }
 
-fn gzip(data: &[u8]) -> Bytes {
-    // Level 1: metric text compresses about tenfold even at the fastest level, and this runs on
-    // every refresh of every source.
-    let mut encoder = GzEncoder::new(Vec::with_capacity(data.len() / 8), Compression::fast());
-    encoder
-        .write_all(data)
-        .expect("compressing into a Vec cannot fail");
-    Bytes::from(
+fn gzip(chunks: &[Bytes]) -> Bytes {
+    // Level 1: metric text still compresses about sixfold, and this runs on every refresh.
+    let size: usize = chunks.iter().map(Bytes::len).sum();
+    let mut encoder = GzEncoder::new(Vec::with_capacity(size / 5), Compression::fast());
+    for chunk in chunks {
         encoder
-            .finish()
-            .expect("compressing into a Vec cannot fail"),
-    )
+            .write_all(chunk)
+            .expect("compressing into a Vec cannot fail");
+    }
+    Bytes::from(encoder.finish().expect("compressing into a Vec cannot fail"))
+}
+
+/// A response body made of ready chunks: sent as they are, with an exact `Content-Length`.
+#[derive(Debug, Default)]
+pub struct Chunks {
+    chunks: std::collections::VecDeque<Bytes>,
+    remaining: u64,
+}
+
+impl Chunks {
+    pub fn new(chunks: Vec<Bytes>) -> Self {
+        let remaining = chunks.iter().map(|c| c.len() as u64).sum();
+        Self {
+            chunks: chunks.into(),
+            remaining,
+        }
+    }
+
+    pub fn one(chunk: Bytes) -> Self {
+        Self::new(vec![chunk])
+    }
+
+    /// Collects the whole body (for tests and small bodies).
+    pub fn to_bytes(&self) -> Bytes {
+        let mut out = Vec::with_capacity(usize::try_from(self.remaining).unwrap_or(0));
+        for c in &self.chunks {
+            out.extend_from_slice(c);
+        }
+        Bytes::from(out)
+    }
+}
+
+impl From<&'static str> for Chunks {
+    fn from(text: &'static str) -> Self {
+        Self::one(Bytes::from_static(text.as_bytes()))
+    }
+}
+
+impl http_body::Body for Chunks {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        match self.chunks.pop_front() {
+            Some(chunk) => {
+                self.remaining -= chunk.len() as u64;
+                Poll::Ready(Some(Ok(Frame::data(chunk))))
+            }
+            None => Poll::Ready(None),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.chunks.is_empty()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.remaining)
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
     use super::*;
+    use http_body::Body;
     use std::io::Read;
 
     #[test]
     fn joins_fragments_and_gzip_round_trips() {
         let a = Fragment::from_openmetrics("# HELP a A\n# TYPE a counter\na_total 1\n".into());
+        let empty = Fragment::default();
         let b = Fragment::from_openmetrics("# HELP b B\n# TYPE b gauge\nb 2\n".into());
-        let e = Exposition::build([&a, &b]);
+        let e = Exposition::build([&a, &empty, &b]);
         let om = e.body(Format::OpenMetrics, false);
+        assert_eq!(om.size_hint().exact(), Some(om.to_bytes().len() as u64));
+        let om = om.to_bytes();
         assert_eq!(
             &om[..],
             b"# HELP a A\n# TYPE a counter\na_total 1\n# HELP b B\n# TYPE b gauge\nb 2\n# EOF\n"
         );
-        let classic = e.body(Format::Classic, false);
+        assert!(
+            a.as_bytes().as_ptr() == e.openmetrics[0].as_ptr(),
+            "fragments are shared, not copied"
+        );
+        let classic = e.body(Format::Classic, false).to_bytes();
         assert_eq!(
             &classic[..],
             b"# HELP a_total A\n# TYPE a_total counter\na_total 1\n# HELP b B\n# TYPE b gauge\nb 2\n"
         );
         for (format, plain) in [(Format::OpenMetrics, om), (Format::Classic, classic)] {
             let mut out = Vec::new();
-            flate2::read::GzDecoder::new(&e.body(format, true)[..])
+            flate2::read::GzDecoder::new(&e.body(format, true).to_bytes()[..])
                 .read_to_end(&mut out)
-                .expect("valid gzip");
+                .unwrap();
             assert_eq!(out, plain);
         }
+    }
+
+    #[test]
+    fn chunks_body_streams_every_chunk_in_order() {
+        use http_body_util::BodyExt;
+        let body = Chunks::new(vec![Bytes::from("ab"), Bytes::from("c"), Bytes::from("def")]);
+        assert_eq!(body.size_hint().exact(), Some(6));
+        let collected = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(body.collect())
+            .unwrap()
+            .to_bytes();
+        assert_eq!(&collected[..], b"abcdef");
     }
 }

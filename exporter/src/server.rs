@@ -9,17 +9,15 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use http::header::{ACCEPT, ACCEPT_ENCODING, ALLOW, CONTENT_ENCODING, CONTENT_TYPE, VARY};
 use http::{HeaderMap, Method, Request, Response, StatusCode};
-use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
-use crate::exposition::Format;
+use crate::exposition::{Chunks, Format};
 use crate::hub::Hub;
 
 /// How long open connections may take to finish after shutdown begins.
@@ -83,7 +81,7 @@ pub async fn serve(listener: TcpListener, hub: Arc<Hub>, shutdown: impl Future<O
 }
 
 /// The one place that maps a request to a response.
-pub fn route(req: &Request<Incoming>, hub: &Hub) -> Response<Full<Bytes>> {
+pub fn route(req: &Request<Incoming>, hub: &Hub) -> Response<Chunks> {
     route_parts(req.method(), req.uri().path(), req.headers(), hub)
 }
 
@@ -92,7 +90,7 @@ pub(crate) fn route_parts(
     path: &str,
     headers: &HeaderMap,
     hub: &Hub,
-) -> Response<Full<Bytes>> {
+) -> Response<Chunks> {
     let read_only = method == Method::GET || method == Method::HEAD;
     let known = matches!(path, "/" | "/metrics" | "/-/healthy" | "/-/ready");
     if !known {
@@ -113,7 +111,7 @@ pub(crate) fn route_parts(
             "not ready: a source has not produced data yet\n",
         ),
         _ => {
-            let mut r = Response::new(Full::new(Bytes::from_static(INDEX.as_bytes())));
+            let mut r = Response::new(Chunks::from(INDEX));
             r.headers_mut().insert(
                 CONTENT_TYPE,
                 http::HeaderValue::from_static("text/html; charset=utf-8"),
@@ -122,16 +120,16 @@ pub(crate) fn route_parts(
         }
     };
     if method == Method::HEAD {
-        *resp.body_mut() = Full::new(Bytes::new());
+        *resp.body_mut() = Chunks::default();
     }
     resp
 }
 
-fn metrics(headers: &HeaderMap, hub: &Hub) -> Response<Full<Bytes>> {
+fn metrics(headers: &HeaderMap, hub: &Hub) -> Response<Chunks> {
     let format = negotiate_format(headers);
     let gzip = accepts_gzip(headers);
     let body = hub.exposition().body(format, gzip);
-    let mut resp = Response::new(Full::new(body));
+    let mut resp = Response::new(body);
     let h = resp.headers_mut();
     h.insert(
         CONTENT_TYPE,
@@ -147,8 +145,8 @@ fn metrics(headers: &HeaderMap, hub: &Hub) -> Response<Full<Bytes>> {
     resp
 }
 
-fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
-    let mut r = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+fn text(status: StatusCode, body: &'static str) -> Response<Chunks> {
+    let mut r = Response::new(Chunks::from(body));
     *r.status_mut() = status;
     r.headers_mut().insert(
         CONTENT_TYPE,

@@ -77,7 +77,7 @@ fn gzip_negotiation() {
     }
 }
 
-async fn body(resp: Response<Full<Bytes>>) -> Bytes {
+async fn body(resp: Response<Chunks>) -> bytes::Bytes {
     resp.into_body().collect().await.unwrap().to_bytes()
 }
 
