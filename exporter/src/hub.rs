@@ -35,7 +35,15 @@ struct Slot {
 pub struct Hub {
     version: &'static str,
     slots: Mutex<Vec<Slot>>,
-    exposition: RwLock<Arc<Exposition>>,
+    /// What handlers read: swapped whole, never waits for a publish in progress.
+    published: RwLock<Published>,
+}
+
+#[derive(Debug, Clone)]
+struct Published {
+    exposition: Arc<Exposition>,
+    /// Every source has produced data at least once.
+    ready: bool,
 }
 
 /// Names one source's slot in the hub.
@@ -48,7 +56,10 @@ impl Hub {
         let hub = Self {
             version,
             slots: Mutex::new(Vec::new()),
-            exposition: RwLock::new(Arc::new(Exposition::default())),
+            published: RwLock::new(Published {
+                exposition: Arc::new(Exposition::default()),
+                ready: true,
+            }),
         };
         hub.publish(&hub.lock_slots());
         hub
@@ -94,7 +105,7 @@ impl Hub {
 
     /// True once every registered source has produced data at least once.
     pub fn ready(&self) -> bool {
-        self.lock_slots().iter().all(|s| s.fragment.is_some())
+        self.read_published().ready
     }
 
     /// The refresh status of every source, in registration order.
@@ -104,7 +115,11 @@ impl Hub {
 
     /// The exposition to serve now.
     pub fn exposition(&self) -> Arc<Exposition> {
-        self.exposition
+        self.read_published().exposition
+    }
+
+    fn read_published(&self) -> Published {
+        self.published
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
@@ -119,10 +134,14 @@ impl Hub {
                 .filter_map(|s| s.fragment.as_ref())
                 .chain(std::iter::once(&own)),
         );
+        let ready = slots.iter().all(|s| s.fragment.is_some());
         *self
-            .exposition
+            .published
             .write()
-            .unwrap_or_else(PoisonError::into_inner) = Arc::new(exposition);
+            .unwrap_or_else(PoisonError::into_inner) = Published {
+            exposition: Arc::new(exposition),
+            ready,
+        };
     }
 
     fn lock_slots(&self) -> std::sync::MutexGuard<'_, Vec<Slot>> {

@@ -58,15 +58,18 @@ pub enum DummyError {
 
 /// Reads and parses a dummy file once, for start-up validation.
 pub fn check_file(path: &Path) -> Result<Cloud, DummyError> {
-    load(path, SystemTime::now())
+    read(path).and_then(|text| parse(path, &text, SystemTime::now()))
 }
 
-fn load(path: &Path, anchor: SystemTime) -> Result<Cloud, DummyError> {
-    let text = std::fs::read_to_string(path).map_err(|source| DummyError::Read {
+fn read(path: &Path) -> Result<String, DummyError> {
+    std::fs::read_to_string(path).map_err(|source| DummyError::Read {
         path: path.to_owned(),
         source,
-    })?;
-    file::parse(&text, anchor).map_err(|source| DummyError::Parse {
+    })
+}
+
+fn parse(path: &Path, text: &str, anchor: SystemTime) -> Result<Cloud, DummyError> {
+    file::parse(text, anchor).map_err(|source| DummyError::Parse {
         path: path.to_owned(),
         source,
     })
@@ -100,15 +103,8 @@ impl DummySource {
                 Some(config.guests.unwrap_or(DEFAULT_GENERATED_GUESTS)),
             ),
             CloudSpec::File(path) => {
-                let text = std::fs::read_to_string(path).map_err(|source| DummyError::Read {
-                    path: path.clone(),
-                    source,
-                })?;
-                let cloud = file::parse(&text, anchor).map_err(|source| DummyError::Parse {
-                    path: path.clone(),
-                    source,
-                })?;
-                (cloud, Some(text), config.guests)
+                let text = read(path)?;
+                (parse(path, &text, anchor)?, Some(text), config.guests)
             }
         };
         Ok(Self {
@@ -126,17 +122,11 @@ impl DummySource {
         let CloudSpec::File(path) = &self.spec else {
             return Ok(());
         };
-        let text = std::fs::read_to_string(path).map_err(|source| DummyError::Read {
-            path: path.clone(),
-            source,
-        })?;
+        let text = read(path)?;
         if self.loaded.as_deref() == Some(text.as_str()) {
             return Ok(());
         }
-        self.cloud = file::parse(&text, self.anchor).map_err(|source| DummyError::Parse {
-            path: path.clone(),
-            source,
-        })?;
+        self.cloud = parse(path, &text, self.anchor)?;
         tracing::info!(path = %path.display(), "dummy file reloaded");
         self.loaded = Some(text);
         Ok(())
