@@ -34,6 +34,7 @@ pub mod render;
 pub mod server;
 pub mod snapshot;
 pub mod sources;
+pub mod weights;
 
 use std::future::Future;
 use std::sync::Arc;
