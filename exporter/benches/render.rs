@@ -20,6 +20,8 @@ fn source(projects: u64, guests: u64) -> DummySource {
             seed: 1,
         }),
         guests: Some(guests),
+        usage_start: None,
+        weights: None,
         schedule: Schedule {
             interval: Duration::from_secs(15),
             timeout: Duration::from_secs(15),

@@ -96,6 +96,24 @@ pub struct Cli {
     )]
     pub dummy_seed: Option<u64>,
 
+    /// Credit weights for the legacy families of the dummy cloud (.toml, .json or YAML);
+    /// re-read when it changes.
+    #[arg(
+        long = "dummy.weights",
+        env = "SITE_EXPORTER_DUMMY_WEIGHTS",
+        value_name = "FILE"
+    )]
+    pub dummy_weights: Option<PathBuf>,
+
+    /// Accounting start of the dummy cloud: a date, an RFC 3339 time, or relative (-30d)
+    /// [default: the file's own; for a TOML file, the exporter's start].
+    #[arg(
+        long = "dummy.usage-start",
+        env = "SITE_EXPORTER_DUMMY_USAGE_START",
+        value_name = "TIME"
+    )]
+    pub dummy_usage_start: Option<String>,
+
     /// Refresh interval of the dummy source [default: 15s].
     #[arg(
         long = "dummy.interval",

@@ -14,7 +14,7 @@ use crate::cli::Cli;
 use crate::legacy::MemoryUnit;
 use crate::refresh::Schedule;
 use crate::render::RenderOptions;
-use crate::sources::dummy::{self, CloudSpec, DummyConfig, Generate};
+use crate::sources::dummy::{self, CloudSpec, DummyConfig, DummyError, Generate};
 
 /// Default `--web.listen-address`.
 pub const DEFAULT_LISTEN_ADDRESS: &str = "0.0.0.0:9184";
@@ -108,6 +108,8 @@ struct LegacySection {
 #[serde(deny_unknown_fields)]
 struct DummySection {
     file: Option<PathBuf>,
+    weights: Option<PathBuf>,
+    usage_start: Option<String>,
     projects: Option<u64>,
     servers_per_project: Option<u64>,
     guests: Option<u64>,
@@ -140,18 +142,48 @@ impl FileConfig {
     }
 }
 
+/// The original exporter's environment variables that still mean something here. Each applies
+/// only where the matching flag, variable or key of ours is not set.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MigrationEnv {
+    /// `USAGE_EXPORTER_START_DATE`: the accounting start.
+    pub start_date: Option<String>,
+    /// `USAGE_EXPORTER_DUMMY_FILE`: a dummy cloud file; enables the dummy source.
+    pub dummy_file: Option<PathBuf>,
+    /// `USAGE_EXPORTER_DUMMY_WEIGHTS_FILE`: credit weights for the dummy source.
+    pub dummy_weights_file: Option<PathBuf>,
+}
+
+impl MigrationEnv {
+    /// Reads the variables; empty ones count as unset, as in the original.
+    pub fn from_env() -> Self {
+        let var = |name: &str| {
+            std::env::var(name)
+                .ok()
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
+        Self {
+            start_date: var("USAGE_EXPORTER_START_DATE"),
+            dummy_file: var("USAGE_EXPORTER_DUMMY_FILE").map(PathBuf::from),
+            dummy_weights_file: var("USAGE_EXPORTER_DUMMY_WEIGHTS_FILE").map(PathBuf::from),
+        }
+    }
+}
+
 impl Config {
-    /// Reads `--config` (when given) and merges the flags over it.
+    /// Reads `--config` (when given) and the original's variables, and merges the flags over
+    /// them.
     pub fn load(cli: &Cli) -> Result<Self, ConfigError> {
         let file = match &cli.config {
             Some(path) => FileConfig::read(path)?,
             None => FileConfig::default(),
         };
-        Self::merge(cli, file)
+        Self::merge(cli, file, &MigrationEnv::from_env())
     }
 
-    /// Merges flags over a parsed file and validates the result.
-    pub fn merge(cli: &Cli, file: FileConfig) -> Result<Self, ConfigError> {
+    /// Merges flags over a parsed file and the original's variables, and validates the result.
+    pub fn merge(cli: &Cli, file: FileConfig, env: &MigrationEnv) -> Result<Self, ConfigError> {
         let listen_address = match cli.listen_address.or(file.web.listen_address) {
             Some(addr) => addr,
             None => DEFAULT_LISTEN_ADDRESS
@@ -180,7 +212,7 @@ impl Config {
         };
         let memory_unit = file.legacy.memory_unit.unwrap_or_default();
 
-        let dummy = dummy_config(cli, file.dummy)?;
+        let dummy = dummy_config(cli, file.dummy, env)?;
         if dummy.is_none() {
             return Err(invalid(
                 "sources",
@@ -201,10 +233,21 @@ impl Config {
 fn dummy_config(
     cli: &Cli,
     section: Option<DummySection>,
+    env: &MigrationEnv,
 ) -> Result<Option<DummyConfig>, ConfigError> {
-    let enabled = cli.dummy || section.is_some();
+    let enabled = cli.dummy || section.is_some() || env.dummy_file.is_some();
     let s = section.unwrap_or_default();
-    let file = cli.dummy_file.clone().or(s.file);
+    let file = cli.dummy_file.clone().or(s.file).or(env.dummy_file.clone());
+    let weights = cli
+        .dummy_weights
+        .clone()
+        .or(s.weights)
+        .or(env.dummy_weights_file.clone());
+    let usage_start = cli
+        .dummy_usage_start
+        .clone()
+        .or(s.usage_start)
+        .or(env.start_date.clone());
     let projects = cli.dummy_projects.or(s.projects);
     let servers_per_project = cli.dummy_servers_per_project.or(s.servers_per_project);
     let guests = cli.dummy_guests.or(s.guests);
@@ -219,6 +262,8 @@ fn dummy_config(
             ("--dummy.guests", guests.is_some()),
             ("--dummy.seed", seed.is_some()),
             ("--dummy.interval", interval.is_some()),
+            ("--dummy.weights", cli.dummy_weights.is_some()),
+            ("--dummy.usage-start", cli.dummy_usage_start.is_some()),
         ];
         if let Some((flag, _)) = given.iter().find(|(_, set)| *set) {
             return Err(invalid(
@@ -249,11 +294,7 @@ fn dummy_config(
                 "a dummy file and a generated cloud (projects, servers_per_project, seed) exclude each other",
             ))
         }
-        (Some(path), false) => {
-            // Fail at start-up (and in --check-config) rather than at the first refresh.
-            dummy::check_file(&path).map_err(|e| invalid("dummy.file (--dummy.file)", e.to_string()))?;
-            CloudSpec::File(path)
-        }
+        (Some(path), false) => CloudSpec::File(path),
         (None, true) => {
             let projects = projects.unwrap_or(100);
             if projects == 0 || projects > 1_000_000 {
@@ -277,11 +318,23 @@ fn dummy_config(
         }
         (None, false) => CloudSpec::BuiltIn,
     };
-    Ok(Some(DummyConfig {
+    let config = DummyConfig {
         cloud,
         guests,
+        usage_start,
+        weights,
         schedule: Schedule { interval, timeout },
-    }))
+    };
+    // Fail at start-up (and in --check-config) rather than at the first refresh.
+    dummy::check(&config).map_err(|e| {
+        let key = match e {
+            DummyError::Read { .. } | DummyError::Parse { .. } => "dummy.file (--dummy.file)",
+            DummyError::Weights { .. } => "dummy.weights (--dummy.weights)",
+            DummyError::UsageStart(_) => "dummy.usage_start (--dummy.usage-start)",
+        };
+        invalid(key, e.to_string())
+    })?;
+    Ok(Some(config))
 }
 
 /// `deserialize_with` helpers for durations written like `15s`, `1m30s`, `2h`.

@@ -3,11 +3,13 @@
 //! Release 3.0.0 sums, over the servers of a project whose hours in the usage window are
 //! positive, `hours × vcpus` into `project_vcpu_usage` and `hours × ⌊memory_mb / 1024⌋` into
 //! `project_mb_usage` — GiB-hours under the MB name since 2.1.0. `MemoryUnit::Mb` gives the
-//! older meaning (`hours × memory_mb`). Credit weights (a later issue) multiply each term.
+//! older meaning (`hours × memory_mb`). Credit weights (`weights`) multiply each term, chosen
+//! by the server's size and start.
 
 use serde::Deserialize;
 
 use crate::snapshot::LegacyUsage;
+use crate::weights::{Resource, Weights};
 
 /// What `project_mb_usage` counts per hour of a server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -28,23 +30,38 @@ pub struct ServerHours {
     pub memory_mb: u64,
 }
 
-/// The legacy contribution of one server; servers with no positive hours add nothing.
+/// The unweighted legacy contribution of one server; servers with no positive hours add
+/// nothing.
 pub fn server_usage(server: ServerHours, unit: MemoryUnit) -> LegacyUsage {
+    weighted_server_usage(server, 0.0, unit, &Weights::default())
+}
+
+/// The legacy contribution of one server that started at `started_at` (Unix seconds), each
+/// term multiplied by the weight in force for its size.
+pub fn weighted_server_usage(
+    server: ServerHours,
+    started_at: f64,
+    unit: MemoryUnit,
+    weights: &Weights,
+) -> LegacyUsage {
     if server.hours <= 0.0 {
         return LegacyUsage::default();
     }
+    let vcpus = server.vcpus as f64;
     let memory = match unit {
         MemoryUnit::Gib => server.memory_mb / 1024,
         MemoryUnit::Mb => server.memory_mb,
-    };
+    } as f64;
     LegacyUsage {
-        vcpu_hours: server.hours * server.vcpus as f64,
-        memory_hours: server.hours * memory as f64,
+        vcpu_hours: server.hours * vcpus * weights.weight(Resource::Vcpus, vcpus, started_at),
+        memory_hours: server.hours * memory * weights.weight(Resource::Memory, memory, started_at),
     }
 }
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
     use super::*;
 
     struct Case {
@@ -52,6 +69,33 @@ mod tests {
         server: ServerHours,
         unit: MemoryUnit,
         want: (f64, f64),
+    }
+
+    #[test]
+    fn weights_multiply_each_term_by_size_and_start() {
+        let weights = Weights::from_json(
+            br#"[{"resource_set_timestamp": 100, "vcpus": [{"value": 2, "weight": 1.5}, {"value": 8, "weight": 3}],
+                  "memory_mb": [{"value": 4, "weight": 0.5}, {"value": 64, "weight": 2}]},
+                 {"resource_set_timestamp": 200, "vcpus": [{"value": 8, "weight": 10}], "memory_mb": []}]"#,
+        )
+        .unwrap();
+        let server = ServerHours {
+            hours: 10.0,
+            vcpus: 4,
+            memory_mb: 4096,
+        };
+        // Started under the first set: 4 vCPUs take the weight of 8 (3), 4 GiB that of 4 (0.5).
+        let got = weighted_server_usage(server, 150.0, MemoryUnit::Gib, &weights);
+        assert_eq!(
+            (got.vcpu_hours, got.memory_hours),
+            (10.0 * 4.0 * 3.0, 10.0 * 4.0 * 0.5)
+        );
+        // Under the second set: vCPU weight 10, no memory list means weight 1.
+        let got = weighted_server_usage(server, 250.0, MemoryUnit::Gib, &weights);
+        assert_eq!((got.vcpu_hours, got.memory_hours), (400.0, 40.0));
+        // The MB unit compares megabytes with the memory values: 4096 is above 64.
+        let got = weighted_server_usage(server, 150.0, MemoryUnit::Mb, &weights);
+        assert_eq!(got.memory_hours, 10.0 * 4096.0 * 2.0);
     }
 
     #[test]

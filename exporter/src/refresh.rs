@@ -157,6 +157,7 @@ mod tests {
         async fn collect(&mut self, _now: SystemTime) -> Result<SourceData, Failure> {
             match self.script.remove(0) {
                 Step::Data(name) => Ok(SourceData::Projects(ProjectsSnapshot {
+                    weights: Default::default(),
                     projects: vec![ProjectUsage {
                         project: Project {
                             id: "id".into(),

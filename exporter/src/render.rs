@@ -18,6 +18,7 @@ use prometheus_client::registry::{Registry, Unit};
 
 use crate::hub::SourceStatus;
 use crate::snapshot::{Guest, GuestsSnapshot, Project, ProjectsSnapshot};
+use crate::weights::{Resource, Weights};
 
 /// Which optional families the projects fragment carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -221,9 +222,50 @@ impl Collector for ProjectsCollector {
                     ConstGauge::new(value(p)).encode(family.encode_family(l)?)?;
                 }
             }
+            encode_weights(&mut encoder, &self.snapshot.weights)?;
         }
         Ok(())
     }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, prometheus_client::encoding::EncodeLabelSet)]
+struct WeightLabels {
+    resource: String,
+    value: String,
+    since: String,
+}
+
+/// `site_exporter_usage_weight`: the credit weights the legacy families were computed with, so
+/// a portal can see what was applied. Written only when weights are configured.
+fn encode_weights(
+    encoder: &mut DescriptorEncoder,
+    weights: &Weights,
+) -> Result<(), std::fmt::Error> {
+    if weights.sets().is_empty() {
+        return Ok(());
+    }
+    let mut family = encoder.encode_descriptor(
+        "site_exporter_usage_weight",
+        "Credit weight applied to the legacy usage of servers of this size that started since the set's Unix time",
+        None,
+        MetricType::Gauge,
+    )?;
+    for set in weights.sets() {
+        for (resource, steps) in [
+            (Resource::Vcpus, &set.vcpus),
+            (Resource::Memory, &set.memory),
+        ] {
+            for step in steps {
+                let labels = WeightLabels {
+                    resource: resource.key().to_string(),
+                    value: step.value.to_string(),
+                    since: set.since.to_string(),
+                };
+                ConstGauge::new(step.weight).encode(family.encode_family(&labels)?)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, prometheus_client::encoding::EncodeLabelSet)]

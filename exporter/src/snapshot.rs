@@ -24,6 +24,8 @@ pub enum SourceData {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ProjectsSnapshot {
     pub projects: Vec<ProjectUsage>,
+    /// The credit weights the legacy families were computed with (empty: all 1).
+    pub weights: crate::weights::Weights,
 }
 
 /// A Keystone project with the names every series carries.

@@ -172,8 +172,14 @@ impl Weights {
 
 /// Sorts by value, the later of equal values winning; rejects values that are not numbers.
 fn steps(mut list: Vec<Step>) -> Result<Vec<Step>, String> {
-    if let Some(bad) = list.iter().find(|s| !s.value.is_finite() || !s.weight.is_finite()) {
-        return Err(format!("value {} with weight {} is not a finite number", bad.value, bad.weight));
+    if let Some(bad) = list
+        .iter()
+        .find(|s| !s.value.is_finite() || !s.weight.is_finite())
+    {
+        return Err(format!(
+            "value {} with weight {} is not a finite number",
+            bad.value, bad.weight
+        ));
     }
     let mut by_value: Vec<Step> = Vec::with_capacity(list.len());
     // Stable sort keeps file order among equal values; keep the last of each.

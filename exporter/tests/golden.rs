@@ -27,6 +27,8 @@ fn golden_source() -> DummySource {
     let config = DummyConfig {
         cloud: CloudSpec::File(here().join("fixtures/golden-cloud.yaml")),
         guests: None,
+        usage_start: None,
+        weights: None,
         schedule: Schedule {
             interval: Duration::from_secs(15),
             timeout: Duration::from_secs(5),
@@ -104,6 +106,8 @@ async fn full_classic(options: RenderOptions) -> String {
     let config = DummyConfig {
         cloud: CloudSpec::BuiltIn,
         guests: None,
+        usage_start: None,
+        weights: None,
         schedule: Schedule {
             interval: Duration::from_secs(15),
             timeout: Duration::from_secs(5),

@@ -90,6 +90,9 @@ async fn readme_metric_reference_matches_the_output() {
     let config = DummyConfig {
         cloud: CloudSpec::BuiltIn,
         guests: None,
+        usage_start: None,
+        // With weights, so that the weights family is written too.
+        weights: Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/weights.toml")),
         schedule: Schedule {
             interval: Duration::from_secs(15),
             timeout: Duration::from_secs(5),

@@ -39,6 +39,8 @@ impl Exporter {
             dummy: Some(DummyConfig {
                 cloud: CloudSpec::BuiltIn,
                 guests: None,
+                usage_start: None,
+                weights: None,
                 schedule: Schedule {
                     interval,
                     timeout: interval,

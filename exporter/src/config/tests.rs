@@ -13,7 +13,7 @@ fn cli(args: &[&str]) -> Cli {
 /// Merges `args` over the YAML `file` and returns the result or the error text.
 fn load(args: &[&str], file: &str) -> Result<Config, String> {
     let file = FileConfig::parse(file).map_err(|e| e.to_string())?;
-    Config::merge(&cli(args), file).map_err(|e| e.to_string())
+    Config::merge(&cli(args), file, &MigrationEnv::default()).map_err(|e| e.to_string())
 }
 
 struct Case {

@@ -21,29 +21,99 @@ fn weight_selection() {
     }
     let w = Weights::from_json(JSON.as_bytes()).unwrap();
     let cases = [
-        Case { name: "before the first set: the oldest set", resource: Resource::Vcpus, amount: 2.0, started_at: 10.0, want: 2.0 },
-        Case { name: "exactly at the first set", resource: Resource::Vcpus, amount: 2.0, started_at: 1000.0, want: 2.0 },
-        Case { name: "between sets: the older one", resource: Resource::Vcpus, amount: 4.0, started_at: 1999.9, want: 3.0 },
-        Case { name: "exactly at the newer set", resource: Resource::Vcpus, amount: 4.0, started_at: 2000.0, want: 2.0 },
-        Case { name: "after the newest set", resource: Resource::Vcpus, amount: 1.0, started_at: 9e9, want: 1.0 },
-        Case { name: "amount between values: the next larger value", resource: Resource::Vcpus, amount: 3.0, started_at: 2500.0, want: 2.0 },
-        Case { name: "amount equal to a value", resource: Resource::Vcpus, amount: 2.0, started_at: 2500.0, want: 1.0 },
-        Case { name: "amount above every value: the largest value", resource: Resource::Vcpus, amount: 64.0, started_at: 2500.0, want: 2.0 },
-        Case { name: "memory in its own list", resource: Resource::Memory, amount: 12.0, started_at: 1500.0, want: 5.0 },
-        Case { name: "memory above every value", resource: Resource::Memory, amount: 999.0, started_at: 2500.0, want: 2.0 },
+        Case {
+            name: "before the first set: the oldest set",
+            resource: Resource::Vcpus,
+            amount: 2.0,
+            started_at: 10.0,
+            want: 2.0,
+        },
+        Case {
+            name: "exactly at the first set",
+            resource: Resource::Vcpus,
+            amount: 2.0,
+            started_at: 1000.0,
+            want: 2.0,
+        },
+        Case {
+            name: "between sets: the older one",
+            resource: Resource::Vcpus,
+            amount: 4.0,
+            started_at: 1999.9,
+            want: 3.0,
+        },
+        Case {
+            name: "exactly at the newer set",
+            resource: Resource::Vcpus,
+            amount: 4.0,
+            started_at: 2000.0,
+            want: 2.0,
+        },
+        Case {
+            name: "after the newest set",
+            resource: Resource::Vcpus,
+            amount: 1.0,
+            started_at: 9e9,
+            want: 1.0,
+        },
+        Case {
+            name: "amount between values: the next larger value",
+            resource: Resource::Vcpus,
+            amount: 3.0,
+            started_at: 2500.0,
+            want: 2.0,
+        },
+        Case {
+            name: "amount equal to a value",
+            resource: Resource::Vcpus,
+            amount: 2.0,
+            started_at: 2500.0,
+            want: 1.0,
+        },
+        Case {
+            name: "amount above every value: the largest value",
+            resource: Resource::Vcpus,
+            amount: 64.0,
+            started_at: 2500.0,
+            want: 2.0,
+        },
+        Case {
+            name: "memory in its own list",
+            resource: Resource::Memory,
+            amount: 12.0,
+            started_at: 1500.0,
+            want: 5.0,
+        },
+        Case {
+            name: "memory above every value",
+            resource: Resource::Memory,
+            amount: 999.0,
+            started_at: 2500.0,
+            want: 2.0,
+        },
     ];
     for case in cases {
-        assert_eq!(w.weight(case.resource, case.amount, case.started_at), case.want, "case: {}", case.name);
+        assert_eq!(
+            w.weight(case.resource, case.amount, case.started_at),
+            case.want,
+            "case: {}",
+            case.name
+        );
     }
 }
 
 #[test]
 fn missing_weights_mean_one() {
     assert_eq!(Weights::default().weight(Resource::Vcpus, 8.0, 0.0), 1.0);
-    let empty_lists = Weights::from_json(br#"[{"resource_set_timestamp": 5, "vcpus": [], "memory_mb": []}]"#).unwrap();
+    let empty_lists =
+        Weights::from_json(br#"[{"resource_set_timestamp": 5, "vcpus": [], "memory_mb": []}]"#)
+            .unwrap();
     assert_eq!(empty_lists.weight(Resource::Vcpus, 8.0, 100.0), 1.0);
     assert_eq!(empty_lists.weight(Resource::Memory, 8.0, 0.0), 1.0);
-    let no_memory = Weights::from_json(br#"[{"resource_set_timestamp": 5, "vcpus": [{"value": 1, "weight": 4}]}]"#).unwrap();
+    let no_memory = Weights::from_json(
+        br#"[{"resource_set_timestamp": 5, "vcpus": [{"value": 1, "weight": 4}]}]"#,
+    )
+    .unwrap();
     assert_eq!(no_memory.weight(Resource::Memory, 8.0, 100.0), 1.0);
     assert_eq!(no_memory.weight(Resource::Vcpus, 8.0, 100.0), 4.0);
 }
@@ -80,10 +150,26 @@ fn the_three_encodings_agree() {
 #[test]
 fn bad_input_names_the_problem() {
     let cases: [(&str, Result<Weights, WeightsError>, &str); 4] = [
-        ("not a list", Weights::from_json(b"{}"), "invalid weights JSON"),
-        ("missing timestamp", Weights::from_json(br#"[{"vcpus": []}]"#), "resource_set_timestamp"),
-        ("step without a weight", Weights::from_json(br#"[{"resource_set_timestamp": 1, "vcpus": [{"value": 1}]}]"#), "missing field `weight`"),
-        ("bad TOML", Weights::from_toml("[[weights]]\nresource_set_timestamp = \"soon\"\n"), "invalid weights TOML"),
+        (
+            "not a list",
+            Weights::from_json(b"{}"),
+            "invalid weights JSON",
+        ),
+        (
+            "missing timestamp",
+            Weights::from_json(br#"[{"vcpus": []}]"#),
+            "resource_set_timestamp",
+        ),
+        (
+            "step without a weight",
+            Weights::from_json(br#"[{"resource_set_timestamp": 1, "vcpus": [{"value": 1}]}]"#),
+            "missing field `weight`",
+        ),
+        (
+            "bad TOML",
+            Weights::from_toml("[[weights]]\nresource_set_timestamp = \"soon\"\n"),
+            "invalid weights TOML",
+        ),
     ];
     for (name, got, want) in cases {
         let err = got.unwrap_err().to_string();

@@ -14,6 +14,7 @@ use crate::snapshot::{
     LegacyUsage, MemoryStats, NovaMetadata, Project, ProjectUsage, ProjectsSnapshot, UsageTotals,
     VcpuStats,
 };
+use crate::weights::Weights;
 
 const MIB: u64 = 1 << 20;
 const GIB: u64 = 1 << 30;
@@ -93,8 +94,13 @@ impl Server {
 }
 
 impl Cloud {
-    /// Per-project usage at `now`.
-    pub fn projects(&self, now: SystemTime, unit: MemoryUnit) -> ProjectsSnapshot {
+    /// Per-project usage at `now`; the legacy families weighted by `weights`.
+    pub fn projects(
+        &self,
+        now: SystemTime,
+        unit: MemoryUnit,
+        weights: &Weights,
+    ) -> ProjectsSnapshot {
         let mut projects = Vec::new();
         for domain in &self.domains {
             for p in &domain.projects {
@@ -121,13 +127,19 @@ impl Cloud {
                         disk_byte_seconds: disk_bytes as f64 * seconds,
                         instance_seconds: seconds,
                     };
-                    usage.legacy += legacy::server_usage(
+                    let started_at = s
+                        .created
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0.0, |d| d.as_secs_f64());
+                    usage.legacy += legacy::weighted_server_usage(
                         ServerHours {
                             hours: seconds / 3600.0,
                             vcpus: f.vcpus,
                             memory_mb: f.ram_mb,
                         },
+                        started_at,
                         unit,
+                        weights,
                     );
                     if s.exists(now) {
                         *usage.instances.entry(s.status.clone()).or_default() += 1;
@@ -141,7 +153,10 @@ impl Cloud {
                 projects.push(usage);
             }
         }
-        ProjectsSnapshot { projects }
+        ProjectsSnapshot {
+            projects,
+            weights: weights.clone(),
+        }
     }
 
     /// The live servers that have a libvirt domain, at most `limit` of them, as guests at `now`.

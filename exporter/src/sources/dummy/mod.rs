@@ -1,14 +1,17 @@
 //! The dummy source: a whole fake OpenStack site through the real metric families.
 //!
-//! Three kinds of cloud: the built-in one (`builtin.yaml`), a YAML file of the operator's
-//! (re-read whenever its content changes; an invalid edit fails the refresh, so the previous
-//! data stays exported and `site_exporter_source_up{source="dummy"}` drops to 0), or a
-//! generated one of any size. Each refresh computes usage from the wall clock, so counters
-//! grow as they would on a real site; the live servers also appear as libvirt guests.
+//! Three kinds of cloud: the built-in one (`builtin.yaml`), a file of the operator's — our YAML
+//! format, or the original exporter's TOML format for names ending in `.toml` — or a generated
+//! one of any size. Files, and the optional credit-weights file, are re-read whenever their
+//! content changes; an invalid edit fails the refresh, so the previous data stays exported and
+//! `site_exporter_source_up{source="dummy"}` drops to 0. Each refresh computes usage from the
+//! wall clock, so counters grow as they would on a real site; the live servers also appear as
+//! libvirt guests.
 
 mod cloud;
 mod file;
 mod generate;
+mod toml_file;
 
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
@@ -20,6 +23,7 @@ pub use generate::Generate;
 use crate::legacy::MemoryUnit;
 use crate::refresh::{Schedule, Source};
 use crate::snapshot::SourceData;
+use crate::weights::{Weights, WeightsError};
 
 /// The built-in cloud, also a worked example of the file format.
 pub const BUILTIN: &str = include_str!("builtin.yaml");
@@ -41,6 +45,11 @@ pub struct DummyConfig {
     pub cloud: CloudSpec,
     /// Live servers exported as guests; `None` is all of them (a generated cloud: 100).
     pub guests: Option<u64>,
+    /// Overrides the cloud's accounting start (`now`, `-3d`, `2024-05-01`, RFC 3339). For a
+    /// TOML cloud it is what `existence = true` counts from; default: the exporter's start.
+    pub usage_start: Option<String>,
+    /// Credit weights for the legacy families (`.toml`, `.json`, else YAML).
+    pub weights: Option<PathBuf>,
     pub schedule: Schedule,
 }
 
@@ -54,11 +63,15 @@ pub enum DummyError {
     },
     #[error("dummy file {path}: {source}")]
     Parse { path: PathBuf, source: FileError },
+    #[error("weights file {path}: {source}")]
+    Weights { path: PathBuf, source: WeightsError },
+    #[error("dummy usage_start: {0}")]
+    UsageStart(String),
 }
 
-/// Reads and parses a dummy file once, for start-up validation.
-pub fn check_file(path: &Path) -> Result<Cloud, DummyError> {
-    read(path).and_then(|text| parse(path, &text, SystemTime::now()))
+/// Builds the source once, for start-up validation of its files and times.
+pub fn check(config: &DummyConfig) -> Result<(), DummyError> {
+    DummySource::new(config, MemoryUnit::default(), SystemTime::now()).map(|_| ())
 }
 
 fn read(path: &Path) -> Result<String, DummyError> {
@@ -68,24 +81,82 @@ fn read(path: &Path) -> Result<String, DummyError> {
     })
 }
 
-fn parse(path: &Path, text: &str, anchor: SystemTime) -> Result<Cloud, DummyError> {
-    file::parse(text, anchor).map_err(|source| DummyError::Parse {
+fn has_extension(path: &Path, ext: &str) -> bool {
+    path.extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case(ext))
+}
+
+/// A dummy file in either format; `usage_start` overrides the file's own accounting start.
+fn parse(
+    path: &Path,
+    text: &str,
+    anchor: SystemTime,
+    usage_start: Option<SystemTime>,
+) -> Result<Cloud, DummyError> {
+    let parsed = if has_extension(path, "toml") {
+        toml_file::parse(text, usage_start.unwrap_or(anchor))
+    } else {
+        file::parse(text, anchor).map(|mut cloud| {
+            if let Some(start) = usage_start {
+                cloud.usage_start = start;
+            }
+            cloud
+        })
+    };
+    parsed.map_err(|source| DummyError::Parse {
         path: path.to_owned(),
         source,
     })
 }
 
+fn parse_weights(path: &Path, text: &str) -> Result<Weights, DummyError> {
+    let parsed = if has_extension(path, "toml") {
+        Weights::from_toml(text)
+    } else if has_extension(path, "json") {
+        Weights::from_json(text.as_bytes())
+    } else {
+        Weights::from_yaml(text)
+    };
+    parsed.map_err(|source| DummyError::Weights {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// A file re-read at every refresh and re-parsed only when its content changed.
+#[derive(Debug)]
+struct Watched {
+    path: PathBuf,
+    content: String,
+}
+
+impl Watched {
+    fn load(path: &Path) -> Result<Self, DummyError> {
+        Ok(Self {
+            path: path.to_owned(),
+            content: read(path)?,
+        })
+    }
+
+    /// The new content if it changed since the last accepted one.
+    fn changed(&self) -> Result<Option<String>, DummyError> {
+        let text = read(&self.path)?;
+        Ok((text != self.content).then_some(text))
+    }
+}
+
 /// The dummy cloud as a [`Source`].
 #[derive(Debug)]
 pub struct DummySource {
-    spec: CloudSpec,
     guests: Option<u64>,
     memory_unit: MemoryUnit,
     /// Relative times in files count from here: the moment the source was created.
     anchor: SystemTime,
+    usage_start: Option<SystemTime>,
     cloud: Cloud,
-    /// The file content `cloud` was built from, to notice edits.
-    loaded: Option<String>,
+    cloud_file: Option<Watched>,
+    weights: Weights,
+    weights_file: Option<Watched>,
 }
 
 impl DummySource {
@@ -95,7 +166,11 @@ impl DummySource {
         memory_unit: MemoryUnit,
         anchor: SystemTime,
     ) -> Result<Self, DummyError> {
-        let (cloud, loaded, guests) = match &config.cloud {
+        let usage_start = match &config.usage_start {
+            Some(text) => Some(file::time(text, anchor).map_err(DummyError::UsageStart)?),
+            None => None,
+        };
+        let (mut cloud, cloud_file, guests) = match &config.cloud {
             CloudSpec::BuiltIn => (builtin(anchor), None, config.guests),
             CloudSpec::Generated(g) => (
                 generate::generate(*g, anchor),
@@ -103,39 +178,67 @@ impl DummySource {
                 Some(config.guests.unwrap_or(DEFAULT_GENERATED_GUESTS)),
             ),
             CloudSpec::File(path) => {
-                let text = read(path)?;
-                (parse(path, &text, anchor)?, Some(text), config.guests)
+                let watched = Watched::load(path)?;
+                let cloud = parse(path, &watched.content, anchor, usage_start)?;
+                (cloud, Some(watched), config.guests)
             }
         };
+        if let Some(start) = usage_start {
+            cloud.usage_start = start;
+        }
+        let (weights, weights_file) = match &config.weights {
+            Some(path) => {
+                let watched = Watched::load(path)?;
+                (parse_weights(path, &watched.content)?, Some(watched))
+            }
+            None => (Weights::default(), None),
+        };
         Ok(Self {
-            spec: config.cloud.clone(),
             guests,
             memory_unit,
             anchor,
+            usage_start,
             cloud,
-            loaded,
+            cloud_file,
+            weights,
+            weights_file,
         })
     }
 
-    /// Re-reads the file when its content changed since the last good load.
+    /// Re-reads the files whose content changed since the last good load. Nothing is replaced
+    /// unless every changed file parses.
     fn reload(&mut self) -> Result<(), DummyError> {
-        let CloudSpec::File(path) = &self.spec else {
-            return Ok(());
+        let cloud = match &self.cloud_file {
+            Some(w) => match w.changed()? {
+                Some(text) => Some((parse(&w.path, &text, self.anchor, self.usage_start)?, text)),
+                None => None,
+            },
+            None => None,
         };
-        let text = read(path)?;
-        if self.loaded.as_deref() == Some(text.as_str()) {
-            return Ok(());
+        let weights = match &self.weights_file {
+            Some(w) => match w.changed()? {
+                Some(text) => Some((parse_weights(&w.path, &text)?, text)),
+                None => None,
+            },
+            None => None,
+        };
+        if let (Some((cloud, text)), Some(w)) = (cloud, self.cloud_file.as_mut()) {
+            tracing::info!(path = %w.path.display(), "dummy file reloaded");
+            self.cloud = cloud;
+            w.content = text;
         }
-        self.cloud = parse(path, &text, self.anchor)?;
-        tracing::info!(path = %path.display(), "dummy file reloaded");
-        self.loaded = Some(text);
+        if let (Some((weights, text)), Some(w)) = (weights, self.weights_file.as_mut()) {
+            tracing::info!(path = %w.path.display(), "weights file reloaded");
+            self.weights = weights;
+            w.content = text;
+        }
         Ok(())
     }
 
-    /// The snapshot at `now`, without touching the file.
+    /// The snapshot at `now`, without touching the files.
     pub fn snapshot(&self, now: SystemTime) -> SourceData {
         SourceData::Cloud {
-            projects: self.cloud.projects(now, self.memory_unit),
+            projects: self.cloud.projects(now, self.memory_unit, &self.weights),
             guests: self.cloud.guests(now, self.guests),
         }
     }

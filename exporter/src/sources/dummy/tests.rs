@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use super::*;
 use crate::snapshot::{GuestState, ProjectsSnapshot};
+use crate::weights::Weights;
 
 const GIB: f64 = (1u64 << 30) as f64;
 const MIB: f64 = (1u64 << 20) as f64;
@@ -40,7 +41,7 @@ fn only_project(s: &ProjectsSnapshot) -> &crate::snapshot::ProjectUsage {
 #[test]
 fn usage_worked_out_by_hand() {
     let now = at("2024-01-11T00:00:00Z");
-    let snap = small_cloud().projects(now, MemoryUnit::Gib);
+    let snap = small_cloud().projects(now, MemoryUnit::Gib, &Weights::default());
     let p = only_project(&snap);
     // before-start: the 10 days since the accounting start (240 h), not since creation.
     // short-lived: 12 h. broken: never launched, 0. stopped: 2 days (48 h). future: not yet.
@@ -57,7 +58,7 @@ fn usage_worked_out_by_hand() {
     // Legacy: hours × vcpus, hours × whole GiB (1536 MB counts as 1 GiB).
     assert_eq!(p.legacy.vcpu_hours, 240.0 * 2.0 + 12.0 + 48.0);
     assert_eq!(p.legacy.memory_hours, 240.0 * 4.0 + 12.0 * 1.0 + 48.0 * 2.0);
-    let mb = small_cloud().projects(now, MemoryUnit::Mb);
+    let mb = small_cloud().projects(now, MemoryUnit::Mb, &Weights::default());
     assert_eq!(
         only_project(&mb).legacy.memory_hours,
         240.0 * 4096.0 + 12.0 * 1536.0 + 48.0 * 2048.0
@@ -76,8 +77,8 @@ fn counters_grow_and_servers_appear() {
     let t0 = at("2024-01-11T00:00:00Z");
     let t1 = at("2024-01-12T06:00:00Z");
     let (a, b) = (
-        cloud.projects(t0, MemoryUnit::Gib),
-        cloud.projects(t1, MemoryUnit::Gib),
+        cloud.projects(t0, MemoryUnit::Gib, &Weights::default()),
+        cloud.projects(t1, MemoryUnit::Gib, &Weights::default()),
     );
     let (a, b) = (only_project(&a), only_project(&b));
     assert!(b.totals.vcpu_seconds > a.totals.vcpu_seconds);
@@ -153,6 +154,8 @@ fn config(path: &std::path::Path) -> DummyConfig {
     DummyConfig {
         cloud: CloudSpec::File(path.to_owned()),
         guests: None,
+        usage_start: None,
+        weights: None,
         schedule: Schedule {
             interval: Duration::from_secs(1),
             timeout: Duration::from_secs(1),
@@ -212,4 +215,54 @@ async fn file_is_reloaded_when_it_changes_and_invalid_edits_fail_the_refresh() {
         project_names(&source.collect(now).await.unwrap()),
         ["three"]
     );
+}
+
+fn alpha_vcpu_hours(data: &SourceData) -> f64 {
+    let SourceData::Cloud { projects, .. } = data else {
+        panic!("the dummy source produces a cloud")
+    };
+    projects.projects[0].legacy.vcpu_hours
+}
+
+#[tokio::test]
+async fn weights_file_is_reloaded_and_a_bad_edit_keeps_the_last_good_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let cloud = dir.path().join("cloud.toml");
+    write(&cloud, "[d]\ndomain_id = \"d\"\n[[d.projects]]\nproject_name = \"alpha\"\nmachines = [{cpus = 2, ram = 4, existence = true}]\n");
+    let weights = dir.path().join("weights.yaml");
+    write(
+        &weights,
+        "- {resource_set_timestamp: 0, vcpus: [{value: 2, weight: 2}], memory_mb: []}\n",
+    );
+    let anchor = at("2024-01-01T00:00:00Z");
+    let mut config = config(&cloud);
+    config.weights = Some(weights.clone());
+    let mut source = DummySource::new(&config, MemoryUnit::Gib, anchor).unwrap();
+    let now = anchor + Duration::from_secs(10 * 3600);
+    // existence = true counts from the exporter's start (no usage_start given): 10 h × 2 × 2.
+    assert_eq!(alpha_vcpu_hours(&source.collect(now).await.unwrap()), 40.0);
+
+    write(
+        &weights,
+        "- {resource_set_timestamp: 0, vcpus: [{value: 2, weight: 3}], memory_mb: []}\n",
+    );
+    assert_eq!(alpha_vcpu_hours(&source.collect(now).await.unwrap()), 60.0);
+
+    write(&weights, "- {resource_set_timestamp: soon}\n");
+    let err = source.collect(now).await.unwrap_err().to_string();
+    assert!(
+        err.starts_with(&format!("weights file {}", weights.display())),
+        "{err}"
+    );
+    assert_eq!(
+        alpha_vcpu_hours(&source.snapshot(now)),
+        60.0,
+        "the last good set stays"
+    );
+
+    // A usage_start override moves what existence = true means.
+    config.usage_start = Some("2023-12-31T14:00:00Z".into());
+    write(&weights, "[]\n");
+    let source = DummySource::new(&config, MemoryUnit::Gib, anchor).unwrap();
+    assert_eq!(alpha_vcpu_hours(&source.snapshot(now)), 20.0 * 2.0);
 }
