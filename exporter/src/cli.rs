@@ -80,7 +80,7 @@ pub struct Cli {
     )]
     pub dummy_servers_per_project: Option<u64>,
 
-    /// Live servers that appear as libvirt guests [default: all; 100 for a generated cloud].
+    /// Live servers that also appear as libvirt guests, the first in the cloud [default: 100].
     #[arg(
         long = "dummy.guests",
         env = "SITE_EXPORTER_DUMMY_GUESTS",

@@ -160,8 +160,8 @@ impl Cloud {
     }
 
     /// The live servers that have a libvirt domain, at most `limit` of them, as guests at `now`.
-    pub fn guests(&self, now: SystemTime, limit: Option<u64>) -> GuestsSnapshot {
-        let limit = limit.map_or(usize::MAX, |l| usize::try_from(l).unwrap_or(usize::MAX));
+    pub fn guests(&self, now: SystemTime, limit: u64) -> GuestsSnapshot {
+        let limit = usize::try_from(limit).unwrap_or(usize::MAX);
         let mut guests = Vec::new();
         let mut sequence = 0u64;
         'all: for domain in &self.domains {

@@ -28,8 +28,9 @@ use crate::weights::{Weights, WeightsError};
 /// The built-in cloud, also a worked example of the file format.
 pub const BUILTIN: &str = include_str!("builtin.yaml");
 
-/// Guests of a generated cloud when `guests` is not set.
-pub const DEFAULT_GENERATED_GUESTS: u64 = 100;
+/// Live servers exported as guests when `guests` is not set: one hypervisor's worth, so a
+/// large cloud does not become millions of guest series.
+pub const DEFAULT_GUESTS: u64 = 100;
 
 /// Which cloud to serve.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,7 +44,8 @@ pub enum CloudSpec {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DummyConfig {
     pub cloud: CloudSpec,
-    /// Live servers exported as guests; `None` is all of them (a generated cloud: 100).
+    /// Live servers exported as guests, the first ones in the cloud's order; `None` is
+    /// [`DEFAULT_GUESTS`].
     pub guests: Option<u64>,
     /// Overrides the cloud's accounting start (`now`, `-3d`, `2024-05-01`, RFC 3339). For a
     /// TOML cloud it is what `existence = true` counts from; default: the exporter's start.
@@ -148,7 +150,7 @@ impl Watched {
 /// The dummy cloud as a [`Source`].
 #[derive(Debug)]
 pub struct DummySource {
-    guests: Option<u64>,
+    guests: u64,
     memory_unit: MemoryUnit,
     /// Relative times in files count from here: the moment the source was created.
     anchor: SystemTime,
@@ -170,17 +172,13 @@ impl DummySource {
             Some(text) => Some(file::time(text, anchor).map_err(DummyError::UsageStart)?),
             None => None,
         };
-        let (mut cloud, cloud_file, guests) = match &config.cloud {
-            CloudSpec::BuiltIn => (builtin(anchor), None, config.guests),
-            CloudSpec::Generated(g) => (
-                generate::generate(*g, anchor),
-                None,
-                Some(config.guests.unwrap_or(DEFAULT_GENERATED_GUESTS)),
-            ),
+        let (mut cloud, cloud_file) = match &config.cloud {
+            CloudSpec::BuiltIn => (builtin(anchor), None),
+            CloudSpec::Generated(g) => (generate::generate(*g, anchor), None),
             CloudSpec::File(path) => {
                 let watched = Watched::load(path)?;
                 let cloud = parse(path, &watched.content, anchor, usage_start)?;
-                (cloud, Some(watched), config.guests)
+                (cloud, Some(watched))
             }
         };
         if let Some(start) = usage_start {
@@ -194,7 +192,7 @@ impl DummySource {
             None => (Weights::default(), None),
         };
         Ok(Self {
-            guests,
+            guests: config.guests.unwrap_or(DEFAULT_GUESTS),
             memory_unit,
             anchor,
             usage_start,

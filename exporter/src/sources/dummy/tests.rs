@@ -90,7 +90,7 @@ fn counters_grow_and_servers_appear() {
     );
     assert_eq!(b.instances.get("active"), Some(&2), "future now exists");
 
-    let (ga, gb) = (cloud.guests(t0, None), cloud.guests(t1, None));
+    let (ga, gb) = (cloud.guests(t0, 100), cloud.guests(t1, 100));
     let running = |g: &crate::snapshot::GuestsSnapshot| {
         g.guests
             .iter()
@@ -108,7 +108,7 @@ fn counters_grow_and_servers_appear() {
 #[test]
 fn guests_are_the_live_servers_with_a_domain() {
     let now = at("2024-01-11T00:00:00Z");
-    let guests = small_cloud().guests(now, None);
+    let guests = small_cloud().guests(now, 100);
     assert!(guests.up);
     let summary: Vec<(&str, GuestState)> = guests
         .guests
@@ -142,7 +142,7 @@ fn guests_are_the_live_servers_with_a_domain() {
     assert!(stopped.vcpus.is_empty() && stopped.blocks.is_empty() && stopped.memory.is_none());
     assert_eq!(stopped.info.cpu_time_seconds, 0.0);
     // A limit keeps the first guests only.
-    assert_eq!(small_cloud().guests(now, Some(1)).guests.len(), 1);
+    assert_eq!(small_cloud().guests(now, 1).guests.len(), 1);
 }
 
 fn write(path: &std::path::Path, text: &str) {
