@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use site_exporter::exposition::{Exposition, Fragment};
-use site_exporter::legacy::MemoryUnit;
+use site_exporter::legacy::LegacyOptions;
 use site_exporter::refresh::{self, Schedule};
 use site_exporter::render::RenderOptions;
 use site_exporter::sources::dummy::{CloudSpec, DummyConfig, DummySource, Generate};
@@ -27,7 +27,8 @@ fn source(projects: u64, guests: u64) -> DummySource {
             timeout: Duration::from_secs(15),
         },
     };
-    DummySource::new(&config, MemoryUnit::Gib, SystemTime::now()).expect("a generated cloud")
+    DummySource::new(&config, LegacyOptions::default(), SystemTime::now())
+        .expect("a generated cloud")
 }
 
 fn refresh(c: &mut Criterion) {

@@ -110,7 +110,8 @@ pub struct Cli {
     #[arg(
         long = "dummy.usage-start",
         env = "SITE_EXPORTER_DUMMY_USAGE_START",
-        value_name = "TIME"
+        value_name = "TIME",
+        allow_hyphen_values = true
     )]
     pub dummy_usage_start: Option<String>,
 

@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::cli::Cli;
-use crate::legacy::MemoryUnit;
+use crate::legacy::{LegacyOptions, MemoryUnit, SimpleVm, DEFAULT_SIMPLE_VM_TAG};
 use crate::refresh::Schedule;
 use crate::render::RenderOptions;
 use crate::sources::dummy::{self, CloudSpec, DummyConfig, DummyError, Generate};
@@ -27,7 +27,8 @@ pub struct Config {
     pub listen_address: SocketAddr,
     pub log: LogConfig,
     pub render: RenderOptions,
-    pub memory_unit: MemoryUnit,
+    /// How the legacy families are computed (memory unit, SimpleVM split).
+    pub legacy: LegacyOptions,
     pub dummy: Option<DummyConfig>,
 }
 
@@ -81,6 +82,7 @@ pub struct FileConfig {
     legacy_metrics: Option<bool>,
     #[serde(default)]
     legacy: LegacySection,
+    simple_vm: Option<SimpleVmSection>,
     /// Present (even as `dummy: {}`) means enabled.
     dummy: Option<DummySection>,
 }
@@ -102,6 +104,13 @@ struct LogSection {
 #[serde(deny_unknown_fields)]
 struct LegacySection {
     memory_unit: Option<MemoryUnit>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SimpleVmSection {
+    project_id: String,
+    tag: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -152,6 +161,10 @@ pub struct MigrationEnv {
     pub dummy_file: Option<PathBuf>,
     /// `USAGE_EXPORTER_DUMMY_WEIGHTS_FILE`: credit weights for the dummy source.
     pub dummy_weights_file: Option<PathBuf>,
+    /// `USAGE_EXPORTER_SIMPLE_VM_PROJECT_ID`: the SimpleVM project.
+    pub simple_vm_project_id: Option<String>,
+    /// `USAGE_EXPORTER_SIMPLE_VM_PROJECT_TAG`: its metadata key.
+    pub simple_vm_tag: Option<String>,
 }
 
 impl MigrationEnv {
@@ -167,6 +180,8 @@ impl MigrationEnv {
             start_date: var("USAGE_EXPORTER_START_DATE"),
             dummy_file: var("USAGE_EXPORTER_DUMMY_FILE").map(PathBuf::from),
             dummy_weights_file: var("USAGE_EXPORTER_DUMMY_WEIGHTS_FILE").map(PathBuf::from),
+            simple_vm_project_id: var("USAGE_EXPORTER_SIMPLE_VM_PROJECT_ID"),
+            simple_vm_tag: var("USAGE_EXPORTER_SIMPLE_VM_PROJECT_TAG"),
         }
     }
 }
@@ -210,7 +225,30 @@ impl Config {
         let render = RenderOptions {
             legacy_metrics: cli.legacy_metrics.or(file.legacy_metrics).unwrap_or(true),
         };
-        let memory_unit = file.legacy.memory_unit.unwrap_or_default();
+        let simple_vm = match (file.simple_vm, &env.simple_vm_project_id) {
+            (Some(section), _) => Some((section.project_id, section.tag)),
+            (None, Some(id)) => Some((id.clone(), None)),
+            (None, None) => None,
+        };
+        let simple_vm = match simple_vm {
+            Some((project_id, tag)) => {
+                let tag = tag
+                    .or(env.simple_vm_tag.clone())
+                    .unwrap_or_else(|| DEFAULT_SIMPLE_VM_TAG.to_string());
+                if project_id.trim().is_empty() {
+                    return Err(invalid("simple_vm.project_id", "must not be empty"));
+                }
+                if tag.trim().is_empty() {
+                    return Err(invalid("simple_vm.tag", "must not be empty"));
+                }
+                Some(SimpleVm { project_id, tag })
+            }
+            None => None,
+        };
+        let legacy = LegacyOptions {
+            memory_unit: file.legacy.memory_unit.unwrap_or_default(),
+            simple_vm,
+        };
 
         let dummy = dummy_config(cli, file.dummy, env)?;
         if dummy.is_none() {
@@ -224,7 +262,7 @@ impl Config {
             listen_address,
             log,
             render,
-            memory_unit,
+            legacy,
             dummy,
         })
     }

@@ -6,10 +6,83 @@
 //! older meaning (`hours × memory_mb`). Credit weights (`weights`) multiply each term, chosen
 //! by the server's size and start.
 
+use std::collections::BTreeMap;
+
 use serde::Deserialize;
 
-use crate::snapshot::LegacyUsage;
+use crate::snapshot::{LegacySeries, LegacyUsage, Project};
 use crate::weights::{Resource, Weights};
+
+/// How the legacy families are computed: memory unit and the SimpleVM split.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LegacyOptions {
+    pub memory_unit: MemoryUnit,
+    pub simple_vm: Option<SimpleVm>,
+}
+
+/// A shared OpenStack project hosting the servers of many portal projects: in the legacy
+/// families it is replaced by one series per value of the servers' metadata `tag`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SimpleVm {
+    pub project_id: String,
+    /// Metadata key naming the portal project [default: `project_name`].
+    pub tag: String,
+}
+
+/// Default SimpleVM metadata key, as in the original.
+pub const DEFAULT_SIMPLE_VM_TAG: &str = "project_name";
+
+/// One server of a project, as the legacy families need it.
+#[derive(Debug, Clone, Copy)]
+pub struct LegacyServer<'a> {
+    pub hours: ServerHours,
+    /// Unix seconds; selects the weights set.
+    pub started_at: f64,
+    pub metadata: &'a BTreeMap<String, String>,
+}
+
+/// The legacy series of one project: one series, or for the SimpleVM project one per tag
+/// value (sorted), with servers lacking the tag left out.
+pub fn project_series<'a>(
+    project: &Project,
+    servers: impl IntoIterator<Item = LegacyServer<'a>>,
+    options: &LegacyOptions,
+    weights: &Weights,
+) -> Vec<LegacySeries> {
+    let usage = |s: &LegacyServer<'_>| {
+        weighted_server_usage(s.hours, s.started_at, options.memory_unit, weights)
+    };
+    match &options.simple_vm {
+        Some(svm) if svm.project_id == project.id => {
+            let mut by_tag: BTreeMap<&str, LegacyUsage> = BTreeMap::new();
+            for s in servers {
+                if let Some(tag) = s.metadata.get(&svm.tag) {
+                    *by_tag.entry(tag.as_str()).or_default() += usage(&s);
+                }
+            }
+            by_tag
+                .into_iter()
+                .map(|(tag, usage)| LegacySeries {
+                    project: Project {
+                        name: tag.to_string(),
+                        ..project.clone()
+                    },
+                    usage,
+                })
+                .collect()
+        }
+        _ => {
+            let mut total = LegacyUsage::default();
+            for s in servers {
+                total += usage(&s);
+            }
+            vec![LegacySeries {
+                project: project.clone(),
+                usage: total,
+            }]
+        }
+    }
+}
 
 /// What `project_mb_usage` counts per hour of a server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -96,6 +169,70 @@ mod tests {
         // The MB unit compares megabytes with the memory values: 4096 is above 64.
         let got = weighted_server_usage(server, 150.0, MemoryUnit::Mb, &weights);
         assert_eq!(got.memory_hours, 10.0 * 4096.0 * 2.0);
+    }
+
+    #[test]
+    fn simple_vm_project_splits_by_tag() {
+        let project = Project {
+            id: "svm".into(),
+            name: "simplevm".into(),
+            domain_id: "d".into(),
+            domain_name: "elixir".into(),
+            enabled: true,
+        };
+        let tagged = |v: &str| BTreeMap::from([("project_name".to_string(), v.to_string())]);
+        let (a, b, none) = (tagged("genomics"), tagged("teaching"), BTreeMap::new());
+        let server = |hours, metadata| LegacyServer {
+            hours: ServerHours {
+                hours,
+                vcpus: 2,
+                memory_mb: 2048,
+            },
+            started_at: 0.0,
+            metadata,
+        };
+        let servers = [
+            server(10.0, &a),
+            server(5.0, &b),
+            server(1.0, &a),
+            server(7.0, &none),
+        ];
+        let options = LegacyOptions {
+            memory_unit: MemoryUnit::Gib,
+            simple_vm: Some(SimpleVm {
+                project_id: "svm".into(),
+                tag: DEFAULT_SIMPLE_VM_TAG.into(),
+            }),
+        };
+        let split = project_series(&project, servers, &options, &Weights::default());
+        let got: Vec<(&str, &str, f64, f64)> = split
+            .iter()
+            .map(|s| {
+                (
+                    s.project.id.as_str(),
+                    s.project.name.as_str(),
+                    s.usage.vcpu_hours,
+                    s.usage.memory_hours,
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("svm", "genomics", 22.0, 22.0),
+                ("svm", "teaching", 10.0, 10.0)
+            ]
+        );
+        assert!(split.iter().all(|s| s.project.domain_name == "elixir"));
+        // Any other project: one series over all its servers.
+        let other = Project {
+            id: "other".into(),
+            ..project.clone()
+        };
+        let whole = project_series(&other, servers, &options, &Weights::default());
+        assert_eq!(whole.len(), 1);
+        assert_eq!(whole[0].usage.vcpu_hours, 46.0);
+        assert_eq!(whole[0].project, other);
     }
 
     #[test]

@@ -63,7 +63,7 @@ pub async fn run(
     let mut tasks = Vec::new();
     if let Some(dummy) = &config.dummy {
         let source =
-            sources::dummy::DummySource::new(dummy, config.memory_unit, SystemTime::now())?;
+            sources::dummy::DummySource::new(dummy, config.legacy.clone(), SystemTime::now())?;
         tasks.push(refresh::spawn(
             source,
             dummy.schedule,

@@ -158,6 +158,7 @@ mod tests {
             match self.script.remove(0) {
                 Step::Data(name) => Ok(SourceData::Projects(ProjectsSnapshot {
                     weights: Default::default(),
+                    legacy: Default::default(),
                     projects: vec![ProjectUsage {
                         project: Project {
                             id: "id".into(),
@@ -169,7 +170,6 @@ mod tests {
                         totals: Default::default(),
                         allocation: Default::default(),
                         instances: Default::default(),
-                        legacy: Default::default(),
                     }],
                 })),
                 Step::Fail => Err(Failure),

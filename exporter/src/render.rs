@@ -17,7 +17,7 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::{Registry, Unit};
 
 use crate::hub::SourceStatus;
-use crate::snapshot::{Guest, GuestsSnapshot, Project, ProjectsSnapshot};
+use crate::snapshot::{Guest, GuestsSnapshot, LegacyUsage, Project, ProjectsSnapshot};
 use crate::weights::{Resource, Weights};
 
 /// Which optional families the projects fragment carries.
@@ -207,19 +207,18 @@ impl Collector for ProjectsCollector {
         if self.options.legacy_metrics {
             // Names, help texts and label names as the original os_project_usage_exporter has
             // them: portals bill from these series.
-            let legacy: [ProjectFamily; 2] = [
-                ("project_vcpu_usage", "Total vcpu usage", None, |p| {
-                    p.legacy.vcpu_hours
-                }),
-                ("project_mb_usage", "Total MB usage", None, |p| {
-                    p.legacy.memory_hours
-                }),
+            let series = &self.snapshot.legacy;
+            let legacy_labels: Vec<ProjectLabels> =
+                series.iter().map(|s| (&s.project).into()).collect();
+            type LegacyFamily = (&'static str, &'static str, fn(&LegacyUsage) -> f64);
+            let legacy: [LegacyFamily; 2] = [
+                ("project_vcpu_usage", "Total vcpu usage", |u| u.vcpu_hours),
+                ("project_mb_usage", "Total MB usage", |u| u.memory_hours),
             ];
-            for (name, help, unit, value) in &legacy {
-                let mut family =
-                    encoder.encode_descriptor(name, help, unit.as_ref(), MetricType::Gauge)?;
-                for (p, l) in projects.iter().zip(&labels) {
-                    ConstGauge::new(value(p)).encode(family.encode_family(l)?)?;
+            for (name, help, value) in &legacy {
+                let mut family = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+                for (s, l) in series.iter().zip(&legacy_labels) {
+                    ConstGauge::new(value(&s.usage)).encode(family.encode_family(l)?)?;
                 }
             }
             encode_weights(&mut encoder, &self.snapshot.weights)?;

@@ -24,6 +24,9 @@ pub enum SourceData {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ProjectsSnapshot {
     pub projects: Vec<ProjectUsage>,
+    /// The original exporter's families: usually one series per project, but the SimpleVM
+    /// project is split by portal project (see `legacy`).
+    pub legacy: Vec<LegacySeries>,
     /// The credit weights the legacy families were computed with (empty: all 1).
     pub weights: crate::weights::Weights,
 }
@@ -48,8 +51,15 @@ pub struct ProjectUsage {
     pub allocation: Allocation,
     /// Existing servers by lower-case Nova status (`active`, `shutoff`, `error`, ...).
     pub instances: BTreeMap<String, u64>,
-    /// The original exporter's families, already in its units (see `legacy`).
-    pub legacy: LegacyUsage,
+}
+
+/// One series of `project_vcpu_usage` and `project_mb_usage`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LegacySeries {
+    /// The labels: for a SimpleVM portal project, the OpenStack project with the portal
+    /// project's name.
+    pub project: Project,
+    pub usage: LegacyUsage,
 }
 
 /// Usage integrals since the accounting start, with Nova's definitions, in base units.

@@ -14,7 +14,7 @@ use std::time::{Duration, SystemTime};
 
 use site_exporter::exposition::Format;
 use site_exporter::hub::Hub;
-use site_exporter::legacy::MemoryUnit;
+use site_exporter::legacy::LegacyOptions;
 use site_exporter::refresh::{self, Schedule};
 use site_exporter::render::RenderOptions;
 use site_exporter::sources::dummy::{CloudSpec, DummyConfig, DummySource};
@@ -34,7 +34,7 @@ fn golden_source() -> DummySource {
             timeout: Duration::from_secs(5),
         },
     };
-    DummySource::new(&config, MemoryUnit::Gib, SystemTime::UNIX_EPOCH).unwrap()
+    DummySource::new(&config, LegacyOptions::default(), SystemTime::UNIX_EPOCH).unwrap()
 }
 
 fn now() -> SystemTime {
@@ -113,7 +113,8 @@ async fn full_classic(options: RenderOptions) -> String {
             timeout: Duration::from_secs(5),
         },
     };
-    let mut source = DummySource::new(&config, MemoryUnit::Gib, SystemTime::now()).unwrap();
+    let mut source =
+        DummySource::new(&config, LegacyOptions::default(), SystemTime::now()).unwrap();
     let slot = hub.register("dummy");
     assert!(refresh::refresh_once(&mut source, config.schedule, &hub, slot, options).await);
     String::from_utf8(

@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 
 use site_exporter::exposition::Format;
 use site_exporter::hub::Hub;
-use site_exporter::legacy::MemoryUnit;
+use site_exporter::legacy::LegacyOptions;
 use site_exporter::refresh::{self, Schedule};
 use site_exporter::render::RenderOptions;
 use site_exporter::sources::dummy::{CloudSpec, DummyConfig, DummySource};
@@ -98,7 +98,8 @@ async fn readme_metric_reference_matches_the_output() {
             timeout: Duration::from_secs(5),
         },
     };
-    let mut source = DummySource::new(&config, MemoryUnit::Gib, SystemTime::now()).unwrap();
+    let mut source =
+        DummySource::new(&config, LegacyOptions::default(), SystemTime::now()).unwrap();
     let slot = hub.register("dummy");
     assert!(
         refresh::refresh_once(

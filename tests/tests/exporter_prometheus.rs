@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use site_exporter::config::{Config, LogConfig, LogFormat};
-use site_exporter::legacy::MemoryUnit;
+use site_exporter::legacy::LegacyOptions;
 use site_exporter::refresh::Schedule;
 use site_exporter::render::RenderOptions;
 use site_exporter::sources::dummy::{CloudSpec, DummyConfig};
@@ -35,7 +35,7 @@ impl Exporter {
                 format: LogFormat::Text,
             },
             render: RenderOptions::default(),
-            memory_unit: MemoryUnit::Gib,
+            legacy: LegacyOptions::default(),
             dummy: Some(DummyConfig {
                 cloud: CloudSpec::BuiltIn,
                 guests: None,

@@ -36,7 +36,7 @@ fn validation_table() {
                 assert_eq!(c.log.filter, "info");
                 assert_eq!(c.log.format, LogFormat::Text);
                 assert!(c.render.legacy_metrics);
-                assert_eq!(c.memory_unit, MemoryUnit::Gib);
+                assert_eq!(c.legacy, LegacyOptions::default());
                 let d = c.dummy.as_ref().unwrap();
                 assert_eq!(d.cloud, CloudSpec::BuiltIn);
                 assert_eq!(d.schedule.interval, Duration::from_secs(15));
@@ -51,7 +51,7 @@ fn validation_table() {
                 let d = c.dummy.as_ref().unwrap();
                 assert_eq!(d.schedule.interval, Duration::from_secs(90));
                 assert_eq!(d.schedule.timeout, Duration::from_secs(5));
-                assert_eq!(c.memory_unit, MemoryUnit::Mb);
+                assert_eq!(c.legacy.memory_unit, MemoryUnit::Mb);
             }),
         },
         Case {
@@ -94,6 +94,30 @@ fn validation_table() {
                 );
                 assert_eq!(d.guests, None);
             }),
+        },
+        Case {
+            name: "simple_vm section with the default tag",
+            args: &["--dummy"],
+            file: "simple_vm: {project_id: pool}\n",
+            want: Ok(|c| {
+                let svm = c.legacy.simple_vm.as_ref().unwrap();
+                assert_eq!(
+                    (svm.project_id.as_str(), svm.tag.as_str()),
+                    ("pool", "project_name")
+                );
+            }),
+        },
+        Case {
+            name: "simple_vm with an empty project id",
+            args: &["--dummy"],
+            file: "simple_vm: {project_id: '', tag: x}\n",
+            want: Err("simple_vm.project_id: must not be empty"),
+        },
+        Case {
+            name: "simple_vm without a project id",
+            args: &["--dummy"],
+            file: "simple_vm: {tag: x}\n",
+            want: Err("missing field `project_id`"),
         },
         Case {
             name: "no source",
@@ -190,6 +214,58 @@ fn validation_table() {
             ),
         }
     }
+}
+
+#[test]
+fn the_original_variables_apply_where_ours_are_unset() {
+    let env = MigrationEnv {
+        start_date: Some("2024-01-01".into()),
+        dummy_file: None,
+        dummy_weights_file: None,
+        simple_vm_project_id: Some("pool".into()),
+        simple_vm_tag: Some("portal_project".into()),
+    };
+    let config = Config::merge(&cli(&["--dummy"]), FileConfig::default(), &env).unwrap();
+    let svm = config.legacy.simple_vm.unwrap();
+    assert_eq!(
+        (svm.project_id.as_str(), svm.tag.as_str()),
+        ("pool", "portal_project")
+    );
+    assert_eq!(
+        config.dummy.unwrap().usage_start.as_deref(),
+        Some("2024-01-01")
+    );
+
+    // Ours win: the file's simple_vm section and the flag.
+    let file = FileConfig::parse("simple_vm: {project_id: mine, tag: t}\n").unwrap();
+    let config =
+        Config::merge(&cli(&["--dummy", "--dummy.usage-start", "-1d"]), file, &env).unwrap();
+    let svm = config.legacy.simple_vm.unwrap();
+    assert_eq!((svm.project_id.as_str(), svm.tag.as_str()), ("mine", "t"));
+    assert_eq!(config.dummy.unwrap().usage_start.as_deref(), Some("-1d"));
+
+    // USAGE_EXPORTER_DUMMY_FILE alone enables the dummy source; a bad start date is named.
+    let dir = tempfile::tempdir().unwrap();
+    let cloud = dir.path().join("cloud.toml");
+    std::fs::write(&cloud, "[d]\ndomain_id = \"d\"\n").unwrap();
+    let env = MigrationEnv {
+        dummy_file: Some(cloud.clone()),
+        start_date: Some("whenever".into()),
+        ..MigrationEnv::default()
+    };
+    let err = Config::merge(&cli(&[]), FileConfig::default(), &env)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("dummy.usage_start (--dummy.usage-start): "),
+        "{err}"
+    );
+    let env = MigrationEnv {
+        dummy_file: Some(cloud.clone()),
+        ..MigrationEnv::default()
+    };
+    let config = Config::merge(&cli(&[]), FileConfig::default(), &env).unwrap();
+    assert_eq!(config.dummy.unwrap().cloud, CloudSpec::File(cloud));
 }
 
 #[test]

@@ -8,11 +8,10 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
-use crate::legacy::{self, MemoryUnit, ServerHours};
+use crate::legacy::{self, LegacyOptions, LegacyServer, ServerHours};
 use crate::snapshot::{
     Allocation, BlockStats, Guest, GuestInfo, GuestState, GuestsSnapshot, InterfaceStats,
-    LegacyUsage, MemoryStats, NovaMetadata, Project, ProjectUsage, ProjectsSnapshot, UsageTotals,
-    VcpuStats,
+    MemoryStats, NovaMetadata, Project, ProjectUsage, ProjectsSnapshot, UsageTotals, VcpuStats,
 };
 use crate::weights::Weights;
 
@@ -94,14 +93,16 @@ impl Server {
 }
 
 impl Cloud {
-    /// Per-project usage at `now`; the legacy families weighted by `weights`.
+    /// Per-project usage at `now`; the legacy families as `legacy` says, weighted by
+    /// `weights`.
     pub fn projects(
         &self,
         now: SystemTime,
-        unit: MemoryUnit,
+        legacy: &LegacyOptions,
         weights: &Weights,
     ) -> ProjectsSnapshot {
         let mut projects = Vec::new();
+        let mut legacy_series = Vec::new();
         for domain in &self.domains {
             for p in &domain.projects {
                 let mut usage = ProjectUsage {
@@ -115,8 +116,8 @@ impl Cloud {
                     totals: UsageTotals::default(),
                     allocation: Allocation::default(),
                     instances: BTreeMap::new(),
-                    legacy: LegacyUsage::default(),
                 };
+                let mut legacy_servers = Vec::with_capacity(p.servers.len());
                 for s in &p.servers {
                     let seconds = s.seconds_in_window(self.usage_start, now);
                     let f = &s.flavor;
@@ -131,16 +132,15 @@ impl Cloud {
                         .created
                         .duration_since(std::time::UNIX_EPOCH)
                         .map_or(0.0, |d| d.as_secs_f64());
-                    usage.legacy += legacy::weighted_server_usage(
-                        ServerHours {
+                    legacy_servers.push(LegacyServer {
+                        hours: ServerHours {
                             hours: seconds / 3600.0,
                             vcpus: f.vcpus,
                             memory_mb: f.ram_mb,
                         },
                         started_at,
-                        unit,
-                        weights,
-                    );
+                        metadata: &s.metadata,
+                    });
                     if s.exists(now) {
                         *usage.instances.entry(s.status.clone()).or_default() += 1;
                         usage.allocation += Allocation {
@@ -150,11 +150,18 @@ impl Cloud {
                         };
                     }
                 }
+                legacy_series.extend(legacy::project_series(
+                    &usage.project,
+                    legacy_servers,
+                    legacy,
+                    weights,
+                ));
                 projects.push(usage);
             }
         }
         ProjectsSnapshot {
             projects,
+            legacy: legacy_series,
             weights: weights.clone(),
         }
     }

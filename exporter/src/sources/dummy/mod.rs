@@ -20,7 +20,7 @@ pub use cloud::{Cloud, CloudProject, Domain, Flavor, Server};
 pub use file::FileError;
 pub use generate::Generate;
 
-use crate::legacy::MemoryUnit;
+use crate::legacy::LegacyOptions;
 use crate::refresh::{Schedule, Source};
 use crate::snapshot::SourceData;
 use crate::weights::{Weights, WeightsError};
@@ -73,7 +73,7 @@ pub enum DummyError {
 
 /// Builds the source once, for start-up validation of its files and times.
 pub fn check(config: &DummyConfig) -> Result<(), DummyError> {
-    DummySource::new(config, MemoryUnit::default(), SystemTime::now()).map(|_| ())
+    DummySource::new(config, LegacyOptions::default(), SystemTime::now()).map(|_| ())
 }
 
 fn read(path: &Path) -> Result<String, DummyError> {
@@ -151,7 +151,7 @@ impl Watched {
 #[derive(Debug)]
 pub struct DummySource {
     guests: u64,
-    memory_unit: MemoryUnit,
+    legacy: LegacyOptions,
     /// Relative times in files count from here: the moment the source was created.
     anchor: SystemTime,
     usage_start: Option<SystemTime>,
@@ -165,7 +165,7 @@ impl DummySource {
     /// Builds the source; relative times count from `anchor`.
     pub fn new(
         config: &DummyConfig,
-        memory_unit: MemoryUnit,
+        legacy: LegacyOptions,
         anchor: SystemTime,
     ) -> Result<Self, DummyError> {
         let usage_start = match &config.usage_start {
@@ -193,7 +193,7 @@ impl DummySource {
         };
         Ok(Self {
             guests: config.guests.unwrap_or(DEFAULT_GUESTS),
-            memory_unit,
+            legacy,
             anchor,
             usage_start,
             cloud,
@@ -236,7 +236,7 @@ impl DummySource {
     /// The snapshot at `now`, without touching the files.
     pub fn snapshot(&self, now: SystemTime) -> SourceData {
         SourceData::Cloud {
-            projects: self.cloud.projects(now, self.memory_unit, &self.weights),
+            projects: self.cloud.projects(now, &self.legacy, &self.weights),
             guests: self.cloud.guests(now, self.guests),
         }
     }

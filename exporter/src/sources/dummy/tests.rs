@@ -4,6 +4,7 @@ use std::io::Write;
 use std::time::Duration;
 
 use super::*;
+use crate::legacy::{LegacyOptions, MemoryUnit};
 use crate::snapshot::{GuestState, ProjectsSnapshot};
 use crate::weights::Weights;
 
@@ -41,7 +42,7 @@ fn only_project(s: &ProjectsSnapshot) -> &crate::snapshot::ProjectUsage {
 #[test]
 fn usage_worked_out_by_hand() {
     let now = at("2024-01-11T00:00:00Z");
-    let snap = small_cloud().projects(now, MemoryUnit::Gib, &Weights::default());
+    let snap = small_cloud().projects(now, &LegacyOptions::default(), &Weights::default());
     let p = only_project(&snap);
     // before-start: the 10 days since the accounting start (240 h), not since creation.
     // short-lived: 12 h. broken: never launched, 0. stopped: 2 days (48 h). future: not yet.
@@ -56,11 +57,20 @@ fn usage_worked_out_by_hand() {
     assert_eq!(p.totals.memory_byte_seconds, dot(&ram_mb) * MIB);
     assert_eq!(p.totals.disk_byte_seconds, dot(&disk_gb) * GIB);
     // Legacy: hours × vcpus, hours × whole GiB (1536 MB counts as 1 GiB).
-    assert_eq!(p.legacy.vcpu_hours, 240.0 * 2.0 + 12.0 + 48.0);
-    assert_eq!(p.legacy.memory_hours, 240.0 * 4.0 + 12.0 * 1.0 + 48.0 * 2.0);
-    let mb = small_cloud().projects(now, MemoryUnit::Mb, &Weights::default());
+    assert_eq!(snap.legacy.len(), 1);
+    let legacy = snap.legacy[0].usage;
+    assert_eq!(legacy.vcpu_hours, 240.0 * 2.0 + 12.0 + 48.0);
+    assert_eq!(legacy.memory_hours, 240.0 * 4.0 + 12.0 * 1.0 + 48.0 * 2.0);
+    let mb = small_cloud().projects(
+        now,
+        &LegacyOptions {
+            memory_unit: MemoryUnit::Mb,
+            simple_vm: None,
+        },
+        &Weights::default(),
+    );
     assert_eq!(
-        only_project(&mb).legacy.memory_hours,
+        mb.legacy[0].usage.memory_hours,
         240.0 * 4096.0 + 12.0 * 1536.0 + 48.0 * 2048.0
     );
     // Existing now: before-start (active), broken (error), stopped (shutoff).
@@ -77,12 +87,12 @@ fn counters_grow_and_servers_appear() {
     let t0 = at("2024-01-11T00:00:00Z");
     let t1 = at("2024-01-12T06:00:00Z");
     let (a, b) = (
-        cloud.projects(t0, MemoryUnit::Gib, &Weights::default()),
-        cloud.projects(t1, MemoryUnit::Gib, &Weights::default()),
+        cloud.projects(t0, &LegacyOptions::default(), &Weights::default()),
+        cloud.projects(t1, &LegacyOptions::default(), &Weights::default()),
     );
+    assert!(b.legacy[0].usage.vcpu_hours > a.legacy[0].usage.vcpu_hours);
     let (a, b) = (only_project(&a), only_project(&b));
     assert!(b.totals.vcpu_seconds > a.totals.vcpu_seconds);
-    assert!(b.legacy.vcpu_hours > a.legacy.vcpu_hours);
     // 30 more hours for before-start (2 vCPUs) and stopped (1), 6 for future (8).
     assert_eq!(
         b.totals.vcpu_seconds - a.totals.vcpu_seconds,
@@ -180,7 +190,7 @@ async fn file_is_reloaded_when_it_changes_and_invalid_edits_fail_the_refresh() {
     let path = dir.path().join("cloud.yaml");
     write(&path, "domains: [{name: d, projects: [{name: one}]}]\n");
     let now = SystemTime::now();
-    let mut source = DummySource::new(&config(&path), MemoryUnit::Gib, now).unwrap();
+    let mut source = DummySource::new(&config(&path), LegacyOptions::default(), now).unwrap();
     assert_eq!(project_names(&source.collect(now).await.unwrap()), ["one"]);
 
     write(
@@ -221,7 +231,7 @@ fn alpha_vcpu_hours(data: &SourceData) -> f64 {
     let SourceData::Cloud { projects, .. } = data else {
         panic!("the dummy source produces a cloud")
     };
-    projects.projects[0].legacy.vcpu_hours
+    projects.legacy[0].usage.vcpu_hours
 }
 
 #[tokio::test]
@@ -237,7 +247,7 @@ async fn weights_file_is_reloaded_and_a_bad_edit_keeps_the_last_good_set() {
     let anchor = at("2024-01-01T00:00:00Z");
     let mut config = config(&cloud);
     config.weights = Some(weights.clone());
-    let mut source = DummySource::new(&config, MemoryUnit::Gib, anchor).unwrap();
+    let mut source = DummySource::new(&config, LegacyOptions::default(), anchor).unwrap();
     let now = anchor + Duration::from_secs(10 * 3600);
     // existence = true counts from the exporter's start (no usage_start given): 10 h × 2 × 2.
     assert_eq!(alpha_vcpu_hours(&source.collect(now).await.unwrap()), 40.0);
@@ -263,6 +273,62 @@ async fn weights_file_is_reloaded_and_a_bad_edit_keeps_the_last_good_set() {
     // A usage_start override moves what existence = true means.
     config.usage_start = Some("2023-12-31T14:00:00Z".into());
     write(&weights, "[]\n");
-    let source = DummySource::new(&config, MemoryUnit::Gib, anchor).unwrap();
+    let source = DummySource::new(&config, LegacyOptions::default(), anchor).unwrap();
     assert_eq!(alpha_vcpu_hours(&source.snapshot(now)), 20.0 * 2.0);
+}
+
+#[test]
+fn simple_vm_project_is_split_by_tag_and_deleted_servers_keep_counting() {
+    let text = "
+usage_start: 2024-01-01T00:00:00Z
+domains:
+  - name: elixir
+    projects:
+      - name: pool
+        id: pool-id
+        servers:
+          - {name: a, vcpus: 2, ram_mb: 2048, created: 2024-01-02T00:00:00Z, metadata: {project_name: genomics}}
+          - {name: b, vcpus: 1, ram_mb: 1024, created: 2024-01-03T00:00:00Z, deleted: 2024-01-04T00:00:00Z, metadata: {project_name: teaching}}
+          - {name: c, vcpus: 4, ram_mb: 4096, created: 2024-01-05T00:00:00Z}
+      - name: other
+        servers:
+          - {name: d, vcpus: 1, ram_mb: 1024, created: 2024-01-09T00:00:00Z, metadata: {project_name: genomics}}
+";
+    let now = at("2024-01-10T00:00:00Z");
+    let cloud = file::parse(text, now).unwrap();
+    let options = LegacyOptions {
+        memory_unit: MemoryUnit::Gib,
+        simple_vm: Some(crate::legacy::SimpleVm {
+            project_id: "pool-id".into(),
+            tag: "project_name".into(),
+        }),
+    };
+    let snap = cloud.projects(now, &options, &Weights::default());
+    let got: Vec<(&str, &str, f64)> = snap
+        .legacy
+        .iter()
+        .map(|s| {
+            (
+                s.project.id.as_str(),
+                s.project.name.as_str(),
+                s.usage.vcpu_hours,
+            )
+        })
+        .collect();
+    let other_id = snap.projects[1].project.id.as_str();
+    // a: 8 days × 2 vCPUs; b: deleted after 1 day, still counted; c has no tag: left out.
+    assert_eq!(
+        got,
+        [
+            ("pool-id", "genomics", 8.0 * 24.0 * 2.0),
+            ("pool-id", "teaching", 24.0),
+            (other_id, "other", 24.0)
+        ]
+    );
+    // Our own families are not split.
+    assert_eq!(snap.projects.len(), 2);
+    assert_eq!(
+        snap.projects[0].totals.vcpu_seconds,
+        (8.0 * 24.0 * 2.0 + 24.0 + 5.0 * 24.0 * 4.0) * 3600.0
+    );
 }

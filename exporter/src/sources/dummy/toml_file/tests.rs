@@ -1,7 +1,7 @@
 #![allow(clippy::unwrap_used)]
 
 use super::*;
-use crate::legacy::MemoryUnit;
+use crate::legacy::LegacyOptions;
 use crate::weights::Weights;
 
 fn at(rfc3339: &str) -> SystemTime {
@@ -106,7 +106,11 @@ fn parses_every_existence_form() {
 fn legacy_values_worked_out_by_hand() {
     let cloud = parse(CLOUD, at("2024-01-01T00:00:00Z")).unwrap();
     let weights = Weights::from_toml(WEIGHTS).unwrap();
-    let snap = cloud.projects(at("2024-01-11T00:00:00Z"), MemoryUnit::Gib, &weights);
+    let snap = cloud.projects(
+        at("2024-01-11T00:00:00Z"),
+        &LegacyOptions::default(),
+        &weights,
+    );
     let alpha = &snap.projects[0];
     assert_eq!(alpha.project.id, "alpha-id");
     // m1: 240 h since the start, started with it (set 1): 2 vCPUs weigh 1, 8 GiB weigh 1.
@@ -118,16 +122,17 @@ fn legacy_values_worked_out_by_hand() {
     let vcpu = 240.0 * 2.0 * 1.0 + 120.0 * 2.0 * 0.5 + 36.0 * 8.0 * 2.0 + 240.0 * 1.0 * 1.0;
     let memory = 240.0 * 8.0 * 1.0 + 120.0 * 16.0 * 1.0 + 36.0 * 4.0 * 1.0 + 240.0 * 2.0 * 1.0;
     assert_eq!((vcpu, memory), (1416.0, 4464.0));
-    assert_eq!(alpha.legacy.vcpu_hours, vcpu);
-    assert_eq!(alpha.legacy.memory_hours, memory);
+    assert_eq!(snap.legacy[0].project.id, "alpha-id");
+    assert_eq!(snap.legacy[0].usage.vcpu_hours, vcpu);
+    assert_eq!(snap.legacy[0].usage.memory_hours, memory);
     // Without weights, the plain sums.
     let plain = cloud.projects(
         at("2024-01-11T00:00:00Z"),
-        MemoryUnit::Gib,
+        &LegacyOptions::default(),
         &Weights::default(),
     );
     assert_eq!(
-        plain.projects[0].legacy.vcpu_hours,
+        plain.legacy[0].usage.vcpu_hours,
         240.0 * 2.0 + 120.0 * 2.0 + 36.0 * 8.0 + 240.0
     );
 }
@@ -175,13 +180,14 @@ fn the_original_stress_file_parses_and_counts() {
     let cloud = parse(&text, start).unwrap();
     let snap = cloud.projects(
         at("2024-01-01T10:00:00Z"),
-        MemoryUnit::Gib,
+        &LegacyOptions::default(),
         &Weights::default(),
     );
     assert_eq!(snap.projects.len(), 3);
-    for p in &snap.projects {
+    assert_eq!(snap.legacy.len(), 3);
+    for s in &snap.legacy {
         // 10 h × (2 + 4 + 2 + 4 + 2) vCPUs; 10 h × 5 × 8 GiB.
-        assert_eq!(p.legacy.vcpu_hours, 140.0);
-        assert_eq!(p.legacy.memory_hours, 400.0);
+        assert_eq!(s.usage.vcpu_hours, 140.0);
+        assert_eq!(s.usage.memory_hours, 400.0);
     }
 }
