@@ -47,6 +47,8 @@ pub enum GatewayError {
     UriTooLong,
     #[error("only origin-form request targets are accepted")]
     AbsoluteTarget,
+    #[error("a federate request has no body")]
+    UnexpectedBody,
     #[error("unauthorized: {0}")]
     Unauthorized(#[from] AuthError),
     #[error("rate limited")]
@@ -65,7 +67,9 @@ impl GatewayError {
     pub fn outcome(&self) -> Outcome {
         match self {
             Self::NotFound | Self::MethodNotAllowed => Outcome::NotFound,
-            Self::UriTooLong | Self::AbsoluteTarget | Self::BadQuery(_) => Outcome::BadRequest,
+            Self::UriTooLong | Self::AbsoluteTarget | Self::UnexpectedBody | Self::BadQuery(_) => {
+                Outcome::BadRequest
+            }
             Self::Unauthorized(_) => Outcome::Unauthorized,
             Self::RateLimited { .. } => Outcome::RateLimited,
             Self::Forbidden { .. } => Outcome::Forbidden,
@@ -78,7 +82,9 @@ impl GatewayError {
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::UriTooLong => StatusCode::URI_TOO_LONG,
-            Self::AbsoluteTarget | Self::BadQuery(_) => StatusCode::BAD_REQUEST,
+            Self::AbsoluteTarget | Self::UnexpectedBody | Self::BadQuery(_) => {
+                StatusCode::BAD_REQUEST
+            }
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Forbidden { .. } => StatusCode::FORBIDDEN,

@@ -12,6 +12,7 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use bytes::Bytes;
+use http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
 use http::{Method, Request, Response, Version};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::{Either, Full};
@@ -127,6 +128,16 @@ async fn pipeline(
     }
     if req.method() != Method::GET {
         return Err(GatewayError::MethodNotAllowed);
+    }
+    // Nothing is ever forwarded from a request body; one being announced (especially with
+    // conflicting framing, a smuggling attempt through a proxy in front) is refused.
+    let h = req.headers();
+    let has_length = h
+        .get_all(CONTENT_LENGTH)
+        .iter()
+        .any(|v| v.as_bytes() != b"0");
+    if has_length || h.contains_key(TRANSFER_ENCODING) {
+        return Err(GatewayError::UnexpectedBody);
     }
     let index = auth::authenticate(req.headers(), &active.tokens)?;
     let c = &active.config.clients[index];
