@@ -139,7 +139,7 @@ async fn bypass_corpus_is_refused_and_never_forwarded() {
         case("key without brackets", get("/federate?match={__name__=%22x%22}", &[&auth]), 400),
         case("unparseable selector", get("/federate?match[]=rate(up%5B5m%5D)", &[&auth]), 400),
         case("bad percent-encoding", get("/federate?match[]=%ff", &[&auth]), 400),
-        case("too many match[]", get(&format!("/federate?{}", vec![ORIGINAL_QUERY; 5].join("&")), &[&auth]), 400),
+        case("too many match[]", get(&format!("/federate?{}", [ORIGINAL_QUERY; 5].join("&")), &[&auth]), 400),
         // Framing and sizes.
         case(
             "Content-Length and Transfer-Encoding together",
