@@ -146,12 +146,13 @@ impl Drop for Gateway {
 pub fn write_config(
     dir: &std::path::Path,
     upstream: SocketAddr,
+    extra_top_yaml: &str,
     extra_client_yaml: &str,
 ) -> PathBuf {
     std::fs::write(dir.join("portal.token"), format!("{TOKEN}\n")).unwrap();
     std::fs::write(dir.join("other.token"), OTHER_TOKEN).unwrap();
     let config = format!(
-        "listen: 127.0.0.1:0\ninternal_listen: 127.0.0.1:0\nupstream: {{url: 'http://{upstream}', timeout: 2s}}\n\
+        "{extra_top_yaml}listen: 127.0.0.1:0\ninternal_listen: 127.0.0.1:0\nupstream: {{url: 'http://{upstream}', timeout: 2s}}\n\
          limits: {{max_match: 4}}\nclients:\n  - name: portal\n    token_file: portal.token\n    allow:\n      - '{ALLOWED}'\n      - '{{__name__=~\"openstack_project_.+\"}}'\n{extra_client_yaml}"
     );
     let path = dir.join("gateway.yml");
@@ -161,9 +162,24 @@ pub fn write_config(
 }
 
 pub async fn start_gateway(upstream: SocketAddr, extra_client_yaml: &str) -> Gateway {
+    start_gateway_in(
+        tempfile::tempdir().unwrap(),
+        upstream,
+        "",
+        extra_client_yaml,
+    )
+    .await
+}
+
+/// Starts a gateway whose config lives in `dir` (files the extra YAML names go there too).
+pub async fn start_gateway_in(
+    dir: tempfile::TempDir,
+    upstream: SocketAddr,
+    extra_top_yaml: &str,
+    extra_client_yaml: &str,
+) -> Gateway {
     let _ = logs();
-    let dir = tempfile::tempdir().unwrap();
-    let path = write_config(dir.path(), upstream, extra_client_yaml);
+    let path = write_config(dir.path(), upstream, extra_top_yaml, extra_client_yaml);
     let config = Config::load(&path).unwrap();
     let state = Arc::new(State::new(&path, config).unwrap());
     let public = TcpListener::bind("127.0.0.1:0").await.unwrap();
