@@ -21,9 +21,12 @@ fn with_clients(clients: &str) -> String {
 const PORTAL: &str =
     "  - name: portal\n    token_file: a.token\n    allow: ['{__name__=\"up\"}']\n";
 
+/// What a case expects: a check on the config, or text the error must contain.
+type Want = Result<fn(&Config), &'static str>;
+
 #[test]
 fn validation_table() {
-    let cases: Vec<(&str, String, Result<fn(&Config), &str>)> = vec![
+    let cases: Vec<(&str, String, Want)> = vec![
         ("minimal", with_clients(PORTAL), Ok(|c| {
             assert_eq!(c.upstream.timeout, DEFAULT_UPSTREAM_TIMEOUT);
             assert_eq!(c.limits, Limits::default());
@@ -31,8 +34,8 @@ fn validation_table() {
             assert_eq!(c.clients[0].token, b"token-aaaaaaaaaaaaaaaa", "trailing newline trimmed");
             assert!(c.clients[0].limiter.is_none());
         })),
-        ("the perf script's shape", format!(
-            "listen: 127.0.0.1:9\ninternal_listen: 127.0.0.1:10\nupstream: {{url: http://127.0.0.1:1, timeout: 20s}}\nclients:\n  - name: portal\n    token_file: a.token\n    allow:\n      - '{{job=\"project_usages\",__name__=~\"project_.*_usage\"}}'\n    rate_limit: {{per_second: 1000000, burst: 1000000}}\n"
+        ("the perf script's shape", String::from(
+            "listen: 127.0.0.1:9\ninternal_listen: 127.0.0.1:10\nupstream: {url: http://127.0.0.1:1, timeout: 20s}\nclients:\n  - name: portal\n    token_file: a.token\n    allow:\n      - '{job=\"project_usages\",__name__=~\"project_.*_usage\"}'\n    rate_limit: {per_second: 1000000, burst: 1000000}\n"
         ), Ok(|c| {
             assert_eq!(c.upstream.timeout, Duration::from_secs(20));
             assert!(c.clients[0].limiter.is_some());
