@@ -10,8 +10,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail, Context};
+use anyhow::{bail, Context};
 use serde_json::Value;
+use site_exporter::config::{Config, LogConfig, LogFormat};
+use site_exporter::legacy::LegacyOptions;
+use site_exporter::refresh::Schedule;
+use site_exporter::render::RenderOptions;
+use site_exporter::sources::dummy::{CloudSpec, DummyConfig};
 
 /// A port that was free a moment ago on 127.0.0.1 (for programs that take an address, not a
 /// listener).
@@ -95,13 +100,19 @@ impl Prometheus {
             dir,
         };
         let ready = format!("{}/-/ready", p.url);
-        let waited = poll("prometheus to be ready", Duration::from_secs(60), || {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
             if let Some(status) = p.child.try_wait()? {
                 bail!("prometheus exited with {status}: {}", p.log());
             }
-            Ok((get(&ready)?.0 == 200).then_some(()))
-        });
-        waited.map_err(|e| anyhow!("{e:#}\n{}", p.log()))?;
+            if get(&ready).is_ok_and(|(status, _)| status == 200) {
+                break;
+            }
+            if Instant::now() >= deadline {
+                bail!("prometheus not ready after 60 s: {}", p.log());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
         Ok(p)
     }
 
@@ -147,4 +158,64 @@ fn prometheus_binary() -> PathBuf {
 /// Percent-encodes a query-string value.
 pub fn encode(value: &str) -> String {
     percent_encoding::utf8_percent_encode(value, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
+/// A running in-process exporter; stops when dropped.
+#[derive(Debug)]
+pub struct Exporter {
+    pub addr: std::net::SocketAddr,
+    _runtime: tokio::runtime::Runtime,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Exporter {
+    /// The built-in dummy cloud, refreshed every `interval`.
+    pub fn start_dummy(interval: Duration) -> Self {
+        let runtime = tokio::runtime::Runtime::new().expect("test exporter setup");
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .expect("test exporter setup");
+        let addr = listener.local_addr().expect("test exporter setup");
+        let config = Config {
+            listen_address: addr,
+            log: LogConfig {
+                filter: "warn".into(),
+                format: LogFormat::Text,
+            },
+            render: RenderOptions::default(),
+            legacy: LegacyOptions::default(),
+            dummy: Some(DummyConfig {
+                cloud: CloudSpec::BuiltIn,
+                guests: None,
+                usage_start: None,
+                weights: None,
+                schedule: Schedule {
+                    interval,
+                    timeout: interval,
+                },
+            }),
+        };
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        runtime.spawn(async move {
+            let shutdown = async {
+                let _ = stopped.await;
+            };
+            site_exporter::run(config, listener, shutdown)
+                .await
+                .expect("test exporter setup");
+        });
+        Self {
+            addr,
+            _runtime: runtime,
+            stop: Some(stop),
+        }
+    }
+}
+
+impl Drop for Exporter {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
 }

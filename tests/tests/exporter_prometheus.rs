@@ -7,70 +7,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use serde_json::Value;
-use site_exporter::config::{Config, LogConfig, LogFormat};
-use site_exporter::legacy::LegacyOptions;
-use site_exporter::refresh::Schedule;
-use site_exporter::render::RenderOptions;
-use site_exporter::sources::dummy::{CloudSpec, DummyConfig};
-use stack_tests::{poll, Prometheus};
-
-/// A running in-process exporter; stops when dropped.
-struct Exporter {
-    addr: std::net::SocketAddr,
-    _runtime: tokio::runtime::Runtime,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-}
-
-impl Exporter {
-    fn start_dummy(interval: Duration) -> Self {
-        let runtime = tokio::runtime::Runtime::new().unwrap();
-        let listener = runtime
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .unwrap();
-        let addr = listener.local_addr().unwrap();
-        let config = Config {
-            listen_address: addr,
-            log: LogConfig {
-                filter: "warn".into(),
-                format: LogFormat::Text,
-            },
-            render: RenderOptions::default(),
-            legacy: LegacyOptions::default(),
-            dummy: Some(DummyConfig {
-                cloud: CloudSpec::BuiltIn,
-                guests: None,
-                usage_start: None,
-                weights: None,
-                schedule: Schedule {
-                    interval,
-                    timeout: interval,
-                },
-            }),
-        };
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        runtime.spawn(async move {
-            let shutdown = async {
-                let _ = stopped.await;
-            };
-            site_exporter::run(config, listener, shutdown)
-                .await
-                .unwrap();
-        });
-        Self {
-            addr,
-            _runtime: runtime,
-            stop: Some(stop),
-        }
-    }
-}
-
-impl Drop for Exporter {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-    }
-}
+use stack_tests::{poll, Exporter, Prometheus};
 
 /// Families (sample names) the dummy exporter must deliver, with the labels every series has.
 const PROJECT_LABELS: &[&str] = &["project_id", "project_name", "domain_id", "domain_name"];
