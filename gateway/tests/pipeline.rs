@@ -387,3 +387,50 @@ async fn reload_swaps_tokens_and_allow_lists_and_keeps_the_old_on_error() {
         "{metrics}"
     );
 }
+
+#[tokio::test]
+async fn slow_header_senders_are_cut_off() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let upstream = Upstream::start().await;
+    // The default limit is 10 s; this gateway has 1 s.
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(dir.path(), upstream.addr, "", "");
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(
+        &path,
+        text.replace(
+            "limits: {max_match: 4}",
+            "limits: {max_match: 4, header_read_timeout: 1s}",
+        ),
+    )
+    .unwrap();
+    let config = federation_gateway::config::Config::load(&path).unwrap();
+    assert_eq!(
+        config.limits.header_read_timeout,
+        std::time::Duration::from_secs(1)
+    );
+    let state = std::sync::Arc::new(federation_gateway::state::State::new(&path, config).unwrap());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(federation_gateway::run(
+        state,
+        listener,
+        None,
+        std::future::pending(),
+    ));
+
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"GET /federate?match[]=up HTTP/1.1\r\nHost: g\r\n")
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut buf = Vec::new();
+    let read =
+        tokio::time::timeout(std::time::Duration::from_secs(8), s.read_to_end(&mut buf)).await;
+    assert!(read.is_ok(), "the connection stayed open");
+    assert!(
+        started.elapsed() >= std::time::Duration::from_millis(900),
+        "cut off before the timeout"
+    );
+    assert_eq!(upstream.count(), 0);
+}
