@@ -1,9 +1,12 @@
-//! Helpers shared by the end-to-end tests in `tests/tests/`: real Prometheus processes on
-//! loopback, free ports, a tiny HTTP client, and polling with a deadline.
+//! Helpers shared by the end-to-end tests in `tests/tests/` and the `dev-stack` runner: real
+//! Prometheus processes on loopback, in-process exporters and gateways, the whole development
+//! topology ([`stack`]), free ports, a tiny HTTP client, and polling with a deadline.
 //!
 //! Every server binds 127.0.0.1 with a port the OS chose; nothing is sent anywhere else.
 //! Nothing here sleeps for a fixed time to wait for a server: [`poll`] retries a condition
 //! until it holds or a deadline passes, and then fails with the last observation.
+
+pub mod stack;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -74,15 +77,23 @@ pub struct Prometheus {
 }
 
 impl Prometheus {
-    /// Starts Prometheus with `config` (YAML) and `files` (name, content) beside it, and waits
-    /// until it answers `/-/ready`.
+    /// Starts Prometheus with `config` (YAML) and `files` (relative path, content) beside it,
+    /// and waits until it answers `/-/ready`.
     pub fn start(config: &str, files: &[(&str, &str)]) -> anyhow::Result<Self> {
+        Self::start_on(free_port(), config, files)
+    }
+
+    /// Like `start`, on a port chosen beforehand (for configs that name their own address).
+    pub fn start_on(port: u16, config: &str, files: &[(&str, &str)]) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         std::fs::write(dir.path().join("prometheus.yml"), config)?;
         for (name, content) in files {
-            std::fs::write(dir.path().join(name), content)?;
+            let path = dir.path().join(name);
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            std::fs::write(path, content)?;
         }
-        let port = free_port();
         let log = std::fs::File::create(dir.path().join("prometheus.log"))?;
         let child = Command::new(prometheus_binary())
             .arg(format!("--config.file={}", dir.path().join("prometheus.yml").display()))
@@ -171,6 +182,20 @@ pub struct Exporter {
 impl Exporter {
     /// The built-in dummy cloud, refreshed every `interval`.
     pub fn start_dummy(interval: Duration) -> Self {
+        Self::start(DummyConfig {
+            cloud: CloudSpec::BuiltIn,
+            guests: None,
+            usage_start: None,
+            weights: None,
+            schedule: Schedule {
+                interval,
+                timeout: interval,
+            },
+        })
+    }
+
+    /// A dummy exporter serving `dummy`.
+    pub fn start(dummy: DummyConfig) -> Self {
         let runtime = tokio::runtime::Runtime::new().expect("test exporter setup");
         let listener = runtime
             .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
@@ -184,16 +209,7 @@ impl Exporter {
             },
             render: RenderOptions::default(),
             legacy: LegacyOptions::default(),
-            dummy: Some(DummyConfig {
-                cloud: CloudSpec::BuiltIn,
-                guests: None,
-                usage_start: None,
-                weights: None,
-                schedule: Schedule {
-                    interval,
-                    timeout: interval,
-                },
-            }),
+            dummy: Some(dummy),
         };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         runtime.spawn(async move {

@@ -5,25 +5,15 @@
 #![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
 use std::time::Duration;
 
-use federation_gateway::config::Config;
-use federation_gateway::state::State;
+use stack_tests::stack::Gateway;
 use stack_tests::{get, poll, Exporter, Prometheus};
 
 const TOKEN: &str = "portal-token-0123456789abcdef";
 
-/// The gateway in-process on its own runtime; stops when dropped.
-struct Gateway {
-    url: String,
-    internal: String,
-    _runtime: tokio::runtime::Runtime,
-    _stop: tokio::sync::oneshot::Sender<()>,
-    _dir: tempfile::TempDir,
-}
-
-fn start_gateway(upstream: &str) -> Gateway {
+/// A gateway for `upstream` with the portal client; the directory holds its files.
+fn start_gateway(upstream: &str) -> (Gateway, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("portal.token"), TOKEN).unwrap();
     let path = dir.path().join("gateway.yml");
@@ -34,32 +24,7 @@ fn start_gateway(upstream: &str) -> Gateway {
         ),
     )
     .unwrap();
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let state = Arc::new(State::new(&path, Config::load(&path).unwrap()).unwrap());
-    let (public, internal) = runtime.block_on(async {
-        (
-            tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
-            tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
-        )
-    });
-    let url = format!("http://{}", public.local_addr().unwrap());
-    let internal_url = format!("http://{}", internal.local_addr().unwrap());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    runtime.spawn(federation_gateway::run(
-        state,
-        public,
-        Some(internal),
-        async {
-            let _ = stopped.await;
-        },
-    ));
-    Gateway {
-        url,
-        internal: internal_url,
-        _runtime: runtime,
-        _stop: stop,
-        _dir: dir,
-    }
+    (Gateway::start(&path).unwrap(), dir)
 }
 
 fn names(prom: &Prometheus, selector: &str) -> BTreeSet<String> {
@@ -82,8 +47,8 @@ fn portal_federates_only_the_allowed_series_through_the_gateway() {
         &[],
     )
     .unwrap();
-    let gateway = start_gateway(&site.url);
-    let host = gateway.url.trim_start_matches("http://");
+    let (gateway, _gateway_dir) = start_gateway(&site.url);
+    let host = gateway.addr.as_str();
     let job = |name: &str, selector: &str, auth: &str| {
         [
             format!("  - job_name: {name}"),
@@ -205,7 +170,7 @@ fn portal_federates_only_the_allowed_series_through_the_gateway() {
     assert!(error.contains("403"), "{error}");
 
     // The gateway's own metrics pass promtool (in the classic format) and count the outcomes.
-    let (status, metrics) = get(&format!("{}/metrics", gateway.internal)).unwrap();
+    let (status, metrics) = get(&format!("http://{}/metrics", gateway.internal)).unwrap();
     assert_eq!(status, 200);
     assert!(
         metrics

@@ -1,0 +1,52 @@
+//! `dev-stack`: the development topology without Docker — two dummy sites (exporter, site
+//! Prometheus, gateway) and a portal Prometheus federating both through their gateways over
+//! TLS. Prints the URLs; Ctrl-C stops everything.
+//!
+//! `cargo run -p stack-tests --bin dev-stack -- [SITES]` (default 2; needs Debian's prometheus).
+
+use std::process::ExitCode;
+
+use stack_tests::stack::{DevStack, Speed, DEV_TOKEN};
+
+fn main() -> ExitCode {
+    let sites = match std::env::args().nth(1).map(|a| a.parse::<usize>()) {
+        None => 2,
+        Some(Ok(n)) => n,
+        Some(Err(_)) => {
+            eprintln!("usage: dev-stack [SITES]");
+            return ExitCode::from(2);
+        }
+    };
+    let stack = match DevStack::start(sites, Speed::DEMO) {
+        Ok(s) => s,
+        Err(error) => {
+            eprintln!("dev-stack: {error:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    println!("portal Prometheus   {}", stack.portal.url);
+    for site in &stack.sites {
+        println!(
+            "{:<8} exporter http://{}/metrics  Prometheus {}  gateway https://{} (internal http://{})",
+            site.name, site.exporter.addr, site.prometheus.url, site.gateway.addr, site.gateway.internal
+        );
+    }
+    println!(
+        "portal token: {DEV_TOKEN}   certificate: {}",
+        stack.dir.path().join("tls.crt").display()
+    );
+    println!("Ctrl-C stops everything.");
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(error) => {
+            eprintln!("dev-stack: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let _ = runtime.block_on(tokio::signal::ctrl_c());
+    drop(stack);
+    ExitCode::SUCCESS
+}
