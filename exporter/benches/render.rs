@@ -11,6 +11,7 @@ use site_exporter::legacy::LegacyOptions;
 use site_exporter::refresh::{self, Schedule};
 use site_exporter::render::RenderOptions;
 use site_exporter::sources::dummy::{CloudSpec, DummyConfig, DummySource, Generate};
+use site_exporter::sources::weights::WeightsInput;
 
 fn source(projects: u64, guests: u64) -> DummySource {
     let config = DummyConfig {
@@ -21,14 +22,18 @@ fn source(projects: u64, guests: u64) -> DummySource {
         }),
         guests: Some(guests),
         usage_start: None,
-        weights: None,
         schedule: Schedule {
             interval: Duration::from_secs(15),
             timeout: Duration::from_secs(15),
         },
     };
-    DummySource::new(&config, LegacyOptions::default(), SystemTime::now())
-        .expect("a generated cloud")
+    DummySource::new(
+        &config,
+        LegacyOptions::default(),
+        WeightsInput::None,
+        SystemTime::now(),
+    )
+    .expect("a generated cloud")
 }
 
 fn refresh(c: &mut Criterion) {

@@ -96,8 +96,7 @@ pub struct Cli {
     )]
     pub dummy_seed: Option<u64>,
 
-    /// Credit weights for the legacy families of the dummy cloud (.toml, .json or YAML);
-    /// re-read when it changes.
+    /// The same as --weights.file (the original exporter's --dummy-weights).
     #[arg(
         long = "dummy.weights",
         env = "SITE_EXPORTER_DUMMY_WEIGHTS",
@@ -114,6 +113,32 @@ pub struct Cli {
         allow_hyphen_values = true
     )]
     pub dummy_usage_start: Option<String>,
+
+    /// The portal's credit weights (JSON), fetched at start and every --weights.interval; the
+    /// legacy families wait until they have loaded once.
+    #[arg(
+        long = "weights.url",
+        env = "SITE_EXPORTER_WEIGHTS_URL",
+        value_name = "URL"
+    )]
+    pub weights_url: Option<String>,
+
+    /// Credit weights from a file (.toml as the original writes them, .json, else YAML).
+    #[arg(
+        long = "weights.file",
+        env = "SITE_EXPORTER_WEIGHTS_FILE",
+        value_name = "FILE"
+    )]
+    pub weights_file: Option<PathBuf>,
+
+    /// Weights refresh interval [default: 10 x the usage source's interval for a URL, the same
+    /// interval for a file].
+    #[arg(
+        long = "weights.interval",
+        env = "SITE_EXPORTER_WEIGHTS_INTERVAL",
+        value_name = "DURATION"
+    )]
+    pub weights_interval: Option<humantime::Duration>,
 
     /// Refresh interval of the dummy source [default: 15s].
     #[arg(

@@ -15,6 +15,7 @@ use crate::legacy::{LegacyOptions, MemoryUnit, SimpleVm, DEFAULT_SIMPLE_VM_TAG};
 use crate::refresh::Schedule;
 use crate::render::RenderOptions;
 use crate::sources::dummy::{self, CloudSpec, DummyConfig, DummyError, Generate};
+use crate::sources::weights::{self, WeightsConfig};
 
 /// Default `--web.listen-address`.
 pub const DEFAULT_LISTEN_ADDRESS: &str = "0.0.0.0:9184";
@@ -30,6 +31,8 @@ pub struct Config {
     /// How the legacy families are computed (memory unit, SimpleVM split).
     pub legacy: LegacyOptions,
     pub dummy: Option<DummyConfig>,
+    /// Credit weights for the legacy families, when configured.
+    pub weights: Option<WeightsConfig>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,6 +86,7 @@ pub struct FileConfig {
     #[serde(default)]
     legacy: LegacySection,
     simple_vm: Option<SimpleVmSection>,
+    weights: Option<WeightsSection>,
     /// Present (even as `dummy: {}`) means enabled.
     dummy: Option<DummySection>,
 }
@@ -108,6 +112,17 @@ struct LegacySection {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+struct WeightsSection {
+    url: Option<String>,
+    file: Option<PathBuf>,
+    #[serde(default, deserialize_with = "duration::option")]
+    interval: Option<Duration>,
+    #[serde(default, deserialize_with = "duration::option")]
+    timeout: Option<Duration>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct SimpleVmSection {
     project_id: String,
     tag: Option<String>,
@@ -117,6 +132,7 @@ struct SimpleVmSection {
 #[serde(deny_unknown_fields)]
 struct DummySection {
     file: Option<PathBuf>,
+    /// The same as `weights.file`, where the original exporter kept it.
     weights: Option<PathBuf>,
     usage_start: Option<String>,
     projects: Option<u64>,
@@ -161,6 +177,10 @@ pub struct MigrationEnv {
     pub dummy_file: Option<PathBuf>,
     /// `USAGE_EXPORTER_DUMMY_WEIGHTS_FILE`: credit weights for the dummy source.
     pub dummy_weights_file: Option<PathBuf>,
+    /// `USAGE_EXPORTER_WEIGHTS_UPDATE_ENDPOINT`: the portal's weights URL.
+    pub weights_url: Option<String>,
+    /// `USAGE_EXPORTER_WEIGHT_UPDATE_FREQUENCY`: weights refresh, in refresh intervals.
+    pub weights_laps: Option<String>,
     /// `USAGE_EXPORTER_SIMPLE_VM_PROJECT_ID`: the SimpleVM project.
     pub simple_vm_project_id: Option<String>,
     /// `USAGE_EXPORTER_SIMPLE_VM_PROJECT_TAG`: its metadata key.
@@ -180,6 +200,8 @@ impl MigrationEnv {
             start_date: var("USAGE_EXPORTER_START_DATE"),
             dummy_file: var("USAGE_EXPORTER_DUMMY_FILE").map(PathBuf::from),
             dummy_weights_file: var("USAGE_EXPORTER_DUMMY_WEIGHTS_FILE").map(PathBuf::from),
+            weights_url: var("USAGE_EXPORTER_WEIGHTS_UPDATE_ENDPOINT"),
+            weights_laps: var("USAGE_EXPORTER_WEIGHT_UPDATE_FREQUENCY"),
             simple_vm_project_id: var("USAGE_EXPORTER_SIMPLE_VM_PROJECT_ID"),
             simple_vm_tag: var("USAGE_EXPORTER_SIMPLE_VM_PROJECT_TAG"),
         }
@@ -250,6 +272,7 @@ impl Config {
             simple_vm,
         };
 
+        let dummy_weights = file.dummy.as_ref().and_then(|d| d.weights.clone());
         let dummy = dummy_config(cli, file.dummy, env)?;
         if dummy.is_none() {
             return Err(invalid(
@@ -258,12 +281,15 @@ impl Config {
             ));
         }
 
+        let projects_interval = dummy.as_ref().map(|d| d.schedule.interval);
+        let weights = weights_config(cli, file.weights, dummy_weights, env, projects_interval)?;
         Ok(Self {
             listen_address,
             log,
             render,
             legacy,
             dummy,
+            weights,
         })
     }
 }
@@ -276,11 +302,6 @@ fn dummy_config(
     let enabled = cli.dummy || section.is_some() || env.dummy_file.is_some();
     let s = section.unwrap_or_default();
     let file = cli.dummy_file.clone().or(s.file).or(env.dummy_file.clone());
-    let weights = cli
-        .dummy_weights
-        .clone()
-        .or(s.weights)
-        .or(env.dummy_weights_file.clone());
     let usage_start = cli
         .dummy_usage_start
         .clone()
@@ -300,7 +321,6 @@ fn dummy_config(
             ("--dummy.guests", guests.is_some()),
             ("--dummy.seed", seed.is_some()),
             ("--dummy.interval", interval.is_some()),
-            ("--dummy.weights", cli.dummy_weights.is_some()),
             ("--dummy.usage-start", cli.dummy_usage_start.is_some()),
         ];
         if let Some((flag, _)) = given.iter().find(|(_, set)| *set) {
@@ -360,19 +380,107 @@ fn dummy_config(
         cloud,
         guests,
         usage_start,
-        weights,
         schedule: Schedule { interval, timeout },
     };
     // Fail at start-up (and in --check-config) rather than at the first refresh.
     dummy::check(&config).map_err(|e| {
         let key = match e {
             DummyError::Read { .. } | DummyError::Parse { .. } => "dummy.file (--dummy.file)",
-            DummyError::Weights { .. } => "dummy.weights (--dummy.weights)",
             DummyError::UsageStart(_) => "dummy.usage_start (--dummy.usage-start)",
         };
         invalid(key, e.to_string())
     })?;
     Ok(Some(config))
+}
+
+/// Weights refresh timeout when none is given (capped by the interval).
+const DEFAULT_WEIGHTS_TIMEOUT: Duration = Duration::from_secs(30);
+
+fn weights_config(
+    cli: &Cli,
+    section: Option<WeightsSection>,
+    dummy_weights: Option<PathBuf>,
+    env: &MigrationEnv,
+    projects_interval: Option<Duration>,
+) -> Result<Option<WeightsConfig>, ConfigError> {
+    let s = section.unwrap_or_default();
+    let url = cli
+        .weights_url
+        .clone()
+        .or(s.url)
+        .or(env.weights_url.clone());
+    let file = cli
+        .weights_file
+        .clone()
+        .or(cli.dummy_weights.clone())
+        .or(s.file)
+        .or(dummy_weights)
+        .or(env.dummy_weights_file.clone());
+    let origin = match (url, file) {
+        (None, None) => return Ok(None),
+        (Some(_), Some(_)) => {
+            return Err(invalid(
+                "weights",
+                "give a weights URL or a weights file, not both",
+            ))
+        }
+        (Some(url), None) => {
+            match reqwest::Url::parse(&url) {
+                Ok(u) if matches!(u.scheme(), "http" | "https") && u.has_host() => {}
+                _ => {
+                    return Err(invalid(
+                        "weights.url (--weights.url)",
+                        format!("'{}' is not an http(s) URL", weights::redact(&url)),
+                    ))
+                }
+            }
+            weights::Origin::Url(url)
+        }
+        (None, Some(path)) => {
+            weights::check_file(&path)
+                .map_err(|e| invalid("weights.file (--weights.file)", e.to_string()))?;
+            weights::Origin::File(path)
+        }
+    };
+    let Some(projects_interval) = projects_interval else {
+        return Err(invalid(
+            "weights",
+            "credit weights are configured but no source of project usage is enabled",
+        ));
+    };
+    let laps = match &env.weights_laps {
+        Some(text) => Some(text.parse::<u32>().ok().filter(|n| *n > 0).ok_or_else(|| {
+            invalid(
+                "USAGE_EXPORTER_WEIGHT_UPDATE_FREQUENCY",
+                format!("'{text}' is not a positive whole number"),
+            )
+        })?),
+        None => None,
+    };
+    let default_interval = match (&origin, laps) {
+        (_, Some(laps)) => projects_interval * laps,
+        (weights::Origin::Url(_), None) => projects_interval * 10,
+        (weights::Origin::File(_), None) => projects_interval,
+    };
+    let interval = cli
+        .weights_interval
+        .map(Into::into)
+        .or(s.interval)
+        .unwrap_or(default_interval);
+    if interval.is_zero() {
+        return Err(invalid(
+            "weights.interval (--weights.interval)",
+            "must be greater than zero",
+        ));
+    }
+    let timeout = s.timeout.unwrap_or(DEFAULT_WEIGHTS_TIMEOUT.min(interval));
+    if timeout.is_zero() {
+        return Err(invalid("weights.timeout", "must be greater than zero"));
+    }
+    Ok(Some(WeightsConfig {
+        origin,
+        schedule: Schedule { interval, timeout },
+    }))
 }
 
 /// `deserialize_with` helpers for durations written like `15s`, `1m30s`, `2h`.

@@ -61,9 +61,27 @@ pub async fn run(
 ) -> Result<(), StartError> {
     let hub = Arc::new(hub::Hub::new(VERSION));
     let mut tasks = Vec::new();
+    let weights = match &config.weights {
+        Some(w) => {
+            let cell = Arc::new(sources::weights::WeightsCell::default());
+            let source = sources::weights::WeightsSource::new(w, Arc::clone(&cell));
+            tasks.push(refresh::spawn(
+                source,
+                w.schedule,
+                Arc::clone(&hub),
+                config.render,
+            ));
+            sources::weights::WeightsInput::Shared(cell)
+        }
+        None => sources::weights::WeightsInput::None,
+    };
     if let Some(dummy) = &config.dummy {
-        let source =
-            sources::dummy::DummySource::new(dummy, config.legacy.clone(), SystemTime::now())?;
+        let source = sources::dummy::DummySource::new(
+            dummy,
+            config.legacy.clone(),
+            weights.clone(),
+            SystemTime::now(),
+        )?;
         tasks.push(refresh::spawn(
             source,
             dummy.schedule,

@@ -112,6 +112,7 @@ pub fn render_data(data: SourceData, options: RenderOptions) -> String {
             out.push_str(&render::guests(Arc::new(guests)));
             out
         }
+        SourceData::Weights(w) => render::weights(w),
     }
 }
 
@@ -157,7 +158,6 @@ mod tests {
         async fn collect(&mut self, _now: SystemTime) -> Result<SourceData, Failure> {
             match self.script.remove(0) {
                 Step::Data(name) => Ok(SourceData::Projects(ProjectsSnapshot {
-                    weights: Default::default(),
                     legacy: Default::default(),
                     projects: vec![ProjectUsage {
                         project: Project {

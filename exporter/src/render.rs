@@ -204,7 +204,7 @@ impl Collector for ProjectsCollector {
             family.encode_info(&Join(l, &enabled))?;
         }
 
-        if self.options.legacy_metrics {
+        if self.options.legacy_metrics && !self.snapshot.legacy.is_empty() {
             // Names, help texts and label names as the original os_project_usage_exporter has
             // them: portals bill from these series.
             let series = &self.snapshot.legacy;
@@ -221,7 +221,6 @@ impl Collector for ProjectsCollector {
                     ConstGauge::new(value(&s.usage)).encode(family.encode_family(l)?)?;
                 }
             }
-            encode_weights(&mut encoder, &self.snapshot.weights)?;
         }
         Ok(())
     }
@@ -234,15 +233,27 @@ struct WeightLabels {
     since: String,
 }
 
-/// `site_exporter_usage_weight`: the credit weights the legacy families were computed with, so
-/// a portal can see what was applied. Written only when weights are configured.
+/// Renders `site_exporter_usage_weight`: the credit weights in force, so a portal can see what
+/// the legacy families were computed with.
+pub fn weights(weights: Arc<Weights>) -> String {
+    encode(WeightsCollector { weights })
+}
+
+#[derive(Debug)]
+struct WeightsCollector {
+    weights: Arc<Weights>,
+}
+
+impl Collector for WeightsCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        encode_weights(&mut encoder, &self.weights)
+    }
+}
+
 fn encode_weights(
     encoder: &mut DescriptorEncoder,
     weights: &Weights,
 ) -> Result<(), std::fmt::Error> {
-    if weights.sets().is_empty() {
-        return Ok(());
-    }
     let mut family = encoder.encode_descriptor(
         "site_exporter_usage_weight",
         "Credit weight applied to the legacy usage of servers of this size that started since the set's Unix time",

@@ -18,6 +18,8 @@ pub enum SourceData {
         projects: ProjectsSnapshot,
         guests: GuestsSnapshot,
     },
+    /// The credit weights in force.
+    Weights(std::sync::Arc<crate::weights::Weights>),
 }
 
 /// Per-project usage of a whole site.
@@ -25,10 +27,9 @@ pub enum SourceData {
 pub struct ProjectsSnapshot {
     pub projects: Vec<ProjectUsage>,
     /// The original exporter's families: usually one series per project, but the SimpleVM
-    /// project is split by portal project (see `legacy`).
+    /// project is split by portal project (see `legacy`). Empty while configured credit
+    /// weights have not loaded: then the families are withheld.
     pub legacy: Vec<LegacySeries>,
-    /// The credit weights the legacy families were computed with (empty: all 1).
-    pub weights: crate::weights::Weights,
 }
 
 /// A Keystone project with the names every series carries.

@@ -18,6 +18,7 @@ use site_exporter::legacy::LegacyOptions;
 use site_exporter::refresh::{self, Schedule};
 use site_exporter::render::RenderOptions;
 use site_exporter::sources::dummy::{CloudSpec, DummyConfig, DummySource};
+use site_exporter::sources::weights::WeightsInput;
 
 fn here() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests")
@@ -28,13 +29,18 @@ fn golden_source() -> DummySource {
         cloud: CloudSpec::File(here().join("fixtures/golden-cloud.yaml")),
         guests: None,
         usage_start: None,
-        weights: None,
         schedule: Schedule {
             interval: Duration::from_secs(15),
             timeout: Duration::from_secs(5),
         },
     };
-    DummySource::new(&config, LegacyOptions::default(), SystemTime::UNIX_EPOCH).unwrap()
+    DummySource::new(
+        &config,
+        LegacyOptions::default(),
+        WeightsInput::None,
+        SystemTime::UNIX_EPOCH,
+    )
+    .unwrap()
 }
 
 fn now() -> SystemTime {
@@ -107,14 +113,18 @@ async fn full_classic(options: RenderOptions) -> String {
         cloud: CloudSpec::BuiltIn,
         guests: None,
         usage_start: None,
-        weights: None,
         schedule: Schedule {
             interval: Duration::from_secs(15),
             timeout: Duration::from_secs(5),
         },
     };
-    let mut source =
-        DummySource::new(&config, LegacyOptions::default(), SystemTime::now()).unwrap();
+    let mut source = DummySource::new(
+        &config,
+        LegacyOptions::default(),
+        WeightsInput::None,
+        SystemTime::now(),
+    )
+    .unwrap();
     let slot = hub.register("dummy");
     assert!(refresh::refresh_once(&mut source, config.schedule, &hub, slot, options).await);
     String::from_utf8(

@@ -14,6 +14,9 @@ use site_exporter::legacy::LegacyOptions;
 use site_exporter::refresh::{self, Schedule};
 use site_exporter::render::RenderOptions;
 use site_exporter::sources::dummy::{CloudSpec, DummyConfig, DummySource};
+use site_exporter::sources::weights::{
+    Origin, WeightsCell, WeightsConfig, WeightsInput, WeightsSource,
+};
 
 type Families = BTreeMap<String, (String, BTreeSet<String>)>;
 
@@ -87,30 +90,37 @@ fn written(text: &str) -> Families {
 #[tokio::test]
 async fn readme_metric_reference_matches_the_output() {
     let hub = Arc::new(Hub::new("test"));
+    let schedule = Schedule {
+        interval: Duration::from_secs(15),
+        timeout: Duration::from_secs(5),
+    };
+    // With credit weights, so that the weights family is written too.
+    let cell = Arc::new(WeightsCell::default());
+    let weights = WeightsConfig {
+        origin: Origin::File(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/weights.toml"),
+        ),
+        schedule,
+    };
+    let mut weights_source = WeightsSource::new(&weights, Arc::clone(&cell));
+    let slot = hub.register("weights");
+    let options = RenderOptions::default();
+    assert!(refresh::refresh_once(&mut weights_source, schedule, &hub, slot, options).await);
     let config = DummyConfig {
         cloud: CloudSpec::BuiltIn,
         guests: None,
         usage_start: None,
-        // With weights, so that the weights family is written too.
-        weights: Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/weights.toml")),
-        schedule: Schedule {
-            interval: Duration::from_secs(15),
-            timeout: Duration::from_secs(5),
-        },
+        schedule,
     };
-    let mut source =
-        DummySource::new(&config, LegacyOptions::default(), SystemTime::now()).unwrap();
+    let mut source = DummySource::new(
+        &config,
+        LegacyOptions::default(),
+        WeightsInput::Shared(cell),
+        SystemTime::now(),
+    )
+    .unwrap();
     let slot = hub.register("dummy");
-    assert!(
-        refresh::refresh_once(
-            &mut source,
-            config.schedule,
-            &hub,
-            slot,
-            RenderOptions::default()
-        )
-        .await
-    );
+    assert!(refresh::refresh_once(&mut source, schedule, &hub, slot, options).await);
     let text = String::from_utf8(
         hub.exposition()
             .body(Format::Classic, false)

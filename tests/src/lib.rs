@@ -186,7 +186,6 @@ impl Exporter {
             cloud: CloudSpec::BuiltIn,
             guests: None,
             usage_start: None,
-            weights: None,
             schedule: Schedule {
                 interval,
                 timeout: interval,
@@ -210,6 +209,7 @@ impl Exporter {
             render: RenderOptions::default(),
             legacy: LegacyOptions::default(),
             dummy: Some(dummy),
+            weights: None,
         };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         runtime.spawn(async move {

@@ -169,7 +169,6 @@ impl DevStack {
             }),
             guests: Some(30),
             usage_start: None,
-            weights: None,
             schedule: Schedule {
                 interval: speed.refresh,
                 timeout: speed.refresh.max(Duration::from_secs(5)),

@@ -120,6 +120,52 @@ fn validation_table() {
             want: Err("missing field `project_id`"),
         },
         Case {
+            name: "weights URL: refreshed every 10 usage intervals by default",
+            args: &[
+                "--dummy",
+                "--weights.url",
+                "https://portal.example/api/weights/",
+            ],
+            file: "",
+            want: Ok(|c| {
+                let w = c.weights.as_ref().unwrap();
+                assert_eq!(
+                    w.origin,
+                    crate::sources::weights::Origin::Url(
+                        "https://portal.example/api/weights/".into()
+                    )
+                );
+                assert_eq!(w.schedule.interval, Duration::from_secs(150));
+                assert_eq!(w.schedule.timeout, Duration::from_secs(30));
+            }),
+        },
+        Case {
+            name: "weights URL and file together",
+            args: &[
+                "--dummy",
+                "--weights.url",
+                "https://portal.example/w",
+                "--dummy.weights",
+                "/w.toml",
+            ],
+            file: "",
+            want: Err("weights: give a weights URL or a weights file, not both"),
+        },
+        Case {
+            name: "weights URL that is not http",
+            args: &["--dummy"],
+            file: "weights: {url: 'ftp://user:pw@portal/w'}\n",
+            want: Err("weights.url (--weights.url): 'ftp://portal/w' is not an http(s) URL"),
+        },
+        Case {
+            name: "missing weights file",
+            args: &["--dummy", "--dummy.weights", "/nonexistent/weights.toml"],
+            file: "",
+            want: Err(
+                "weights.file (--weights.file): cannot read weights file /nonexistent/weights.toml",
+            ),
+        },
+        Case {
             name: "no source",
             args: &[],
             file: "",
@@ -222,6 +268,8 @@ fn the_original_variables_apply_where_ours_are_unset() {
         start_date: Some("2024-01-01".into()),
         dummy_file: None,
         dummy_weights_file: None,
+        weights_url: None,
+        weights_laps: None,
         simple_vm_project_id: Some("pool".into()),
         simple_vm_tag: Some("portal_project".into()),
     };
@@ -266,6 +314,36 @@ fn the_original_variables_apply_where_ours_are_unset() {
     };
     let config = Config::merge(&cli(&[]), FileConfig::default(), &env).unwrap();
     assert_eq!(config.dummy.unwrap().cloud, CloudSpec::File(cloud));
+}
+
+#[test]
+fn weights_frequency_in_laps_from_the_original_variable() {
+    let env = MigrationEnv {
+        weights_url: Some("http://portal.example/w".into()),
+        weights_laps: Some("4".into()),
+        ..MigrationEnv::default()
+    };
+    let config = Config::merge(
+        &cli(&["--dummy", "--dummy.interval", "30s"]),
+        FileConfig::default(),
+        &env,
+    )
+    .unwrap();
+    assert_eq!(
+        config.weights.unwrap().schedule.interval,
+        Duration::from_secs(120)
+    );
+    let env = MigrationEnv {
+        weights_laps: Some("often".into()),
+        ..env
+    };
+    let err = Config::merge(&cli(&["--dummy"]), FileConfig::default(), &env)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("USAGE_EXPORTER_WEIGHT_UPDATE_FREQUENCY: 'often'"),
+        "{err}"
+    );
 }
 
 #[test]

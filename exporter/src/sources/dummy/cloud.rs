@@ -162,7 +162,6 @@ impl Cloud {
         ProjectsSnapshot {
             projects,
             legacy: legacy_series,
-            weights: weights.clone(),
         }
     }
 

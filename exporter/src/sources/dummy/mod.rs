@@ -2,9 +2,9 @@
 //!
 //! Three kinds of cloud: the built-in one (`builtin.yaml`), a file of the operator's — our YAML
 //! format, or the original exporter's TOML format for names ending in `.toml` — or a generated
-//! one of any size. Files, and the optional credit-weights file, are re-read whenever their
-//! content changes; an invalid edit fails the refresh, so the previous data stays exported and
-//! `site_exporter_source_up{source="dummy"}` drops to 0. Each refresh computes usage from the
+//! one of any size. A file is re-read whenever its content changes; an invalid edit fails the
+//! refresh, so the previous data stays exported and `site_exporter_source_up{source="dummy"}`
+//! drops to 0. Credit weights come from the weights source (`sources::weights`). Each refresh computes usage from the
 //! wall clock, so counters grow as they would on a real site; the live servers also appear as
 //! libvirt guests.
 
@@ -22,8 +22,8 @@ pub use generate::Generate;
 
 use crate::legacy::LegacyOptions;
 use crate::refresh::{Schedule, Source};
-use crate::snapshot::SourceData;
-use crate::weights::{Weights, WeightsError};
+use crate::snapshot::{ProjectsSnapshot, SourceData};
+use crate::sources::weights::WeightsInput;
 
 /// The built-in cloud, also a worked example of the file format.
 pub const BUILTIN: &str = include_str!("builtin.yaml");
@@ -50,8 +50,6 @@ pub struct DummyConfig {
     /// Overrides the cloud's accounting start (`now`, `-3d`, `2024-05-01`, RFC 3339). For a
     /// TOML cloud it is what `existence = true` counts from; default: the exporter's start.
     pub usage_start: Option<String>,
-    /// Credit weights for the legacy families (`.toml`, `.json`, else YAML).
-    pub weights: Option<PathBuf>,
     pub schedule: Schedule,
 }
 
@@ -65,15 +63,19 @@ pub enum DummyError {
     },
     #[error("dummy file {path}: {source}")]
     Parse { path: PathBuf, source: FileError },
-    #[error("weights file {path}: {source}")]
-    Weights { path: PathBuf, source: WeightsError },
     #[error("dummy usage_start: {0}")]
     UsageStart(String),
 }
 
 /// Builds the source once, for start-up validation of its files and times.
 pub fn check(config: &DummyConfig) -> Result<(), DummyError> {
-    DummySource::new(config, LegacyOptions::default(), SystemTime::now()).map(|_| ())
+    DummySource::new(
+        config,
+        LegacyOptions::default(),
+        WeightsInput::None,
+        SystemTime::now(),
+    )
+    .map(|_| ())
 }
 
 fn read(path: &Path) -> Result<String, DummyError> {
@@ -111,20 +113,6 @@ fn parse(
     })
 }
 
-fn parse_weights(path: &Path, text: &str) -> Result<Weights, DummyError> {
-    let parsed = if has_extension(path, "toml") {
-        Weights::from_toml(text)
-    } else if has_extension(path, "json") {
-        Weights::from_json(text.as_bytes())
-    } else {
-        Weights::from_yaml(text)
-    };
-    parsed.map_err(|source| DummyError::Weights {
-        path: path.to_owned(),
-        source,
-    })
-}
-
 /// A file re-read at every refresh and re-parsed only when its content changed.
 #[derive(Debug)]
 struct Watched {
@@ -157,8 +145,7 @@ pub struct DummySource {
     usage_start: Option<SystemTime>,
     cloud: Cloud,
     cloud_file: Option<Watched>,
-    weights: Weights,
-    weights_file: Option<Watched>,
+    weights: WeightsInput,
 }
 
 impl DummySource {
@@ -166,6 +153,7 @@ impl DummySource {
     pub fn new(
         config: &DummyConfig,
         legacy: LegacyOptions,
+        weights: WeightsInput,
         anchor: SystemTime,
     ) -> Result<Self, DummyError> {
         let usage_start = match &config.usage_start {
@@ -184,13 +172,6 @@ impl DummySource {
         if let Some(start) = usage_start {
             cloud.usage_start = start;
         }
-        let (weights, weights_file) = match &config.weights {
-            Some(path) => {
-                let watched = Watched::load(path)?;
-                (parse_weights(path, &watched.content)?, Some(watched))
-            }
-            None => (Weights::default(), None),
-        };
         Ok(Self {
             guests: config.guests.unwrap_or(DEFAULT_GUESTS),
             legacy,
@@ -199,44 +180,34 @@ impl DummySource {
             cloud,
             cloud_file,
             weights,
-            weights_file,
         })
     }
 
-    /// Re-reads the files whose content changed since the last good load. Nothing is replaced
-    /// unless every changed file parses.
+    /// Re-reads the cloud file when its content changed since the last good load.
     fn reload(&mut self) -> Result<(), DummyError> {
-        let cloud = match &self.cloud_file {
-            Some(w) => match w.changed()? {
-                Some(text) => Some((parse(&w.path, &text, self.anchor, self.usage_start)?, text)),
-                None => None,
-            },
-            None => None,
+        let Some(w) = self.cloud_file.as_mut() else {
+            return Ok(());
         };
-        let weights = match &self.weights_file {
-            Some(w) => match w.changed()? {
-                Some(text) => Some((parse_weights(&w.path, &text)?, text)),
-                None => None,
-            },
-            None => None,
-        };
-        if let (Some((cloud, text)), Some(w)) = (cloud, self.cloud_file.as_mut()) {
+        if let Some(text) = w.changed()? {
+            self.cloud = parse(&w.path, &text, self.anchor, self.usage_start)?;
+            w.content = text;
             tracing::info!(path = %w.path.display(), "dummy file reloaded");
-            self.cloud = cloud;
-            w.content = text;
-        }
-        if let (Some((weights, text)), Some(w)) = (weights, self.weights_file.as_mut()) {
-            tracing::info!(path = %w.path.display(), "weights file reloaded");
-            self.weights = weights;
-            w.content = text;
         }
         Ok(())
     }
 
-    /// The snapshot at `now`, without touching the files.
+    /// The snapshot at `now`, without touching the file. The legacy families are withheld
+    /// while configured weights have not loaded.
     pub fn snapshot(&self, now: SystemTime) -> SourceData {
+        let projects = match self.weights.current() {
+            Some(weights) => self.cloud.projects(now, &self.legacy, &weights),
+            None => ProjectsSnapshot {
+                legacy: Vec::new(),
+                ..self.cloud.projects(now, &self.legacy, &Default::default())
+            },
+        };
         SourceData::Cloud {
-            projects: self.cloud.projects(now, &self.legacy, &self.weights),
+            projects,
             guests: self.cloud.guests(now, self.guests),
         }
     }
@@ -254,6 +225,7 @@ impl Source for DummySource {
     }
 
     async fn collect(&mut self, now: SystemTime) -> Result<SourceData, DummyError> {
+        self.weights.ready().await;
         self.reload()?;
         Ok(self.snapshot(now))
     }

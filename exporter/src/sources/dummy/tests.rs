@@ -6,6 +6,7 @@ use std::time::Duration;
 use super::*;
 use crate::legacy::{LegacyOptions, MemoryUnit};
 use crate::snapshot::{GuestState, ProjectsSnapshot};
+use crate::sources::weights::WeightsInput;
 use crate::weights::Weights;
 
 const GIB: f64 = (1u64 << 30) as f64;
@@ -165,7 +166,6 @@ fn config(path: &std::path::Path) -> DummyConfig {
         cloud: CloudSpec::File(path.to_owned()),
         guests: None,
         usage_start: None,
-        weights: None,
         schedule: Schedule {
             interval: Duration::from_secs(1),
             timeout: Duration::from_secs(1),
@@ -190,7 +190,13 @@ async fn file_is_reloaded_when_it_changes_and_invalid_edits_fail_the_refresh() {
     let path = dir.path().join("cloud.yaml");
     write(&path, "domains: [{name: d, projects: [{name: one}]}]\n");
     let now = SystemTime::now();
-    let mut source = DummySource::new(&config(&path), LegacyOptions::default(), now).unwrap();
+    let mut source = DummySource::new(
+        &config(&path),
+        LegacyOptions::default(),
+        WeightsInput::None,
+        now,
+    )
+    .unwrap();
     assert_eq!(project_names(&source.collect(now).await.unwrap()), ["one"]);
 
     write(
@@ -225,56 +231,6 @@ async fn file_is_reloaded_when_it_changes_and_invalid_edits_fail_the_refresh() {
         project_names(&source.collect(now).await.unwrap()),
         ["three"]
     );
-}
-
-fn alpha_vcpu_hours(data: &SourceData) -> f64 {
-    let SourceData::Cloud { projects, .. } = data else {
-        panic!("the dummy source produces a cloud")
-    };
-    projects.legacy[0].usage.vcpu_hours
-}
-
-#[tokio::test]
-async fn weights_file_is_reloaded_and_a_bad_edit_keeps_the_last_good_set() {
-    let dir = tempfile::tempdir().unwrap();
-    let cloud = dir.path().join("cloud.toml");
-    write(&cloud, "[d]\ndomain_id = \"d\"\n[[d.projects]]\nproject_name = \"alpha\"\nmachines = [{cpus = 2, ram = 4, existence = true}]\n");
-    let weights = dir.path().join("weights.yaml");
-    write(
-        &weights,
-        "- {resource_set_timestamp: 0, vcpus: [{value: 2, weight: 2}], memory_mb: []}\n",
-    );
-    let anchor = at("2024-01-01T00:00:00Z");
-    let mut config = config(&cloud);
-    config.weights = Some(weights.clone());
-    let mut source = DummySource::new(&config, LegacyOptions::default(), anchor).unwrap();
-    let now = anchor + Duration::from_secs(10 * 3600);
-    // existence = true counts from the exporter's start (no usage_start given): 10 h × 2 × 2.
-    assert_eq!(alpha_vcpu_hours(&source.collect(now).await.unwrap()), 40.0);
-
-    write(
-        &weights,
-        "- {resource_set_timestamp: 0, vcpus: [{value: 2, weight: 3}], memory_mb: []}\n",
-    );
-    assert_eq!(alpha_vcpu_hours(&source.collect(now).await.unwrap()), 60.0);
-
-    write(&weights, "- {resource_set_timestamp: soon}\n");
-    let err = source.collect(now).await.unwrap_err().to_string();
-    assert!(
-        err.starts_with(&format!("weights file {}", weights.display())),
-        "{err}"
-    );
-    assert_eq!(
-        alpha_vcpu_hours(&source.snapshot(now)),
-        60.0,
-        "the last good set stays"
-    );
-
-    // A usage_start override moves what existence = true means.
-    config.usage_start = Some("2023-12-31T14:00:00Z".into());
-    write(&weights, "[]\n");
-    let source = DummySource::new(&config, LegacyOptions::default(), anchor).unwrap();
-    assert_eq!(alpha_vcpu_hours(&source.snapshot(now)), 20.0 * 2.0);
 }
 
 #[test]
