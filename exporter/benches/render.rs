@@ -22,6 +22,7 @@ fn source(projects: u64, guests: u64) -> DummySource {
         }),
         guests: Some(guests),
         usage_start: None,
+        usage_start_url: None,
         schedule: Schedule {
             interval: Duration::from_secs(15),
             timeout: Duration::from_secs(15),

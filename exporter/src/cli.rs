@@ -114,6 +114,15 @@ pub struct Cli {
     )]
     pub dummy_usage_start: Option<String>,
 
+    /// The portal's accounting start: a URL answering [{"start_date": ...}]; it wins over
+    /// every other start date, and usage sources wait for it.
+    #[arg(
+        long = "usage-start-url",
+        env = "SITE_EXPORTER_USAGE_START_URL",
+        value_name = "URL"
+    )]
+    pub usage_start_url: Option<String>,
+
     /// The portal's credit weights (JSON), fetched at start and every --weights.interval; the
     /// legacy families wait until they have loaded once.
     #[arg(

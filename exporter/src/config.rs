@@ -87,6 +87,8 @@ pub struct FileConfig {
     legacy: LegacySection,
     simple_vm: Option<SimpleVmSection>,
     weights: Option<WeightsSection>,
+    /// The portal's start-date URL, for every usage source.
+    usage_start_url: Option<String>,
     /// Present (even as `dummy: {}`) means enabled.
     dummy: Option<DummySection>,
 }
@@ -177,6 +179,8 @@ pub struct MigrationEnv {
     pub dummy_file: Option<PathBuf>,
     /// `USAGE_EXPORTER_DUMMY_WEIGHTS_FILE`: credit weights for the dummy source.
     pub dummy_weights_file: Option<PathBuf>,
+    /// `USAGE_EXPORTER_START_DATE_ENDPOINT`: the portal's start-date URL.
+    pub start_date_url: Option<String>,
     /// `USAGE_EXPORTER_WEIGHTS_UPDATE_ENDPOINT`: the portal's weights URL.
     pub weights_url: Option<String>,
     /// `USAGE_EXPORTER_WEIGHT_UPDATE_FREQUENCY`: weights refresh, in refresh intervals.
@@ -200,6 +204,7 @@ impl MigrationEnv {
             start_date: var("USAGE_EXPORTER_START_DATE"),
             dummy_file: var("USAGE_EXPORTER_DUMMY_FILE").map(PathBuf::from),
             dummy_weights_file: var("USAGE_EXPORTER_DUMMY_WEIGHTS_FILE").map(PathBuf::from),
+            start_date_url: var("USAGE_EXPORTER_START_DATE_ENDPOINT"),
             weights_url: var("USAGE_EXPORTER_WEIGHTS_UPDATE_ENDPOINT"),
             weights_laps: var("USAGE_EXPORTER_WEIGHT_UPDATE_FREQUENCY"),
             simple_vm_project_id: var("USAGE_EXPORTER_SIMPLE_VM_PROJECT_ID"),
@@ -273,7 +278,26 @@ impl Config {
         };
 
         let dummy_weights = file.dummy.as_ref().and_then(|d| d.weights.clone());
-        let dummy = dummy_config(cli, file.dummy, env)?;
+        let usage_start_url = cli
+            .usage_start_url
+            .clone()
+            .or(file.usage_start_url)
+            .or(env.start_date_url.clone());
+        if let Some(url) = &usage_start_url {
+            match reqwest::Url::parse(url) {
+                Ok(u) if matches!(u.scheme(), "http" | "https") && u.has_host() => {}
+                _ => {
+                    return Err(invalid(
+                        "usage_start_url (--usage-start-url)",
+                        format!("'{}' is not an http(s) URL", weights::redact(url)),
+                    ))
+                }
+            }
+        }
+        let mut dummy = dummy_config(cli, file.dummy, env)?;
+        if let Some(d) = dummy.as_mut() {
+            d.usage_start_url = usage_start_url.clone();
+        }
         if dummy.is_none() {
             return Err(invalid(
                 "sources",
@@ -380,6 +404,7 @@ fn dummy_config(
         cloud,
         guests,
         usage_start,
+        usage_start_url: None,
         schedule: Schedule { interval, timeout },
     };
     // Fail at start-up (and in --check-config) rather than at the first refresh.
@@ -387,6 +412,7 @@ fn dummy_config(
         let key = match e {
             DummyError::Read { .. } | DummyError::Parse { .. } => "dummy.file (--dummy.file)",
             DummyError::UsageStart(_) => "dummy.usage_start (--dummy.usage-start)",
+            DummyError::StartDate(_) => "usage_start_url (--usage-start-url)",
         };
         invalid(key, e.to_string())
     })?;

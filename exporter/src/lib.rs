@@ -36,6 +36,9 @@ pub mod snapshot;
 pub mod sources;
 pub mod weights;
 
+#[cfg(test)]
+mod test_support;
+
 use std::future::Future;
 use std::sync::Arc;
 use std::time::SystemTime;

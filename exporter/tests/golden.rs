@@ -29,6 +29,7 @@ fn golden_source() -> DummySource {
         cloud: CloudSpec::File(here().join("fixtures/golden-cloud.yaml")),
         guests: None,
         usage_start: None,
+        usage_start_url: None,
         schedule: Schedule {
             interval: Duration::from_secs(15),
             timeout: Duration::from_secs(5),
@@ -113,6 +114,7 @@ async fn full_classic(options: RenderOptions) -> String {
         cloud: CloudSpec::BuiltIn,
         guests: None,
         usage_start: None,
+        usage_start_url: None,
         schedule: Schedule {
             interval: Duration::from_secs(15),
             timeout: Duration::from_secs(5),

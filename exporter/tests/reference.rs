@@ -110,6 +110,7 @@ async fn readme_metric_reference_matches_the_output() {
         cloud: CloudSpec::BuiltIn,
         guests: None,
         usage_start: None,
+        usage_start_url: None,
         schedule,
     };
     let mut source = DummySource::new(

@@ -186,6 +186,7 @@ impl Exporter {
             cloud: CloudSpec::BuiltIn,
             guests: None,
             usage_start: None,
+            usage_start_url: None,
             schedule: Schedule {
                 interval,
                 timeout: interval,

@@ -169,6 +169,7 @@ impl DevStack {
             }),
             guests: Some(30),
             usage_start: None,
+            usage_start_url: None,
             schedule: Schedule {
                 interval: speed.refresh,
                 timeout: speed.refresh.max(Duration::from_secs(5)),

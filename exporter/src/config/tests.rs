@@ -268,6 +268,7 @@ fn the_original_variables_apply_where_ours_are_unset() {
         start_date: Some("2024-01-01".into()),
         dummy_file: None,
         dummy_weights_file: None,
+        start_date_url: None,
         weights_url: None,
         weights_laps: None,
         simple_vm_project_id: Some("pool".into()),

@@ -2,4 +2,5 @@
 //! conversion to a [`crate::snapshot`] -> tests.
 
 pub mod dummy;
+pub mod start_date;
 pub mod weights;

@@ -50,6 +50,8 @@ pub struct DummyConfig {
     /// Overrides the cloud's accounting start (`now`, `-3d`, `2024-05-01`, RFC 3339). For a
     /// TOML cloud it is what `existence = true` counts from; default: the exporter's start.
     pub usage_start: Option<String>,
+    /// Takes the accounting start from the portal instead (see `sources::start_date`).
+    pub usage_start_url: Option<String>,
     pub schedule: Schedule,
 }
 
@@ -65,6 +67,8 @@ pub enum DummyError {
     Parse { path: PathBuf, source: FileError },
     #[error("dummy usage_start: {0}")]
     UsageStart(String),
+    #[error(transparent)]
+    StartDate(#[from] crate::sources::start_date::StartDateError),
 }
 
 /// Builds the source once, for start-up validation of its files and times.
@@ -146,6 +150,8 @@ pub struct DummySource {
     cloud: Cloud,
     cloud_file: Option<Watched>,
     weights: WeightsInput,
+    /// The portal's start-date URL, until it has answered once.
+    start_url: Option<String>,
 }
 
 impl DummySource {
@@ -180,7 +186,29 @@ impl DummySource {
             cloud,
             cloud_file,
             weights,
+            start_url: config.usage_start_url.clone(),
         })
+    }
+
+    /// Takes the accounting start from the portal, once; until then every refresh fails.
+    async fn fetch_start(&mut self) -> Result<(), DummyError> {
+        let Some(url) = &self.start_url else {
+            return Ok(());
+        };
+        let client = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(30))
+            .build()
+            .unwrap_or_default();
+        let start = crate::sources::start_date::fetch(&client, url).await?;
+        tracing::info!(start = %humantime::format_rfc3339(start), "accounting start from the portal");
+        self.usage_start = Some(start);
+        match &self.cloud_file {
+            // A TOML cloud's `existence = true` means "since the start": parse it again.
+            Some(w) => self.cloud = parse(&w.path, &w.content, self.anchor, self.usage_start)?,
+            None => self.cloud.usage_start = start,
+        }
+        self.start_url = None;
+        Ok(())
     }
 
     /// Re-reads the cloud file when its content changed since the last good load.
@@ -226,6 +254,7 @@ impl Source for DummySource {
 
     async fn collect(&mut self, now: SystemTime) -> Result<SourceData, DummyError> {
         self.weights.ready().await;
+        self.fetch_start().await?;
         self.reload()?;
         Ok(self.snapshot(now))
     }

@@ -166,6 +166,7 @@ fn config(path: &std::path::Path) -> DummyConfig {
         cloud: CloudSpec::File(path.to_owned()),
         guests: None,
         usage_start: None,
+        usage_start_url: None,
         schedule: Schedule {
             interval: Duration::from_secs(1),
             timeout: Duration::from_secs(1),
@@ -287,4 +288,35 @@ domains:
         snap.projects[0].totals.vcpu_seconds,
         (8.0 * 24.0 * 2.0 + 24.0 + 5.0 * 24.0 * 4.0) * 3600.0
     );
+}
+
+#[tokio::test]
+async fn the_portal_start_date_wins_and_the_source_waits_for_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cloud.toml");
+    write(&path, "[d]\ndomain_id = \"d\"\n[[d.projects]]\nproject_name = \"alpha\"\nmachines = [{cpus = 2, ram = 4, existence = true}]\n");
+    let url = crate::test_support::scripted_http(vec![
+        (503, "later"),
+        (200, r#"[{"start_date": "2024-01-01"}]"#),
+    ])
+    .await;
+    let mut config = config(&path);
+    config.usage_start = Some("2023-06-01".into());
+    config.usage_start_url = Some(format!("{url}/api/start/"));
+    let mut source = DummySource::new(
+        &config,
+        LegacyOptions::default(),
+        WeightsInput::None,
+        SystemTime::UNIX_EPOCH,
+    )
+    .unwrap();
+    let now = at("2024-01-01T10:00:00Z");
+    let err = source.collect(now).await.unwrap_err().to_string();
+    assert!(err.ends_with("/api/start/: HTTP 503"), "{err}");
+    let data = source.collect(now).await.unwrap();
+    let SourceData::Cloud { projects, .. } = data else {
+        panic!()
+    };
+    // existence = true counts from the portal's start, not from dummy.usage_start.
+    assert_eq!(projects.legacy[0].usage.vcpu_hours, 20.0);
 }

@@ -1,12 +1,5 @@
 #![allow(clippy::unwrap_used)]
 
-use std::convert::Infallible;
-use std::sync::Mutex;
-
-use bytes::Bytes;
-use http_body_util::Full;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-
 use super::*;
 use crate::legacy::LegacyOptions;
 use crate::sources::dummy::{CloudSpec, DummyConfig, DummySource};
@@ -26,6 +19,7 @@ fn dummy(dir: &Path, weights: WeightsInput) -> DummySource {
         cloud: CloudSpec::File(cloud),
         guests: None,
         usage_start: Some("2024-01-01T00:00:00Z".into()),
+        usage_start_url: None,
         schedule: schedule(),
     };
     DummySource::new(
@@ -102,31 +96,9 @@ async fn legacy_families_wait_for_the_first_set_and_follow_file_edits() {
     );
 }
 
-/// A portal answering each GET with the next (status, body) of a script.
 async fn portal(script: Vec<(u16, &'static str)>) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let script = Arc::new(Mutex::new(script.into_iter()));
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let script = Arc::clone(&script);
-            let service = hyper::service::service_fn(move |_req| {
-                let (status, body) = script.lock().unwrap().next().unwrap_or((404, "done"));
-                async move {
-                    let mut resp =
-                        http::Response::new(Full::new(Bytes::from_static(body.as_bytes())));
-                    *resp.status_mut() = http::StatusCode::from_u16(status).unwrap();
-                    Ok::<_, Infallible>(resp)
-                }
-            });
-            tokio::spawn(
-                hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(stream), service)
-                    .into_owned(),
-            );
-        }
-    });
-    format!("http://user:secret@{addr}/api/weights/?token=also-secret")
+    let base = crate::test_support::scripted_http(script).await;
+    base.replace("http://", "http://user:secret@") + "/api/weights/?token=also-secret"
 }
 
 #[tokio::test]
