@@ -15,6 +15,7 @@ use crate::legacy::MemoryUnit;
 use crate::refresh::Schedule;
 use crate::render::RenderOptions;
 use crate::sources::dummy::{self, CloudSpec, DummyConfig, Generate};
+use crate::sources::libvirt::{self, LibvirtConfig};
 
 /// Default `--web.listen-address`.
 pub const DEFAULT_LISTEN_ADDRESS: &str = "0.0.0.0:9184";
@@ -29,6 +30,7 @@ pub struct Config {
     pub render: RenderOptions,
     pub memory_unit: MemoryUnit,
     pub dummy: Option<DummyConfig>,
+    pub libvirt: Option<LibvirtConfig>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,6 +85,8 @@ pub struct FileConfig {
     legacy: LegacySection,
     /// Present (even as `dummy: {}`) means enabled.
     dummy: Option<DummySection>,
+    /// Present (even as `libvirt: {}`) means enabled.
+    libvirt: Option<LibvirtSection>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -112,6 +116,16 @@ struct DummySection {
     servers_per_project: Option<u64>,
     guests: Option<u64>,
     seed: Option<u64>,
+    #[serde(default, deserialize_with = "duration::option")]
+    interval: Option<Duration>,
+    #[serde(default, deserialize_with = "duration::option")]
+    timeout: Option<Duration>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LibvirtSection {
+    uri: Option<String>,
     #[serde(default, deserialize_with = "duration::option")]
     interval: Option<Duration>,
     #[serde(default, deserialize_with = "duration::option")]
@@ -181,10 +195,11 @@ impl Config {
         let memory_unit = file.legacy.memory_unit.unwrap_or_default();
 
         let dummy = dummy_config(cli, file.dummy)?;
-        if dummy.is_none() {
+        let libvirt = libvirt_config(cli, file.libvirt)?;
+        if dummy.is_none() && libvirt.is_none() {
             return Err(invalid(
                 "sources",
-                "no source is enabled: pass --dummy, or add a dummy: section to the config file",
+                "no source is enabled: pass --dummy or --libvirt, or add a dummy: or libvirt: section to the config file",
             ));
         }
 
@@ -194,6 +209,7 @@ impl Config {
             render,
             memory_unit,
             dummy,
+            libvirt,
         })
     }
 }
@@ -280,6 +296,54 @@ fn dummy_config(
     Ok(Some(DummyConfig {
         cloud,
         guests,
+        schedule: Schedule { interval, timeout },
+    }))
+}
+
+fn libvirt_config(
+    cli: &Cli,
+    section: Option<LibvirtSection>,
+) -> Result<Option<LibvirtConfig>, ConfigError> {
+    let enabled = cli.libvirt || section.is_some();
+    let s = section.unwrap_or_default();
+    let uri = cli.libvirt_uri.clone().or(s.uri);
+    let interval = cli.libvirt_interval.map(Into::into).or(s.interval);
+    if !enabled {
+        let given = [
+            ("--libvirt.uri", uri.is_some()),
+            ("--libvirt.interval", interval.is_some()),
+        ];
+        if let Some((flag, _)) = given.iter().find(|(_, set)| *set) {
+            return Err(invalid(
+                "libvirt",
+                format!("{flag} is set but the libvirt source is not enabled (pass --libvirt)"),
+            ));
+        }
+        return Ok(None);
+    }
+    if !cfg!(feature = "libvirt") {
+        return Err(invalid(
+            "libvirt (--libvirt)",
+            "this site-exporter was built without the libvirt feature (rebuild with --features libvirt)",
+        ));
+    }
+    let uri = uri.unwrap_or_else(|| libvirt::DEFAULT_URI.to_string());
+    if uri.trim().is_empty() {
+        return Err(invalid("libvirt.uri (--libvirt.uri)", "must not be empty"));
+    }
+    let interval = interval.unwrap_or(libvirt::DEFAULT_INTERVAL);
+    if interval.is_zero() {
+        return Err(invalid(
+            "libvirt.interval (--libvirt.interval)",
+            "must be greater than zero",
+        ));
+    }
+    let timeout = s.timeout.unwrap_or(interval);
+    if timeout.is_zero() {
+        return Err(invalid("libvirt.timeout", "must be greater than zero"));
+    }
+    Ok(Some(LibvirtConfig {
+        uri,
         schedule: Schedule { interval, timeout },
     }))
 }
