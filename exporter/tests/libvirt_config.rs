@@ -1,11 +1,8 @@
 //! Configuration of the libvirt source: flags, the `libvirt:` file section, and what a build
 //! without the `libvirt` feature says. Runs with and without the feature.
 
-use std::time::Duration;
-
 use site_exporter::cli::Cli;
 use site_exporter::config::{Config, ConfigError, FileConfig};
-use site_exporter::refresh::Schedule;
 use site_exporter::sources::libvirt::LibvirtConfig;
 
 fn file(yaml: &str) -> Result<FileConfig, ConfigError> {
@@ -22,6 +19,8 @@ fn load(cli: Cli, yaml: &str) -> Result<Config, String> {
 
 #[cfg(feature = "libvirt")]
 fn libvirt(uri: &str, interval: u64, timeout: u64) -> Option<LibvirtConfig> {
+    use site_exporter::refresh::Schedule;
+    use std::time::Duration;
     Some(LibvirtConfig {
         uri: uri.to_string(),
         schedule: Schedule {
@@ -109,6 +108,7 @@ fn settings_that_do_not_depend_on_the_feature() {
 #[cfg(feature = "libvirt")]
 #[test]
 fn settings_with_the_feature() {
+    use std::time::Duration;
     check(vec![
         Case {
             name: "defaults",
