@@ -56,6 +56,8 @@ pub struct Host {
     cache: HashMap<String, Cached>,
     failures: u32,
     retry_at: Option<Instant>,
+    /// Domain XMLs fetched so far (the cache's misses).
+    xml_fetches: u64,
 }
 
 impl Host {
@@ -69,6 +71,7 @@ impl Host {
             cache: HashMap::new(),
             failures: 0,
             retry_at: None,
+            xml_fetches: 0,
         }
     }
 
@@ -134,6 +137,7 @@ impl Host {
             .get(uuid)
             .is_some_and(|c| c.name == name && c.id == id);
         if !fresh {
+            self.xml_fetches += 1;
             let xml = match domain
                 .xml_desc(0)
                 .map_err(|e| e.to_string())
@@ -301,6 +305,76 @@ impl PerDomain for Calls<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn fixture() -> String {
+        format!(
+            "test://{}/tests/fixtures/libvirt-node.xml",
+            env!("CARGO_MANIFEST_DIR")
+        )
+    }
+
+    #[test]
+    fn domain_xml_is_fetched_once_per_domain() {
+        let mut host = Host::new(fixture());
+        let first = host.refresh();
+        assert!(first.up);
+        assert_eq!(first.guests.len(), 4);
+        assert_eq!(host.xml_fetches, 4);
+        let second = host.refresh();
+        assert_eq!(second.guests.len(), 4);
+        assert_eq!(host.xml_fetches, 4, "the second refresh uses the cache");
+        assert_eq!(host.cache.len(), 4);
+    }
+
+    #[test]
+    fn a_failed_connection_backs_off() {
+        let mut host = Host::new("test:///nonexistent/node.xml".into());
+        assert!(!host.refresh().up);
+        assert_eq!(host.failures, 1);
+        let retry_at = host.retry_at.expect("a retry time is set");
+        assert!(retry_at > Instant::now());
+        // Within the backoff, no new attempt is made (the failure count stays).
+        assert!(!host.refresh().up);
+        assert_eq!(host.failures, 1);
+        // Once the backoff has passed, it tries again.
+        host.retry_at = Some(Instant::now());
+        assert!(!host.refresh().up);
+        assert_eq!(host.failures, 2);
+    }
+
+    #[test]
+    fn bulk_parameters_match_virsh() {
+        let uri = fixture();
+        let out = std::process::Command::new("virsh")
+            .args(["-c", &uri, "domstats", "--raw", "--nowait"])
+            .output()
+            .expect("virsh runs (install libvirt-clients)");
+        assert!(out.status.success());
+        let text = String::from_utf8_lossy(&out.stdout);
+        let mut want: Vec<(String, Vec<(String, String)>)> = params::parse_virsh_raw(&text)
+            .into_iter()
+            .map(|(n, p)| (n, p.iter().map(|(k, v)| (k.clone(), v.to_text())).collect()))
+            .collect();
+        let conn = Connect::open_read_only(Some(&uri)).expect("the fixture opens");
+        let records = bulk::all_domain_stats(&conn, STATS, FLAGS).expect("bulk stats");
+        let mut got: Vec<(String, Vec<(String, String)>)> = records
+            .iter()
+            .map(|r| {
+                let name = r.domain.name().expect("a name");
+                (
+                    name,
+                    r.params
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.to_text()))
+                        .collect(),
+                )
+            })
+            .collect();
+        want.sort();
+        got.sort();
+        assert_eq!(got.len(), 4);
+        assert_eq!(got, want);
+    }
 
     #[test]
     fn connection_backoff_doubles_up_to_two_minutes() {
