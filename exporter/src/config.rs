@@ -196,6 +196,14 @@ impl Config {
 
         let dummy = dummy_config(cli, file.dummy)?;
         let libvirt = libvirt_config(cli, file.libvirt)?;
+        if dummy.is_some() && libvirt.is_some() {
+            // Both would export the libvirt_* families, and one exposition cannot hold a
+            // family twice.
+            return Err(invalid(
+                "libvirt (--libvirt)",
+                "the dummy source already exports libvirt_* guests: enable --dummy or --libvirt, not both",
+            ));
+        }
         if dummy.is_none() && libvirt.is_none() {
             return Err(invalid(
                 "sources",

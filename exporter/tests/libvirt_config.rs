@@ -133,6 +133,15 @@ fn settings_with_the_feature() {
             want: Want::Libvirt(libvirt("qemu+ssh://h/system", 60, 60)),
         },
         Case {
+            name: "dummy and libvirt would both export libvirt_*",
+            cli: Cli {
+                dummy: true,
+                ..enabled()
+            },
+            yaml: "",
+            want: Want::Error(&["--libvirt", "not both"]),
+        },
+        Case {
             name: "zero interval",
             cli: Cli {
                 libvirt_interval: Some(Duration::ZERO.into()),

@@ -7,7 +7,7 @@
 //! A libvirt that cannot be reached gives `up: false` and no guests; one guest failing is
 //! logged and skipped, never the whole refresh.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use virt::connect::Connect;
@@ -130,33 +130,34 @@ impl Host {
     }
 
     /// The cached XML of a domain, fetched when new or changed.
-    fn domain_xml(&mut self, domain: &Domain, uuid: &str, name: &str) -> &DomainXml {
+    fn domain_xml(&mut self, domain: &Domain, uuid: &str, name: &str) -> DomainXml {
         let id = domain.id();
-        let fresh = self
+        if let Some(c) = self
             .cache
             .get(uuid)
-            .is_some_and(|c| c.name == name && c.id == id);
-        if !fresh {
-            self.xml_fetches += 1;
-            let xml = match domain
-                .xml_desc(0)
-                .map_err(|e| e.to_string())
-                .and_then(|x| metadata::parse_domain(&x).map_err(|e| e.to_string()))
-            {
-                Ok(xml) => xml,
-                Err(error) => {
-                    tracing::warn!(domain = name, %error, "cannot read domain XML; no Nova metadata");
-                    DomainXml::default()
-                }
-            };
-            let entry = Cached {
-                name: name.to_string(),
-                id,
-                xml,
-            };
-            self.cache.insert(uuid.to_string(), entry);
+            .filter(|c| c.name == name && c.id == id)
+        {
+            return c.xml.clone();
         }
-        &self.cache.get(uuid).expect("inserted above").xml
+        self.xml_fetches += 1;
+        let xml = match domain
+            .xml_desc(0)
+            .map_err(|e| e.to_string())
+            .and_then(|x| metadata::parse_domain(&x).map_err(|e| e.to_string()))
+        {
+            Ok(xml) => xml,
+            Err(error) => {
+                tracing::warn!(domain = name, %error, "cannot read domain XML; no Nova metadata");
+                DomainXml::default()
+            }
+        };
+        let entry = Cached {
+            name: name.to_string(),
+            id,
+            xml: xml.clone(),
+        };
+        self.cache.insert(uuid.to_string(), entry);
+        xml
     }
 }
 
@@ -171,15 +172,15 @@ impl Blocking for Host {
         let decoded: Vec<Decoded> = records.iter().map(|r| params::decode(&r.params)).collect();
         let support = Support::of(&decoded);
         let mut guests = Vec::with_capacity(records.len());
-        let mut seen = HashMap::with_capacity(records.len());
+        let mut seen = HashSet::with_capacity(records.len());
         for (record, d) in records.into_iter().zip(decoded) {
             let dom = record.domain;
             // A domain that vanished since the bulk call fails these two: skip it quietly.
             let (Ok(name), Ok(uuid)) = (dom.name(), dom.uuid_string()) else {
                 continue;
             };
-            let xml = self.domain_xml(&dom, &uuid, &name).clone();
-            seen.insert(uuid.clone(), ());
+            let xml = self.domain_xml(&dom, &uuid, &name);
+            seen.insert(uuid.clone());
             match assemble(name.clone(), uuid, d, support, &xml, &Calls(&dom)) {
                 Ok(Some(g)) => guests.push(g),
                 Ok(None) | Err(CallError::Gone) => {}
@@ -188,7 +189,7 @@ impl Blocking for Host {
                 }
             }
         }
-        self.cache.retain(|uuid, _| seen.contains_key(uuid));
+        self.cache.retain(|uuid, _| seen.contains(uuid));
         guests.sort_by(|a, b| a.name.cmp(&b.name));
         GuestsSnapshot { up: true, guests }
     }

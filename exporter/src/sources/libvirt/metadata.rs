@@ -67,12 +67,6 @@ pub fn parse_domain(xml: &str) -> Result<DomainXml, MetadataError> {
     })
 }
 
-/// Parses `<nova:instance>` as `virDomainGetMetadata` returns it (the element alone).
-pub fn parse_nova(xml: &str) -> Result<Option<NovaMetadata>, MetadataError> {
-    let doc = roxmltree::Document::parse(xml)?;
-    Ok(nova_instance(doc.root_element()))
-}
-
 /// The first child element `ns:name` of `parent`.
 fn child<'a, 'i>(
     parent: roxmltree::Node<'a, 'i>,

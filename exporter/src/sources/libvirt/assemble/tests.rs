@@ -1,3 +1,6 @@
+//! Assembly with a fake domain: bulk and per-domain paths agree, NOWAIT gaps are not refilled,
+//! failures stay with their guest or device.
+
 use std::cell::RefCell;
 
 use super::*;

@@ -1,3 +1,5 @@
+//! Decoder tables on `virsh domstats --raw` style `key=value` lists.
+
 use super::*;
 
 /// What `virsh domstats --raw` prints for a running KVM guest (libvirt 9, trimmed).

@@ -1,3 +1,5 @@
+//! Stuck-call handling with a fake blocking host: no second call while one hangs.
+
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc;
 use std::time::Duration;
