@@ -489,3 +489,110 @@ async fn dummy_guests_and_libvirt_guests_have_the_same_families_and_labels() {
     );
     assert_eq!(dummy, libvirt);
 }
+
+/// A libvirt "daemon" that accepts connections and never answers: every call on it hangs.
+struct Hanging {
+    dir: tempfile::TempDir,
+    accepted: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Hanging {
+    fn start() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let listener =
+            std::os::unix::net::UnixListener::bind(dir.path().join("libvirt.sock")).expect("bind");
+        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = Arc::clone(&accepted);
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for conn in listener.incoming().flatten() {
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                held.push(conn);
+            }
+        });
+        Self { dir, accepted }
+    }
+
+    fn uri(&self) -> String {
+        format!(
+            "qemu+unix:///system?socket={}",
+            self.dir.path().join("libvirt.sock").display()
+        )
+    }
+}
+
+#[test]
+fn a_hanging_libvirt_fails_refreshes_without_piling_up_calls_and_shutdown_still_works() {
+    let daemon = Hanging::start();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_site-exporter"))
+        .args([
+            "--libvirt",
+            "--libvirt.uri",
+            &daemon.uri(),
+            "--libvirt.interval",
+            "1s",
+        ])
+        .args(["--web.listen-address", &format!("127.0.0.1:{port}")])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("the exporter starts");
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    let errors = "site_exporter_source_refresh_errors_total{source=\"libvirt\"} ";
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let body = loop {
+        let body = runtime.block_on(async {
+            match tokio::net::TcpStream::connect(addr).await {
+                Ok(_) => Some(get(addr, "/metrics").await.1),
+                Err(_) => None,
+            }
+        });
+        let failed = body.as_deref().and_then(|b| {
+            b.lines()
+                .find_map(|l| l.strip_prefix(errors))
+                .and_then(|v| v.trim().parse::<u64>().ok())
+        });
+        if let (Some(body), Some(n)) = (&body, failed) {
+            if n >= 3 {
+                break body.clone();
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no three failed refreshes within 30 s: {body:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(
+        body.contains("site_exporter_source_up{source=\"libvirt\"} 0"),
+        "{body}"
+    );
+    assert_eq!(
+        daemon.accepted.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "one stuck call, no second connection while it hangs"
+    );
+
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let exit = loop {
+        if let Some(exit) = child.try_wait().expect("wait") {
+            break exit;
+        }
+        if std::time::Instant::now() >= deadline {
+            let _ = child.kill();
+            panic!("the exporter did not exit within 20 s of SIGTERM with a libvirt call stuck");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(exit.success(), "{exit}");
+}
