@@ -51,7 +51,11 @@ pub fn all_domain_stats(conn: &Connect, stats: u32, flags: u32) -> Result<Vec<St
     if n < 0 {
         return Err(Error::last_error());
     }
-    let n = usize::try_from(n).unwrap_or(0);
+    let n = if list.is_null() {
+        0
+    } else {
+        usize::try_from(n).unwrap_or(0)
+    };
     let mut out = Vec::with_capacity(n);
     for i in 0..n {
         // SAFETY: libvirt returned `n` records followed by NULL in `list`, so `i < n` is in

@@ -147,8 +147,9 @@ impl Host {
         {
             Ok(xml) => xml,
             Err(error) => {
+                // Not cached: the next refresh tries again.
                 tracing::warn!(domain = name, %error, "cannot read domain XML; no Nova metadata");
-                DomainXml::default()
+                return DomainXml::default();
             }
         };
         let entry = Cached {
