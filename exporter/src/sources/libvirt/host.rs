@@ -58,6 +58,8 @@ pub struct Host {
     retry_at: Option<Instant>,
     /// Domain XMLs fetched so far (the cache's misses).
     xml_fetches: u64,
+    /// Whether to pass NOWAIT; cleared for a libvirt older than 4.5 that rejects it.
+    nowait: bool,
 }
 
 impl Host {
@@ -72,6 +74,7 @@ impl Host {
             failures: 0,
             retry_at: None,
             xml_fetches: 0,
+            nowait: true,
         }
     }
 
@@ -116,17 +119,32 @@ impl Host {
 
     /// The bulk records, trying a fresh connection once if the current one fails.
     fn bulk(&mut self) -> Option<Vec<bulk::StatsRecord>> {
-        for attempt in 0..2 {
+        let mut fresh_tried = false;
+        loop {
+            let flags = if self.nowait { FLAGS } else { 0 };
             let conn = self.connection()?;
-            match bulk::all_domain_stats(conn, STATS, FLAGS) {
+            let error = match bulk::all_domain_stats(conn, STATS, flags) {
                 Ok(records) => return Some(records),
-                Err(error) => {
-                    tracing::warn!(uri = %self.uri, %error, attempt, "bulk domain statistics failed");
-                    self.drop_connection();
-                }
+                Err(error) => error,
+            };
+            if self.nowait
+                && rejects_flags(error.code().is(ErrorNumber::InvalidArg), error.message())
+            {
+                tracing::warn!(
+                    uri = %self.uri,
+                    %error,
+                    "libvirt does not know NOWAIT (older than 4.5): a guest whose job lock is held can stall refreshes"
+                );
+                self.nowait = false;
+                continue;
             }
+            tracing::warn!(uri = %self.uri, %error, "bulk domain statistics failed");
+            self.drop_connection();
+            if fresh_tried {
+                return None;
+            }
+            fresh_tried = true;
         }
-        None
     }
 
     /// The cached XML of a domain, fetched when new or changed.
@@ -194,6 +212,12 @@ impl Blocking for Host {
         guests.sort_by(|a, b| a.name.cmp(&b.name));
         GuestsSnapshot { up: true, guests }
     }
+}
+
+/// Whether a bulk call failed because libvirt does not know one of its flags
+/// (`virCheckFlags`: "unsupported flags (0x...) in function ...", an invalid-argument error).
+fn rejects_flags(invalid_arg: bool, message: &str) -> bool {
+    invalid_arg && message.contains("unsupported flags")
 }
 
 /// Connection attempts after `failures` failures in a row: 1 s, 2 s, 4 s, ... up to 2 minutes.
@@ -326,6 +350,14 @@ mod tests {
         assert_eq!(second.guests.len(), 4);
         assert_eq!(host.xml_fetches, 4, "the second refresh uses the cache");
         assert_eq!(host.cache.len(), 4);
+    }
+
+    #[test]
+    fn only_an_unsupported_flags_error_turns_nowait_off() {
+        let old = "invalid argument: unsupported flags (0x20000000) in function qemuConnectGetAllDomainStats";
+        assert!(rejects_flags(true, old));
+        assert!(!rejects_flags(false, old));
+        assert!(!rejects_flags(true, "invalid argument: invalid path: vda"));
     }
 
     #[test]
