@@ -156,4 +156,24 @@ pub struct Cli {
         value_name = "DURATION"
     )]
     pub dummy_interval: Option<humantime::Duration>,
+
+    /// Export the guests of a hypervisor through a read-only libvirt connection.
+    #[arg(long, env = "SITE_EXPORTER_LIBVIRT")]
+    pub libvirt: bool,
+
+    /// libvirt connection URI, opened read-only [default: qemu:///system].
+    #[arg(
+        long = "libvirt.uri",
+        env = "SITE_EXPORTER_LIBVIRT_URI",
+        value_name = "URI"
+    )]
+    pub libvirt_uri: Option<String>,
+
+    /// Refresh interval of the libvirt source [default: 15s].
+    #[arg(
+        long = "libvirt.interval",
+        env = "SITE_EXPORTER_LIBVIRT_INTERVAL",
+        value_name = "DURATION"
+    )]
+    pub libvirt_interval: Option<humantime::Duration>,
 }

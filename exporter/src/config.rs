@@ -15,6 +15,7 @@ use crate::legacy::{LegacyOptions, MemoryUnit, SimpleVm, DEFAULT_SIMPLE_VM_TAG};
 use crate::refresh::Schedule;
 use crate::render::RenderOptions;
 use crate::sources::dummy::{self, CloudSpec, DummyConfig, DummyError, Generate};
+use crate::sources::libvirt::{self, LibvirtConfig};
 use crate::sources::weights::{self, WeightsConfig};
 
 /// Default `--web.listen-address`.
@@ -33,6 +34,7 @@ pub struct Config {
     pub dummy: Option<DummyConfig>,
     /// Credit weights for the legacy families, when configured.
     pub weights: Option<WeightsConfig>,
+    pub libvirt: Option<LibvirtConfig>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,6 +93,8 @@ pub struct FileConfig {
     usage_start_url: Option<String>,
     /// Present (even as `dummy: {}`) means enabled.
     dummy: Option<DummySection>,
+    /// Present (even as `libvirt: {}`) means enabled.
+    libvirt: Option<LibvirtSection>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -141,6 +145,16 @@ struct DummySection {
     servers_per_project: Option<u64>,
     guests: Option<u64>,
     seed: Option<u64>,
+    #[serde(default, deserialize_with = "duration::option")]
+    interval: Option<Duration>,
+    #[serde(default, deserialize_with = "duration::option")]
+    timeout: Option<Duration>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LibvirtSection {
+    uri: Option<String>,
     #[serde(default, deserialize_with = "duration::option")]
     interval: Option<Duration>,
     #[serde(default, deserialize_with = "duration::option")]
@@ -298,10 +312,19 @@ impl Config {
         if let Some(d) = dummy.as_mut() {
             d.usage_start_url = usage_start_url.clone();
         }
-        if dummy.is_none() {
+        let libvirt = libvirt_config(cli, file.libvirt)?;
+        if dummy.is_some() && libvirt.is_some() {
+            // Both would export the libvirt_* families, and one exposition cannot hold a
+            // family twice.
+            return Err(invalid(
+                "libvirt (--libvirt)",
+                "the dummy source already exports libvirt_* guests: enable --dummy or --libvirt, not both",
+            ));
+        }
+        if dummy.is_none() && libvirt.is_none() {
             return Err(invalid(
                 "sources",
-                "no source is enabled: pass --dummy, or add a dummy: section to the config file",
+                "no source is enabled: pass --dummy or --libvirt, or add a dummy: or libvirt: section to the config file",
             ));
         }
 
@@ -314,6 +337,7 @@ impl Config {
             legacy,
             dummy,
             weights,
+            libvirt,
         })
     }
 }
@@ -505,6 +529,54 @@ fn weights_config(
     }
     Ok(Some(WeightsConfig {
         origin,
+        schedule: Schedule { interval, timeout },
+    }))
+}
+
+fn libvirt_config(
+    cli: &Cli,
+    section: Option<LibvirtSection>,
+) -> Result<Option<LibvirtConfig>, ConfigError> {
+    let enabled = cli.libvirt || section.is_some();
+    let s = section.unwrap_or_default();
+    let uri = cli.libvirt_uri.clone().or(s.uri);
+    let interval = cli.libvirt_interval.map(Into::into).or(s.interval);
+    if !enabled {
+        let given = [
+            ("--libvirt.uri", uri.is_some()),
+            ("--libvirt.interval", interval.is_some()),
+        ];
+        if let Some((flag, _)) = given.iter().find(|(_, set)| *set) {
+            return Err(invalid(
+                "libvirt",
+                format!("{flag} is set but the libvirt source is not enabled (pass --libvirt)"),
+            ));
+        }
+        return Ok(None);
+    }
+    if !cfg!(feature = "libvirt") {
+        return Err(invalid(
+            "libvirt (--libvirt)",
+            "this site-exporter was built without the libvirt feature (rebuild with --features libvirt)",
+        ));
+    }
+    let uri = uri.unwrap_or_else(|| libvirt::DEFAULT_URI.to_string());
+    if uri.trim().is_empty() {
+        return Err(invalid("libvirt.uri (--libvirt.uri)", "must not be empty"));
+    }
+    let interval = interval.unwrap_or(libvirt::DEFAULT_INTERVAL);
+    if interval.is_zero() {
+        return Err(invalid(
+            "libvirt.interval (--libvirt.interval)",
+            "must be greater than zero",
+        ));
+    }
+    let timeout = s.timeout.unwrap_or(interval);
+    if timeout.is_zero() {
+        return Err(invalid("libvirt.timeout", "must be greater than zero"));
+    }
+    Ok(Some(LibvirtConfig {
+        uri,
         schedule: Schedule { interval, timeout },
     }))
 }

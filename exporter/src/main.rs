@@ -41,8 +41,19 @@ fn init_tracing(config: &Config) {
     }
 }
 
-#[tokio::main]
-async fn serve(config: Config) -> anyhow::Result<()> {
+fn serve(config: Config) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let result = runtime.block_on(serve_until_shutdown(config));
+    // Dropping a runtime waits for every blocking task; a libvirt call stuck on the blocking
+    // pool must not keep the process alive after shutdown.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(5));
+    result
+}
+
+async fn serve_until_shutdown(config: Config) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(config.listen_address)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen_address))?;

@@ -211,6 +211,7 @@ impl Exporter {
             legacy: LegacyOptions::default(),
             dummy: Some(dummy),
             weights: None,
+            libvirt: None,
         };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         runtime.spawn(async move {

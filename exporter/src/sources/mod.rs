@@ -2,5 +2,6 @@
 //! conversion to a [`crate::snapshot`] -> tests.
 
 pub mod dummy;
+pub mod libvirt;
 pub mod start_date;
 pub mod weights;
