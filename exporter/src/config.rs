@@ -298,15 +298,7 @@ impl Config {
             .or(file.usage_start_url)
             .or(env.start_date_url.clone());
         if let Some(url) = &usage_start_url {
-            match reqwest::Url::parse(url) {
-                Ok(u) if matches!(u.scheme(), "http" | "https") && u.has_host() => {}
-                _ => {
-                    return Err(invalid(
-                        "usage_start_url (--usage-start-url)",
-                        format!("'{}' is not an http(s) URL", weights::redact(url)),
-                    ))
-                }
-            }
+            http_url("usage_start_url (--usage-start-url)", url)?;
         }
         let mut dummy = dummy_config(cli, file.dummy, env)?;
         if let Some(d) = dummy.as_mut() {
@@ -380,17 +372,11 @@ fn dummy_config(
         return Ok(None);
     }
 
-    let interval = interval.unwrap_or(DEFAULT_DUMMY_INTERVAL);
-    if interval.is_zero() {
-        return Err(invalid(
-            "dummy.interval (--dummy.interval)",
-            "must be greater than zero",
-        ));
-    }
-    let timeout = s.timeout.unwrap_or(interval);
-    if timeout.is_zero() {
-        return Err(invalid("dummy.timeout", "must be greater than zero"));
-    }
+    let schedule = schedule(
+        interval.unwrap_or(DEFAULT_DUMMY_INTERVAL),
+        s.timeout,
+        ("dummy.interval (--dummy.interval)", "dummy.timeout"),
+    )?;
 
     let generated = projects.is_some() || servers_per_project.is_some() || seed.is_some();
     let cloud = match (file, generated) {
@@ -429,7 +415,7 @@ fn dummy_config(
         guests,
         usage_start,
         usage_start_url: None,
-        schedule: Schedule { interval, timeout },
+        schedule,
     };
     // Fail at start-up (and in --check-config) rather than at the first refresh.
     dummy::check(&config).map_err(|e| {
@@ -441,6 +427,33 @@ fn dummy_config(
         invalid(key, e.to_string())
     })?;
     Ok(Some(config))
+}
+
+/// A refresh schedule: both durations positive, the timeout defaulting to the interval.
+fn schedule(
+    interval: Duration,
+    timeout: Option<Duration>,
+    (interval_key, timeout_key): (&'static str, &'static str),
+) -> Result<Schedule, ConfigError> {
+    if interval.is_zero() {
+        return Err(invalid(interval_key, "must be greater than zero"));
+    }
+    let timeout = timeout.unwrap_or(interval);
+    if timeout.is_zero() {
+        return Err(invalid(timeout_key, "must be greater than zero"));
+    }
+    Ok(Schedule { interval, timeout })
+}
+
+/// An absolute http(s) URL; the error shows it without credentials or query.
+fn http_url(key: &'static str, url: &str) -> Result<(), ConfigError> {
+    match reqwest::Url::parse(url) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.has_host() => Ok(()),
+        _ => Err(invalid(
+            key,
+            format!("'{}' is not an http(s) URL", weights::redact(url)),
+        )),
+    }
 }
 
 /// Weights refresh timeout when none is given (capped by the interval).
@@ -475,15 +488,7 @@ fn weights_config(
             ))
         }
         (Some(url), None) => {
-            match reqwest::Url::parse(&url) {
-                Ok(u) if matches!(u.scheme(), "http" | "https") && u.has_host() => {}
-                _ => {
-                    return Err(invalid(
-                        "weights.url (--weights.url)",
-                        format!("'{}' is not an http(s) URL", weights::redact(&url)),
-                    ))
-                }
-            }
+            http_url("weights.url (--weights.url)", &url)?;
             weights::Origin::Url(url)
         }
         (None, Some(path)) => {
@@ -517,20 +522,13 @@ fn weights_config(
         .map(Into::into)
         .or(s.interval)
         .unwrap_or(default_interval);
-    if interval.is_zero() {
-        return Err(invalid(
-            "weights.interval (--weights.interval)",
-            "must be greater than zero",
-        ));
-    }
-    let timeout = s.timeout.unwrap_or(DEFAULT_WEIGHTS_TIMEOUT.min(interval));
-    if timeout.is_zero() {
-        return Err(invalid("weights.timeout", "must be greater than zero"));
-    }
-    Ok(Some(WeightsConfig {
-        origin,
-        schedule: Schedule { interval, timeout },
-    }))
+    let timeout = s.timeout.or(Some(DEFAULT_WEIGHTS_TIMEOUT.min(interval)));
+    let schedule = schedule(
+        interval,
+        timeout,
+        ("weights.interval (--weights.interval)", "weights.timeout"),
+    )?;
+    Ok(Some(WeightsConfig { origin, schedule }))
 }
 
 fn libvirt_config(
@@ -564,21 +562,12 @@ fn libvirt_config(
     if uri.trim().is_empty() {
         return Err(invalid("libvirt.uri (--libvirt.uri)", "must not be empty"));
     }
-    let interval = interval.unwrap_or(libvirt::DEFAULT_INTERVAL);
-    if interval.is_zero() {
-        return Err(invalid(
-            "libvirt.interval (--libvirt.interval)",
-            "must be greater than zero",
-        ));
-    }
-    let timeout = s.timeout.unwrap_or(interval);
-    if timeout.is_zero() {
-        return Err(invalid("libvirt.timeout", "must be greater than zero"));
-    }
-    Ok(Some(LibvirtConfig {
-        uri,
-        schedule: Schedule { interval, timeout },
-    }))
+    let schedule = schedule(
+        interval.unwrap_or(libvirt::DEFAULT_INTERVAL),
+        s.timeout,
+        ("libvirt.interval (--libvirt.interval)", "libvirt.timeout"),
+    )?;
+    Ok(Some(LibvirtConfig { uri, schedule }))
 }
 
 /// `deserialize_with` helpers for durations written like `15s`, `1m30s`, `2h`.
