@@ -73,7 +73,8 @@ impl State {
 
     /// Reads the file again; a valid one replaces the configuration at once (requests in
     /// flight finish under the old one), an invalid one is reported and changes nothing.
-    /// Listen addresses are fixed at start; a changed one is reported and ignored.
+    /// Listen addresses and connection limits are fixed at start; a change is reported and
+    /// applies after a restart.
     pub fn reload(&self) -> Result<(), ConfigError> {
         let result = Config::load(&self.path).and_then(Active::new);
         match result {
