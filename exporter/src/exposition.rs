@@ -129,7 +129,11 @@ fn gzip(chunks: &[Bytes]) -> Bytes {
             .write_all(chunk)
             .expect("compressing into a Vec cannot fail");
     }
-    Bytes::from(encoder.finish().expect("compressing into a Vec cannot fail"))
+    Bytes::from(
+        encoder
+            .finish()
+            .expect("compressing into a Vec cannot fail"),
+    )
 }
 
 /// A response body made of ready chunks: sent as they are, with an exact `Content-Length`.
@@ -236,7 +240,11 @@ mod tests {
     #[test]
     fn chunks_body_streams_every_chunk_in_order() {
         use http_body_util::BodyExt;
-        let body = Chunks::new(vec![Bytes::from("ab"), Bytes::from("c"), Bytes::from("def")]);
+        let body = Chunks::new(vec![
+            Bytes::from("ab"),
+            Bytes::from("c"),
+            Bytes::from("def"),
+        ]);
         assert_eq!(body.size_hint().exact(), Some(6));
         let collected = tokio::runtime::Builder::new_current_thread()
             .build()

@@ -178,7 +178,13 @@ mod tests {
     }
 
     fn body(hub: &Hub) -> String {
-        String::from_utf8(hub.exposition().body(Format::Classic, false).to_bytes().to_vec()).unwrap()
+        String::from_utf8(
+            hub.exposition()
+                .body(Format::Classic, false)
+                .to_bytes()
+                .to_vec(),
+        )
+        .unwrap()
     }
 
     #[tokio::test(start_paused = true)]

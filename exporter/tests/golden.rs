@@ -112,7 +112,13 @@ async fn full_classic(options: RenderOptions) -> String {
     let mut source = DummySource::new(&config, MemoryUnit::Gib, SystemTime::now()).unwrap();
     let slot = hub.register("dummy");
     assert!(refresh::refresh_once(&mut source, config.schedule, &hub, slot, options).await);
-    String::from_utf8(hub.exposition().body(Format::Classic, false).to_bytes().to_vec()).unwrap()
+    String::from_utf8(
+        hub.exposition()
+            .body(Format::Classic, false)
+            .to_bytes()
+            .to_vec(),
+    )
+    .unwrap()
 }
 
 #[tokio::test]

@@ -107,7 +107,13 @@ async fn readme_metric_reference_matches_the_output() {
         )
         .await
     );
-    let text = String::from_utf8(hub.exposition().body(Format::Classic, false).to_bytes().to_vec()).unwrap();
+    let text = String::from_utf8(
+        hub.exposition()
+            .body(Format::Classic, false)
+            .to_bytes()
+            .to_vec(),
+    )
+    .unwrap();
     let written = written(&text);
     let documented = documented();
     let missing: Vec<_> = written

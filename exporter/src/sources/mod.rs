@@ -2,3 +2,4 @@
 //! conversion to a [`crate::snapshot`] -> tests.
 
 pub mod dummy;
+pub mod openstack;
