@@ -16,7 +16,6 @@ const GIB: u64 = 1 << 30;
 /// One page of `GET /os-simple-tenant-usage?detailed=1` (microversion >= 2.40).
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 pub struct UsagePage {
-    #[serde(default)]
     pub tenant_usages: Vec<TenantUsage>,
     #[serde(default)]
     pub tenant_usages_links: Vec<Link>,
@@ -61,7 +60,6 @@ pub struct Link {
 /// One page of `GET /servers/detail?all_tenants=1` (flavor embedded since microversion 2.47).
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 pub struct ServersPage {
-    #[serde(default)]
     pub servers: Vec<Server>,
     #[serde(default)]
     pub servers_links: Vec<Link>,
