@@ -29,6 +29,7 @@ pub struct Config {
     pub render: RenderOptions,
     pub memory_unit: MemoryUnit,
     pub dummy: Option<DummyConfig>,
+    pub openstack: Option<crate::sources::openstack::config::OpenstackConfig>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,6 +84,8 @@ pub struct FileConfig {
     legacy: LegacySection,
     /// Present (even as `dummy: {}`) means enabled.
     dummy: Option<DummySection>,
+    /// Present (even as `openstack: {}`) means enabled.
+    openstack: Option<crate::sources::openstack::config::OpenstackSection>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -181,10 +184,21 @@ impl Config {
         let memory_unit = file.legacy.memory_unit.unwrap_or_default();
 
         let dummy = dummy_config(cli, file.dummy)?;
-        if dummy.is_none() {
+        let openstack = crate::sources::openstack::config::from_parts(
+            &crate::sources::openstack::config::OpenstackFlags {
+                enabled: cli.openstack,
+                cloud: cli.openstack_cloud.clone(),
+                usage_start: cli.openstack_usage_start.clone(),
+                state_file: cli.openstack_state_file.clone(),
+                interval: cli.openstack_interval.map(Into::into),
+            },
+            file.openstack,
+            |key| std::env::var(key).ok(),
+        )?;
+        if dummy.is_none() && openstack.is_none() {
             return Err(invalid(
                 "sources",
-                "no source is enabled: pass --dummy, or add a dummy: section to the config file",
+                "no source is enabled: pass --dummy or --openstack, or add a dummy: or openstack: section to the config file",
             ));
         }
 
@@ -194,6 +208,7 @@ impl Config {
             render,
             memory_unit,
             dummy,
+            openstack,
         })
     }
 }
@@ -285,7 +300,7 @@ fn dummy_config(
 }
 
 /// `deserialize_with` helpers for durations written like `15s`, `1m30s`, `2h`.
-mod duration {
+pub(crate) mod duration {
     use std::time::Duration;
 
     use serde::{Deserialize, Deserializer};

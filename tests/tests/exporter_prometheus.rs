@@ -44,6 +44,7 @@ impl Exporter {
                     timeout: interval,
                 },
             }),
+            openstack: None,
         };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         runtime.spawn(async move {

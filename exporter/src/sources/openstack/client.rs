@@ -129,7 +129,8 @@ pub type Connect = Arc<
 #[derive(Clone)]
 pub struct Client {
     connect: Connect,
-    session: Arc<tokio::sync::RwLock<Session>>,
+    /// `None` until the first request authenticates (start-up does not need Keystone up).
+    session: Arc<tokio::sync::RwLock<Option<Session>>>,
     limits: Limits,
     permits: Arc<Semaphore>,
     stats: Arc<Mutex<RequestStats>>,
@@ -151,16 +152,23 @@ impl std::fmt::Debug for Client {
 }
 
 impl Client {
-    /// Authenticates with `connect` and applies `limits` to every request.
+    /// Authenticates with `connect` now and applies `limits` to every request.
     pub async fn connect(connect: Connect, limits: Limits) -> Result<Self, osauth::Error> {
         let session = connect().await?;
-        Ok(Self {
+        let client = Self::new(connect, limits);
+        *client.session.write().await = Some(session);
+        Ok(client)
+    }
+
+    /// A client that authenticates with `connect` at its first request.
+    pub fn new(connect: Connect, limits: Limits) -> Self {
+        Self {
             connect,
-            session: Arc::new(tokio::sync::RwLock::new(session)),
+            session: Arc::default(),
             permits: Arc::new(Semaphore::new(limits.concurrency.max(1))),
             limits,
             stats: Arc::default(),
-        })
+        }
     }
 
     /// A copy of the request statistics so far.
@@ -196,6 +204,18 @@ impl Client {
         let mut reauthed = false;
         let mut retries = 0;
         loop {
+            if self.session.read().await.is_none() {
+                match (self.connect)().await {
+                    Ok(fresh) => *self.session.write().await = Some(fresh),
+                    Err(e) => {
+                        return Err(RequestError::Transport {
+                            service: service.as_str(),
+                            path: shown.to_owned(),
+                            kind: format!("authentication failed: {}", e.kind()),
+                        })
+                    }
+                }
+            }
             let attempt = {
                 let _permit =
                     self.permits
@@ -215,7 +235,7 @@ impl Client {
                 Attempt::ReAuth if !reauthed => {
                     reauthed = true;
                     match (self.connect)().await {
-                        Ok(fresh) => *self.session.write().await = fresh,
+                        Ok(fresh) => *self.session.write().await = Some(fresh),
                         Err(e) => {
                             return Err(RequestError::Transport {
                                 service: service.as_str(),
@@ -271,7 +291,10 @@ impl Client {
     ) -> Attempt {
         let started = Instant::now();
         let result = {
-            let session = self.session.read().await;
+            let guard = self.session.read().await;
+            let Some(session) = guard.as_ref() else {
+                return Attempt::ReAuth;
+            };
             let timeout = self.limits.request_timeout;
             match service {
                 Service::Identity => {

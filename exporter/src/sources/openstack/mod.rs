@@ -5,6 +5,7 @@
 //! - [`accounting`]: running totals from contiguous usage windows, per-server records.
 //! - [`state`]: the state file (atomic writes, untrusted files set aside).
 //! - [`client`]: authenticated requests with timeouts, retries, re-auth and a concurrency limit.
+//! - [`config`]: the `openstack:` section, its flags and the migration variables.
 //!
 //! One refresh reads projects, the usage window `[last end, now)` (all pages) and the current
 //! servers; only when all of it arrived is the window added and the state saved, so a refresh
@@ -12,6 +13,7 @@
 
 pub mod accounting;
 pub mod client;
+pub mod config;
 pub mod keystone;
 pub mod nova;
 pub mod state;
@@ -100,6 +102,41 @@ impl OpenstackSource {
             settings,
             accounting,
         })
+    }
+
+    /// The source as configured: credentials from `cloud` (clouds.yaml) or the `OS_*`
+    /// variables, authenticated at the first refresh.
+    pub fn from_config(
+        config: &config::OpenstackConfig,
+        memory_unit: MemoryUnit,
+    ) -> Result<Self, OpenstackError> {
+        let cloud = config.cloud.clone();
+        let connect: client::Connect = std::sync::Arc::new(move || {
+            let cloud = cloud.clone();
+            Box::pin(async move {
+                match cloud {
+                    Some(name) => osauth::Session::from_config(name).await,
+                    None => osauth::Session::from_env().await,
+                }
+            })
+        });
+        // The state belongs to one cloud: its clouds.yaml name, else its auth URL.
+        let identity = config
+            .cloud
+            .clone()
+            .or_else(|| std::env::var("OS_CLOUD").ok())
+            .or_else(|| std::env::var("OS_AUTH_URL").ok())
+            .unwrap_or_default();
+        Self::new(
+            Client::new(connect, config.limits),
+            Settings {
+                usage_start: config.usage_start,
+                state_file: config.state_file.clone(),
+                cloud: identity,
+                filters: config.filters.clone(),
+                memory_unit,
+            },
+        )
     }
 
     /// The accounting so far (for tests and later consumers).
