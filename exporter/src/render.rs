@@ -644,3 +644,60 @@ impl Collector for SelfCollector {
         Ok(())
     }
 }
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, prometheus_client::encoding::EncodeLabelSet)]
+struct RequestLabels {
+    service: String,
+    code: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, prometheus_client::encoding::EncodeLabelSet)]
+struct ServiceLabel {
+    service: String,
+}
+
+#[derive(Debug)]
+struct OpenstackRequestsCollector(crate::sources::openstack::client::RequestStats);
+
+/// Renders the OpenStack source's API request counts and durations.
+pub fn openstack_requests(stats: crate::sources::openstack::client::RequestStats) -> String {
+    encode(OpenstackRequestsCollector(stats))
+}
+
+impl Collector for OpenstackRequestsCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let mut family = encoder.encode_descriptor(
+            "site_exporter_openstack_requests",
+            "HTTP requests of the OpenStack source by service and status code (error: no response)",
+            None,
+            MetricType::Counter,
+        )?;
+        for ((service, code), n) in &self.0.requests {
+            let labels = RequestLabels {
+                service: service.as_str().to_owned(),
+                code: code.clone(),
+            };
+            ConstCounter::new(*n).encode(family.encode_family(&labels)?)?;
+        }
+        let mut family = encoder.encode_descriptor(
+            "site_exporter_openstack_request_duration",
+            "Duration of the OpenStack source's HTTP requests by service",
+            Some(&Unit::Seconds),
+            MetricType::Histogram,
+        )?;
+        for (service, h) in &self.0.durations {
+            let labels = ServiceLabel {
+                service: service.as_str().to_owned(),
+            };
+            family
+                .encode_family(&labels)?
+                .encode_histogram::<prometheus_client::encoding::NoLabelSet>(
+                    h.sum,
+                    h.count,
+                    &h.pairs(),
+                    None,
+                )?;
+        }
+        Ok(())
+    }
+}

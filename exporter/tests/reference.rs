@@ -8,12 +8,13 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use site_exporter::exposition::Format;
+use site_exporter::exposition::{Format, Fragment};
 use site_exporter::hub::Hub;
 use site_exporter::legacy::MemoryUnit;
 use site_exporter::refresh::{self, Schedule};
 use site_exporter::render::RenderOptions;
 use site_exporter::sources::dummy::{CloudSpec, DummyConfig, DummySource};
+use site_exporter::sources::openstack::client::{RequestStats, Service};
 
 type Families = BTreeMap<String, (String, BTreeSet<String>)>;
 
@@ -107,6 +108,18 @@ async fn readme_metric_reference_matches_the_output() {
         )
         .await
     );
+    // The OpenStack source's own families, as it stages them after a refresh.
+    let openstack = hub.register("openstack");
+    let mut stats = RequestStats::default();
+    stats
+        .requests
+        .insert((Service::Compute, "200".to_owned()), 3);
+    stats.durations.entry(Service::Compute).or_default();
+    hub.stage_source_metrics(
+        openstack,
+        Fragment::from_openmetrics(site_exporter::render::openstack_requests(stats)),
+    );
+    hub.failed(openstack, Duration::from_millis(1));
     let text = String::from_utf8(
         hub.exposition()
             .body(Format::Classic, false)

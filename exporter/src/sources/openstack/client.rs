@@ -87,10 +87,10 @@ pub struct RequestStats {
     pub durations: BTreeMap<Service, Histogram>,
 }
 
-/// A cumulative histogram of request durations.
+/// A histogram of request durations.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Histogram {
-    /// Cumulative counts for [`BUCKETS`].
+    /// Per-bucket (not cumulative) counts for [`BUCKETS`], then one for +Inf.
     pub buckets: Vec<u64>,
     pub sum: f64,
     pub count: u64,
@@ -101,16 +101,26 @@ pub const BUCKETS: [f64; 10] = [0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 
 impl Histogram {
     fn observe(&mut self, seconds: f64) {
-        if self.buckets.len() != BUCKETS.len() {
-            self.buckets = vec![0; BUCKETS.len()];
+        if self.buckets.len() != BUCKETS.len() + 1 {
+            self.buckets = vec![0; BUCKETS.len() + 1];
         }
-        for (b, bound) in self.buckets.iter_mut().zip(BUCKETS) {
-            if seconds <= bound {
-                *b += 1;
-            }
-        }
+        let i = BUCKETS
+            .iter()
+            .position(|bound| seconds <= *bound)
+            .unwrap_or(BUCKETS.len());
+        self.buckets[i] += 1;
         self.sum += seconds;
         self.count += 1;
+    }
+
+    /// `(upper bound, count)` pairs as the encoder takes them, +Inf last.
+    pub fn pairs(&self) -> Vec<(f64, u64)> {
+        BUCKETS
+            .iter()
+            .copied()
+            .chain(std::iter::once(f64::INFINITY))
+            .zip(self.buckets.iter().copied().chain(std::iter::repeat(0)))
+            .collect()
     }
 }
 

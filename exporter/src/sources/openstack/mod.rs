@@ -292,6 +292,10 @@ impl crate::refresh::Source for OpenstackSource {
     async fn collect(&mut self, now: SystemTime) -> Result<SourceData, Self::Error> {
         self.refresh(now).await.map(SourceData::Projects)
     }
+
+    fn self_metrics(&self) -> Option<String> {
+        Some(crate::render::openstack_requests(self.client.stats()))
+    }
 }
 
 #[cfg(test)]

@@ -341,3 +341,58 @@ async fn the_password_never_reaches_errors_or_requests_other_than_auth() {
         .filter(|s| s.path != "/v3/auth/tokens")
         .all(|s| !s.body.contains(PASSWORD)));
 }
+
+#[tokio::test]
+async fn request_metrics_are_published_after_a_failed_refresh_too() {
+    use crate::exposition::Format;
+    use crate::hub::Hub;
+    use crate::refresh::{refresh_once, Schedule};
+    use crate::render::RenderOptions;
+
+    let fake = Fake::start().await;
+    let mut src = source(&fake, None, fast()).await;
+    let hub = std::sync::Arc::new(Hub::new("test"));
+    let slot = hub.register("openstack");
+    let schedule = Schedule {
+        interval: Duration::from_secs(60),
+        timeout: Duration::from_secs(30),
+    };
+    let body = |hub: &Hub| {
+        String::from_utf8(
+            hub.exposition()
+                .body(Format::Classic, false)
+                .to_bytes()
+                .to_vec(),
+        )
+        .unwrap()
+    };
+
+    assert!(refresh_once(&mut src, schedule, &hub, slot, RenderOptions::default()).await);
+    let ok = body(&hub);
+    assert!(
+        ok.contains("site_exporter_openstack_requests_total{service=\"compute\",code=\"200\"} 5"),
+        "{ok}"
+    );
+    assert!(
+        ok.contains(
+            "site_exporter_openstack_request_duration_seconds_count{service=\"identity\"} 2"
+        ),
+        "{ok}"
+    );
+
+    // The projects list is read on every refresh (usage only when a second has passed).
+    fake.fault("/v3/projects", Fault::Status(403, None));
+    assert!(!refresh_once(&mut src, schedule, &hub, slot, RenderOptions::default()).await);
+    let failed = body(&hub);
+    assert!(
+        failed
+            .contains("site_exporter_openstack_requests_total{service=\"identity\",code=\"403\"} 1"),
+        "{failed}"
+    );
+    assert!(failed.contains("site_exporter_source_up{source=\"openstack\"} 0"));
+    assert!(
+        failed.contains("openstack_project_vcpu_seconds_total{"),
+        "last good data stays"
+    );
+    assert!(!failed.contains(PASSWORD) && !failed.contains("tok-"));
+}
