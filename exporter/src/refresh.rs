@@ -178,6 +178,7 @@ mod tests {
                         allocation: Default::default(),
                         instances: Default::default(),
                         legacy: Default::default(),
+                        quota: None,
                     }],
                 })),
                 Step::Fail => Err(Failure),

@@ -190,6 +190,45 @@ impl Collector for ProjectsCollector {
             }
         }
 
+        // Only a source that reads quotas writes these; an unlimited quota has no series.
+        if projects.iter().any(|p| p.quota.is_some()) {
+            type QuotaFamily = (
+                &'static str,
+                &'static str,
+                Option<Unit>,
+                fn(&crate::snapshot::Quota) -> Option<u64>,
+            );
+            let quotas: [QuotaFamily; 3] = [
+                (
+                    "openstack_project_quota_vcpus",
+                    "Compute quota of the project: vCPUs",
+                    None,
+                    |q| q.vcpus,
+                ),
+                (
+                    "openstack_project_quota_memory",
+                    "Compute quota of the project: memory",
+                    Some(Unit::Bytes),
+                    |q| q.memory_bytes,
+                ),
+                (
+                    "openstack_project_quota_instances",
+                    "Compute quota of the project: servers",
+                    None,
+                    |q| q.instances,
+                ),
+            ];
+            for (name, help, unit, value) in &quotas {
+                let mut family =
+                    encoder.encode_descriptor(name, help, unit.as_ref(), MetricType::Gauge)?;
+                for (p, l) in projects.iter().zip(&labels) {
+                    if let Some(v) = p.quota.as_ref().and_then(value) {
+                        ConstGauge::new(v as f64).encode(family.encode_family(l)?)?;
+                    }
+                }
+            }
+        }
+
         let mut family = encoder.encode_descriptor(
             "openstack_project",
             "Project names and state",

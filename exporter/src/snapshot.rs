@@ -48,6 +48,16 @@ pub struct ProjectUsage {
     pub instances: BTreeMap<String, u64>,
     /// The original exporter's families, already in its units (see `legacy`).
     pub legacy: LegacyUsage,
+    /// Compute quota limits, when the source reads them; `None` inside means unlimited.
+    pub quota: Option<Quota>,
+}
+
+/// A project's compute quota limits; `None` is unlimited (Nova's -1).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Quota {
+    pub vcpus: Option<u64>,
+    pub memory_bytes: Option<u64>,
+    pub instances: Option<u64>,
 }
 
 /// Usage integrals since the accounting start, with Nova's definitions, in base units.

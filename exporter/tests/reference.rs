@@ -120,6 +120,27 @@ async fn readme_metric_reference_matches_the_output() {
         Fragment::from_openmetrics(site_exporter::render::openstack_requests(stats)),
     );
     hub.failed(openstack, Duration::from_millis(1));
+    // Quota families appear only when the OpenStack source reads quotas.
+    let with_quota = hub.register("openstack-quotas");
+    let mut projects = match source.snapshot(SystemTime::now()) {
+        site_exporter::snapshot::SourceData::Cloud { projects, .. } => projects,
+        _ => unreachable!("the dummy source serves a cloud"),
+    };
+    projects.projects.truncate(1);
+    projects.projects[0].quota = Some(site_exporter::snapshot::Quota {
+        vcpus: Some(20),
+        memory_bytes: Some(1 << 30),
+        instances: Some(10),
+    });
+    hub.succeeded(
+        with_quota,
+        Fragment::from_openmetrics(site_exporter::render::projects(
+            Arc::new(projects),
+            RenderOptions::default(),
+        )),
+        SystemTime::now(),
+        Duration::from_millis(1),
+    );
     let text = String::from_utf8(
         hub.exposition()
             .body(Format::Classic, false)

@@ -110,6 +110,7 @@ impl Cloud {
                     allocation: Allocation::default(),
                     instances: BTreeMap::new(),
                     legacy: LegacyUsage::default(),
+                    quota: None,
                 };
                 for s in &p.servers {
                     let seconds = s.seconds_in_window(self.usage_start, now);

@@ -197,6 +197,7 @@ impl Accounting {
                     allocation,
                     instances,
                     legacy,
+                    quota: None,
                 }
             })
             .collect();

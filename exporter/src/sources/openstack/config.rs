@@ -32,6 +32,8 @@ pub struct OpenstackSection {
     concurrency: Option<usize>,
     retries: Option<u32>,
     #[serde(default)]
+    quotas: bool,
+    #[serde(default)]
     domains: Vec<String>,
     #[serde(default)]
     exclude_domains: Vec<String>,
@@ -61,6 +63,8 @@ pub struct OpenstackConfig {
     pub schedule: Schedule,
     pub limits: Limits,
     pub filters: Filters,
+    /// Read per-project compute quotas [default: false].
+    pub quotas: bool,
 }
 
 fn invalid(key: &'static str, problem: impl Into<String>) -> ConfigError {
@@ -183,6 +187,7 @@ pub fn from_parts(
             projects: s.projects,
             exclude_projects: s.exclude_projects,
         },
+        quotas: s.quotas,
     }))
 }
 

@@ -63,6 +63,8 @@ pub struct Settings {
     pub cloud: String,
     pub filters: Filters,
     pub memory_unit: MemoryUnit,
+    /// Read per-project compute quotas.
+    pub quotas: bool,
 }
 
 /// The source: a client, the settings and the accounting so far.
@@ -135,6 +137,7 @@ impl OpenstackSource {
                 cloud: identity,
                 filters: config.filters.clone(),
                 memory_unit,
+                quotas: config.quotas,
             },
         )
     }
@@ -252,6 +255,40 @@ impl OpenstackSource {
         Ok(servers)
     }
 
+    /// Quota limits of `projects`, fetched concurrently (the client bounds requests in flight).
+    async fn quotas(
+        &self,
+        projects: &[crate::snapshot::Project],
+    ) -> Result<std::collections::BTreeMap<String, crate::snapshot::Quota>, OpenstackError> {
+        let mut tasks = tokio::task::JoinSet::new();
+        for p in projects {
+            let client = self.client.clone();
+            let id = p.id.clone();
+            tasks.spawn(async move {
+                let d: Result<nova::QuotaDetail, _> = client
+                    .get_json(
+                        Service::Compute,
+                        &["os-quota-sets", &id, "detail"],
+                        &[],
+                        None,
+                    )
+                    .await;
+                d.map(|d| (id, nova::quota(&d.quota_set)))
+            });
+        }
+        let mut out = std::collections::BTreeMap::new();
+        while let Some(joined) = tasks.join_next().await {
+            // A panicked task is a bug; treat it like a failed request rather than crash.
+            let (id, q) = joined.map_err(|e| RequestError::Transport {
+                service: "compute",
+                path: "/os-quota-sets".into(),
+                kind: e.to_string(),
+            })??;
+            out.insert(id, q);
+        }
+        Ok(out)
+    }
+
     /// One refresh at `now`; see the module documentation for what is atomic.
     pub async fn refresh(&mut self, now: SystemTime) -> Result<ProjectsSnapshot, OpenstackError> {
         let projects = self.projects().await?;
@@ -264,13 +301,24 @@ impl OpenstackSource {
         }
         let servers = self.servers().await?;
         next.note_metadata(servers.iter().map(|s| (s.id.as_str(), &s.metadata)));
+        let quotas = if self.settings.quotas {
+            Some(self.quotas(&projects).await?)
+        } else {
+            None
+        };
         if let Some(path) = &self.settings.state_file {
             state::save(path, &self.settings.cloud, &next)?;
         }
         self.accounting = next;
-        Ok(self
+        let mut snapshot = self
             .accounting
-            .snapshot(&projects, &nova::current_state(&servers)))
+            .snapshot(&projects, &nova::current_state(&servers));
+        if let Some(quotas) = quotas {
+            for p in &mut snapshot.projects {
+                p.quota = Some(quotas.get(&p.project.id).copied().unwrap_or_default());
+            }
+        }
+        Ok(snapshot)
     }
 }
 

@@ -89,6 +89,37 @@ pub struct EmbeddedFlavor {
     pub ephemeral: u64,
 }
 
+/// `GET /os-quota-sets/{project}/detail`.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+pub struct QuotaDetail {
+    pub quota_set: QuotaSet,
+}
+
+/// The compute quota items exported.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+pub struct QuotaSet {
+    pub cores: QuotaItem,
+    /// MiB.
+    pub ram: QuotaItem,
+    pub instances: QuotaItem,
+}
+
+/// One quota item; `limit` -1 is unlimited.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq)]
+pub struct QuotaItem {
+    pub limit: i64,
+}
+
+/// Limits in base units; unlimited (any negative limit) becomes `None`.
+pub fn quota(set: &QuotaSet) -> crate::snapshot::Quota {
+    let limit = |i: QuotaItem| u64::try_from(i.limit).ok();
+    crate::snapshot::Quota {
+        vcpus: limit(set.cores),
+        memory_bytes: limit(set.ram).map(|mb| mb.saturating_mul(MIB)),
+        instances: limit(set.instances),
+    }
+}
+
 /// The marker of the `rel: next` link, if there is a next page.
 pub fn next_marker(links: &[Link]) -> Option<String> {
     let next = links.iter().find(|l| l.rel == "next")?;

@@ -192,3 +192,61 @@ fn recorded_servers_give_allocation_and_statuses() {
         .unwrap();
     assert_eq!(state[&suspended.tenant_id].1.get("suspended"), Some(&1));
 }
+
+#[test]
+fn quota_cases() {
+    struct Case {
+        name: &'static str,
+        input: &'static str,
+        want: crate::snapshot::Quota,
+    }
+    let q = |vcpus, memory_bytes, instances| crate::snapshot::Quota {
+        vcpus,
+        memory_bytes,
+        instances,
+    };
+    let item = |l: i64| QuotaItem { limit: l };
+    let cases = [
+        Case {
+            name: "limits",
+            input: "",
+            want: q(Some(40), Some(51200 << 20), Some(20)),
+        },
+        Case {
+            name: "unlimited exports nothing",
+            input: "unlimited",
+            want: q(None, None, None),
+        },
+    ];
+    for c in cases {
+        let set = if c.input.is_empty() {
+            QuotaSet {
+                cores: item(40),
+                ram: item(51200),
+                instances: item(20),
+            }
+        } else {
+            QuotaSet {
+                cores: item(-1),
+                ram: item(-1),
+                instances: item(-1),
+            }
+        };
+        assert_eq!(quota(&set), c.want, "{}", c.name);
+    }
+}
+
+#[test]
+fn recorded_quota_details_parse() {
+    for name in ["alpha-web", "beta-ml", "beta-empty", "admin"] {
+        let d: QuotaDetail =
+            serde_json::from_str(&fixture(&format!("nova_os-quota-sets_{name}_detail.json")))
+                .unwrap();
+        let text: serde_json::Value =
+            serde_json::from_str(&fixture(&format!("nova_os-quota-sets_{name}_detail.json")))
+                .unwrap();
+        let q = quota(&d.quota_set);
+        let want = text["quota_set"]["cores"]["limit"].as_i64().unwrap();
+        assert_eq!(q.vcpus, u64::try_from(want).ok(), "{name}");
+    }
+}

@@ -177,6 +177,12 @@ impl Fake {
             "/v3/domains" => fixture("keystone_domains.json"),
             "/v2.1/os-simple-tenant-usage" => usage_page(query.get("marker")),
             "/v2.1/servers/detail" => fixture("nova_servers_detail_all_tenants_mv2.47.json"),
+            q if q.starts_with("/v2.1/os-quota-sets/") && q.ends_with("/detail") => {
+                let id = q
+                    .trim_start_matches("/v2.1/os-quota-sets/")
+                    .trim_end_matches("/detail");
+                fixture(&quota_fixture(&project_name(id)))
+            }
             _ => return status(404),
         };
         json(self.rewrite(&text))
@@ -250,4 +256,29 @@ fn status(code: u16) -> Response<Full<Bytes>> {
         .status(code)
         .body(Full::new(Bytes::new()))
         .unwrap()
+}
+
+fn project_name(id: &str) -> String {
+    let doc: serde_json::Value = serde_json::from_str(&fixture("keystone_projects.json")).unwrap();
+    doc["projects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["id"] == id)
+        .map(|p| p["name"].as_str().unwrap().to_owned())
+        .unwrap_or_default()
+}
+
+/// The recorded quota detail of a project, by name; projects without a recording get admin's.
+pub fn quota_fixture(name: &str) -> String {
+    let file = format!("nova_os-quota-sets_{name}_detail.json");
+    let path = format!(
+        "{}/tests/fixtures/openstack/{file}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    if std::path::Path::new(&path).exists() {
+        file
+    } else {
+        "nova_os-quota-sets_admin_detail.json".into()
+    }
 }

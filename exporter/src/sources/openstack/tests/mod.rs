@@ -37,6 +37,15 @@ async fn session(fake: &Fake) -> Result<osauth::Session, osauth::Error> {
 }
 
 async fn source(fake: &Fake, state_file: Option<PathBuf>, limits: Limits) -> OpenstackSource {
+    source_with(fake, state_file, limits, false).await
+}
+
+async fn source_with(
+    fake: &Fake,
+    state_file: Option<PathBuf>,
+    limits: Limits,
+    quotas: bool,
+) -> OpenstackSource {
     let f = fake.clone();
     let connect: client::Connect = std::sync::Arc::new(move || {
         let f = f.clone();
@@ -51,6 +60,7 @@ async fn source(fake: &Fake, state_file: Option<PathBuf>, limits: Limits) -> Ope
             cloud: fake.auth_url(),
             filters: Filters::default(),
             memory_unit: MemoryUnit::Gib,
+            quotas,
         },
     )
     .unwrap()
@@ -385,8 +395,9 @@ async fn request_metrics_are_published_after_a_failed_refresh_too() {
     assert!(!refresh_once(&mut src, schedule, &hub, slot, RenderOptions::default()).await);
     let failed = body(&hub);
     assert!(
-        failed
-            .contains("site_exporter_openstack_requests_total{service=\"identity\",code=\"403\"} 1"),
+        failed.contains(
+            "site_exporter_openstack_requests_total{service=\"identity\",code=\"403\"} 1"
+        ),
         "{failed}"
     );
     assert!(failed.contains("site_exporter_source_up{source=\"openstack\"} 0"));
@@ -395,4 +406,45 @@ async fn request_metrics_are_published_after_a_failed_refresh_too() {
         "last good data stays"
     );
     assert!(!failed.contains(PASSWORD) && !failed.contains("tok-"));
+}
+
+#[tokio::test]
+async fn quotas_are_read_per_project_with_unlimited_left_out() {
+    let fake = Fake::start().await;
+    let mut src = source_with(&fake, None, fast(), true).await;
+    let snap = src.refresh(at("2026-11-22T00:00:00Z")).await.unwrap();
+    let projects: ProjectsPage =
+        serde_json::from_str(&nova::tests::fixture("keystone_projects.json")).unwrap();
+    for p in &snap.projects {
+        let name = &projects
+            .projects
+            .iter()
+            .find(|k| k.id == p.project.id)
+            .unwrap()
+            .name;
+        let file = fake::quota_fixture(name);
+        let doc: serde_json::Value = serde_json::from_str(&nova::tests::fixture(&file)).unwrap();
+        let limit = |k: &str| u64::try_from(doc["quota_set"][k]["limit"].as_i64().unwrap()).ok();
+        let q = p.quota.unwrap();
+        assert_eq!(q.vcpus, limit("cores"), "{name}");
+        assert_eq!(q.instances, limit("instances"), "{name}");
+        assert_eq!(q.memory_bytes, limit("ram").map(|m| m << 20), "{name}");
+    }
+    let asked = fake
+        .state
+        .lock()
+        .unwrap()
+        .seen
+        .iter()
+        .filter(|s| s.path.starts_with("/v2.1/os-quota-sets/"))
+        .count();
+    assert_eq!(asked, snap.projects.len());
+    let text = crate::render::projects(
+        std::sync::Arc::new(snap),
+        crate::render::RenderOptions::default(),
+    );
+    assert!(
+        text.contains("# TYPE openstack_project_quota_vcpus gauge"),
+        "{text}"
+    );
 }
