@@ -29,7 +29,7 @@ fn date(t: SystemTime) -> String {
     humantime::format_rfc3339_seconds(t).to_string()[..10].to_owned()
 }
 
-/// `openstack usage list` for [start, end): project name -> CPU hours.
+/// `openstack usage list` for [start, end): project (the client prints ids) -> CPU hours.
 fn official(start: SystemTime, end: SystemTime) -> BTreeMap<String, f64> {
     let cli = std::env::var("OPENSTACK_CLI")
         .unwrap_or_else(|_| "/tmp/realstack/venv/bin/openstack".into());
@@ -96,7 +96,7 @@ async fn totals_equal_openstack_usage_list_for_the_same_window() {
         .projects
         .iter()
         .filter(|p| p.totals.vcpu_seconds > 0.0)
-        .map(|p| (p.project.name.clone(), p.totals.vcpu_seconds / 3600.0))
+        .map(|p| (p.project.id.clone(), p.totals.vcpu_seconds / 3600.0))
         .collect();
     let theirs: BTreeMap<String, f64> = official(start, end)
         .into_iter()
