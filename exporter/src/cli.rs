@@ -176,4 +176,40 @@ pub struct Cli {
         value_name = "DURATION"
     )]
     pub libvirt_interval: Option<humantime::Duration>,
+
+    /// Read per-project usage from OpenStack (credentials from OS_* variables or clouds.yaml).
+    #[arg(long, env = "SITE_EXPORTER_OPENSTACK")]
+    pub openstack: bool,
+
+    /// clouds.yaml entry to authenticate with [default: OS_CLOUD, else the OS_* variables].
+    #[arg(
+        long = "openstack.cloud",
+        env = "SITE_EXPORTER_OPENSTACK_CLOUD",
+        value_name = "NAME"
+    )]
+    pub openstack_cloud: Option<String>,
+
+    /// Accounting start, e.g. 2026-01-01 or 2026-01-01T00:00:00Z (required, UTC).
+    #[arg(
+        long = "openstack.usage-start",
+        env = "SITE_EXPORTER_OPENSTACK_USAGE_START",
+        value_name = "DATE"
+    )]
+    pub openstack_usage_start: Option<String>,
+
+    /// File the running totals are kept in across restarts [default: none, memory only].
+    #[arg(
+        long = "openstack.state-file",
+        env = "SITE_EXPORTER_OPENSTACK_STATE_FILE",
+        value_name = "FILE"
+    )]
+    pub openstack_state_file: Option<PathBuf>,
+
+    /// Refresh interval of the OpenStack source [default: 5m].
+    #[arg(
+        long = "openstack.interval",
+        env = "SITE_EXPORTER_OPENSTACK_INTERVAL",
+        value_name = "DURATION"
+    )]
+    pub openstack_interval: Option<humantime::Duration>,
 }

@@ -35,6 +35,7 @@ pub struct Config {
     /// Credit weights for the legacy families, when configured.
     pub weights: Option<WeightsConfig>,
     pub libvirt: Option<LibvirtConfig>,
+    pub openstack: Option<crate::sources::openstack::config::OpenstackConfig>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,6 +96,8 @@ pub struct FileConfig {
     dummy: Option<DummySection>,
     /// Present (even as `libvirt: {}`) means enabled.
     libvirt: Option<LibvirtSection>,
+    /// Present (even as `openstack: {}`) means enabled.
+    openstack: Option<crate::sources::openstack::config::OpenstackSection>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -313,14 +316,35 @@ impl Config {
                 "the dummy source already exports libvirt_* guests: enable --dummy or --libvirt, not both",
             ));
         }
-        if dummy.is_none() && libvirt.is_none() {
+        let openstack = crate::sources::openstack::config::from_parts(
+            &crate::sources::openstack::config::OpenstackFlags {
+                enabled: cli.openstack,
+                cloud: cli.openstack_cloud.clone(),
+                usage_start: cli.openstack_usage_start.clone(),
+                state_file: cli.openstack_state_file.clone(),
+                interval: cli.openstack_interval.map(Into::into),
+            },
+            file.openstack,
+            |key| std::env::var(key).ok(),
+        )?;
+        if dummy.is_some() && openstack.is_some() {
+            // Both export the openstack_project_* families.
+            return Err(invalid(
+                "openstack (--openstack)",
+                "the dummy source already exports a whole cloud: enable --dummy or --openstack, not both",
+            ));
+        }
+        if dummy.is_none() && libvirt.is_none() && openstack.is_none() {
             return Err(invalid(
                 "sources",
-                "no source is enabled: pass --dummy or --libvirt, or add a dummy: or libvirt: section to the config file",
+                "no source is enabled: pass --dummy, --openstack or --libvirt, or add a dummy:, openstack: or libvirt: section to the config file",
             ));
         }
 
-        let projects_interval = dummy.as_ref().map(|d| d.schedule.interval);
+        let projects_interval = openstack
+            .as_ref()
+            .map(|o| o.schedule.interval)
+            .or(dummy.as_ref().map(|d| d.schedule.interval));
         let weights = weights_config(cli, file.weights, dummy_weights, env, projects_interval)?;
         Ok(Self {
             listen_address,
@@ -330,6 +354,7 @@ impl Config {
             dummy,
             weights,
             libvirt,
+            openstack,
         })
     }
 }
@@ -571,7 +596,7 @@ fn libvirt_config(
 }
 
 /// `deserialize_with` helpers for durations written like `15s`, `1m30s`, `2h`.
-mod duration {
+pub(crate) mod duration {
     use std::time::Duration;
 
     use serde::{Deserialize, Deserializer};

@@ -28,6 +28,8 @@ struct Slot {
     status: SourceStatus,
     /// The last good data, kept while later refreshes fail.
     fragment: Option<Fragment>,
+    /// The source's own metrics, current whether or not its last refresh succeeded.
+    source_metrics: Option<Fragment>,
 }
 
 /// What the server reads and the refresh tasks write.
@@ -77,6 +79,7 @@ impl Hub {
                 errors: 0,
             },
             fragment: None,
+            source_metrics: None,
         });
         self.publish(&slots);
         SlotId(slots.len() - 1)
@@ -101,6 +104,11 @@ impl Hub {
         slot.status.errors += 1;
         slot.status.last_duration = Some(took);
         self.publish(&slots);
+    }
+
+    /// Sets the source's own metrics; published with the next `succeeded` or `failed`.
+    pub fn stage_source_metrics(&self, id: SlotId, fragment: Fragment) {
+        self.lock_slots()[id.0].source_metrics = Some(fragment);
     }
 
     /// True once every registered source has produced data at least once.
@@ -132,6 +140,7 @@ impl Hub {
             slots
                 .iter()
                 .filter_map(|s| s.fragment.as_ref())
+                .chain(slots.iter().filter_map(|s| s.source_metrics.as_ref()))
                 .chain(std::iter::once(&own)),
         );
         let ready = slots.iter().all(|s| s.fragment.is_some());

@@ -57,6 +57,8 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 pub enum StartError {
     #[error(transparent)]
     Dummy(#[from] sources::dummy::DummyError),
+    #[error(transparent)]
+    Openstack(#[from] sources::openstack::OpenstackError),
 }
 
 /// Starts every configured source and serves `listener` until `shutdown` completes.
@@ -91,6 +93,16 @@ pub async fn run(
         tasks.push(refresh::spawn(
             source,
             dummy.schedule,
+            Arc::clone(&hub),
+            config.render,
+        ));
+    }
+    if let Some(openstack) = &config.openstack {
+        let source =
+            sources::openstack::OpenstackSource::from_config(openstack, config.legacy.memory_unit)?;
+        tasks.push(refresh::spawn(
+            source,
+            openstack.schedule,
             Arc::clone(&hub),
             config.render,
         ));

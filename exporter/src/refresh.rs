@@ -28,6 +28,12 @@ pub trait Source: Send + 'static {
         &mut self,
         now: SystemTime,
     ) -> impl Future<Output = Result<SourceData, Self::Error>> + Send;
+
+    /// The source's own metrics (OpenMetrics families from `render`), published after every
+    /// refresh, failed or not. None by default.
+    fn self_metrics(&self) -> Option<String> {
+        None
+    }
 }
 
 /// When a source refreshes.
@@ -69,6 +75,9 @@ pub async fn refresh_once<S: Source>(
     let now = SystemTime::now();
     let outcome = tokio::time::timeout(schedule.timeout, source.collect(now)).await;
     let hub = Arc::clone(hub);
+    if let Some(own) = source.self_metrics() {
+        hub.stage_source_metrics(slot, Fragment::from_openmetrics(own));
+    }
     match outcome {
         Ok(Ok(data)) => {
             // Rendering and compressing a large cloud takes milliseconds of CPU: keep it off
@@ -170,6 +179,7 @@ mod tests {
                         totals: Default::default(),
                         allocation: Default::default(),
                         instances: Default::default(),
+                        quota: None,
                     }],
                 })),
                 Step::Fail => Err(Failure),

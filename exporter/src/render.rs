@@ -191,6 +191,45 @@ impl Collector for ProjectsCollector {
             }
         }
 
+        // Only a source that reads quotas writes these; an unlimited quota has no series.
+        if projects.iter().any(|p| p.quota.is_some()) {
+            type QuotaFamily = (
+                &'static str,
+                &'static str,
+                Option<Unit>,
+                fn(&crate::snapshot::Quota) -> Option<u64>,
+            );
+            let quotas: [QuotaFamily; 3] = [
+                (
+                    "openstack_project_quota_vcpus",
+                    "Compute quota of the project: vCPUs",
+                    None,
+                    |q| q.vcpus,
+                ),
+                (
+                    "openstack_project_quota_memory",
+                    "Compute quota of the project: memory",
+                    Some(Unit::Bytes),
+                    |q| q.memory_bytes,
+                ),
+                (
+                    "openstack_project_quota_instances",
+                    "Compute quota of the project: servers",
+                    None,
+                    |q| q.instances,
+                ),
+            ];
+            for (name, help, unit, value) in &quotas {
+                let mut family =
+                    encoder.encode_descriptor(name, help, unit.as_ref(), MetricType::Gauge)?;
+                for (p, l) in projects.iter().zip(&labels) {
+                    if let Some(v) = p.quota.as_ref().and_then(value) {
+                        ConstGauge::new(v as f64).encode(family.encode_family(l)?)?;
+                    }
+                }
+            }
+        }
+
         let mut family = encoder.encode_descriptor(
             "openstack_project",
             "Project names and state",
@@ -692,6 +731,63 @@ impl Collector for SelfCollector {
         )?;
         for (s, l) in self.statuses.iter().zip(&labels) {
             ConstCounter::new(s.errors).encode(family.encode_family(l)?)?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, prometheus_client::encoding::EncodeLabelSet)]
+struct RequestLabels {
+    service: String,
+    code: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, prometheus_client::encoding::EncodeLabelSet)]
+struct ServiceLabel {
+    service: String,
+}
+
+#[derive(Debug)]
+struct OpenstackRequestsCollector(crate::sources::openstack::client::RequestStats);
+
+/// Renders the OpenStack source's API request counts and durations.
+pub fn openstack_requests(stats: crate::sources::openstack::client::RequestStats) -> String {
+    encode(OpenstackRequestsCollector(stats))
+}
+
+impl Collector for OpenstackRequestsCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let mut family = encoder.encode_descriptor(
+            "site_exporter_openstack_requests",
+            "HTTP requests of the OpenStack source by service and status code (error: no response)",
+            None,
+            MetricType::Counter,
+        )?;
+        for ((service, code), n) in &self.0.requests {
+            let labels = RequestLabels {
+                service: service.as_str().to_owned(),
+                code: code.clone(),
+            };
+            ConstCounter::new(*n).encode(family.encode_family(&labels)?)?;
+        }
+        let mut family = encoder.encode_descriptor(
+            "site_exporter_openstack_request_duration",
+            "Duration of the OpenStack source's HTTP requests by service",
+            Some(&Unit::Seconds),
+            MetricType::Histogram,
+        )?;
+        for (service, h) in &self.0.durations {
+            let labels = ServiceLabel {
+                service: service.as_str().to_owned(),
+            };
+            family
+                .encode_family(&labels)?
+                .encode_histogram::<prometheus_client::encoding::NoLabelSet>(
+                    h.sum,
+                    h.count,
+                    &h.pairs(),
+                    None,
+                )?;
         }
         Ok(())
     }

@@ -52,6 +52,16 @@ pub struct ProjectUsage {
     pub allocation: Allocation,
     /// Existing servers by lower-case Nova status (`active`, `shutoff`, `error`, ...).
     pub instances: BTreeMap<String, u64>,
+    /// Compute quota limits, when the source reads them; `None` inside means unlimited.
+    pub quota: Option<Quota>,
+}
+
+/// A project's compute quota limits; `None` is unlimited (Nova's -1).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Quota {
+    pub vcpus: Option<u64>,
+    pub memory_bytes: Option<u64>,
+    pub instances: Option<u64>,
 }
 
 /// One series of `project_vcpu_usage` and `project_mb_usage`.

@@ -8,12 +8,13 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use site_exporter::exposition::Format;
+use site_exporter::exposition::{Format, Fragment};
 use site_exporter::hub::Hub;
 use site_exporter::legacy::LegacyOptions;
 use site_exporter::refresh::{self, Schedule};
 use site_exporter::render::RenderOptions;
 use site_exporter::sources::dummy::{CloudSpec, DummyConfig, DummySource};
+use site_exporter::sources::openstack::client::{RequestStats, Service};
 use site_exporter::sources::weights::{
     Origin, WeightsCell, WeightsConfig, WeightsInput, WeightsSource,
 };
@@ -122,6 +123,39 @@ async fn readme_metric_reference_matches_the_output() {
     .unwrap();
     let slot = hub.register("dummy");
     assert!(refresh::refresh_once(&mut source, schedule, &hub, slot, options).await);
+    // The OpenStack source's own families, as it stages them after a refresh.
+    let openstack = hub.register("openstack");
+    let mut stats = RequestStats::default();
+    stats
+        .requests
+        .insert((Service::Compute, "200".to_owned()), 3);
+    stats.durations.entry(Service::Compute).or_default();
+    hub.stage_source_metrics(
+        openstack,
+        Fragment::from_openmetrics(site_exporter::render::openstack_requests(stats)),
+    );
+    hub.failed(openstack, Duration::from_millis(1));
+    // Quota families appear only when the OpenStack source reads quotas.
+    let with_quota = hub.register("openstack-quotas");
+    let mut projects = match source.snapshot(SystemTime::now()) {
+        site_exporter::snapshot::SourceData::Cloud { projects, .. } => projects,
+        _ => unreachable!("the dummy source serves a cloud"),
+    };
+    projects.projects.truncate(1);
+    projects.projects[0].quota = Some(site_exporter::snapshot::Quota {
+        vcpus: Some(20),
+        memory_bytes: Some(1 << 30),
+        instances: Some(10),
+    });
+    hub.succeeded(
+        with_quota,
+        Fragment::from_openmetrics(site_exporter::render::projects(
+            Arc::new(projects),
+            RenderOptions::default(),
+        )),
+        SystemTime::now(),
+        Duration::from_millis(1),
+    );
     let text = String::from_utf8(
         hub.exposition()
             .body(Format::Classic, false)

@@ -212,6 +212,7 @@ impl Exporter {
             dummy: Some(dummy),
             weights: None,
             libvirt: None,
+            openstack: None,
         };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         runtime.spawn(async move {

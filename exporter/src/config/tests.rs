@@ -172,6 +172,37 @@ fn validation_table() {
             want: Err("no source is enabled"),
         },
         Case {
+            name: "--openstack counts as a source",
+            args: &["--openstack", "--openstack.usage-start", "2026-01-01"],
+            file: "",
+            want: Ok(|c| {
+                assert!(c.dummy.is_none());
+                let o = c.openstack.as_ref().unwrap();
+                assert_eq!(
+                    o.usage_start,
+                    humantime::parse_rfc3339("2026-01-01T00:00:00Z").unwrap()
+                );
+            }),
+        },
+        Case {
+            name: "openstack: section enables the source, flags override it",
+            args: &["--openstack.state-file", "/tmp/flag.json"],
+            file: "openstack:\n  usage_start: 2026-01-01\n  state_file: /tmp/file.json\n",
+            want: Ok(|c| {
+                let o = c.openstack.as_ref().unwrap();
+                assert_eq!(
+                    o.state_file.as_deref(),
+                    Some(std::path::Path::new("/tmp/flag.json"))
+                );
+            }),
+        },
+        Case {
+            name: "openstack: unknown key",
+            args: &[],
+            file: "openstack:\n  usage_start: 2026-01-01\n  quota: true\n",
+            want: Err("unknown field `quota`"),
+        },
+        Case {
             name: "dummy flag without --dummy",
             args: &["--dummy.projects", "5"],
             file: "",

@@ -3,5 +3,6 @@
 
 pub mod dummy;
 pub mod libvirt;
+pub mod openstack;
 pub mod start_date;
 pub mod weights;

@@ -116,6 +116,7 @@ impl Cloud {
                     totals: UsageTotals::default(),
                     allocation: Allocation::default(),
                     instances: BTreeMap::new(),
+                    quota: None,
                 };
                 let mut legacy_servers = Vec::with_capacity(p.servers.len());
                 for s in &p.servers {

@@ -1,0 +1,393 @@
+//! Authenticated requests to Keystone and Nova: timeouts, retries, one re-auth, a limit on
+//! requests in flight, and per-service request statistics.
+//!
+//! Authentication, the catalog and token reuse are osauth's; this module adds the policy.
+//! Errors name the service and path, never a token or password (osauth keeps them out of its
+//! own error texts; response bodies are not echoed).
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use osauth::services::{GenericService, VersionSelector, COMPUTE};
+use osauth::Session;
+use serde::de::DeserializeOwned;
+use tokio::sync::Semaphore;
+
+/// Keystone v3 (osauth has no constant for it).
+const IDENTITY: GenericService = GenericService::new("identity", VersionSelector::Major(3));
+
+/// Which API a request goes to; the `service` label of the self-metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Service {
+    Identity,
+    Compute,
+}
+
+impl Service {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Service::Identity => "identity",
+            Service::Compute => "compute",
+        }
+    }
+}
+
+/// Request policy. Defaults: 4 in flight, 60 s per request, 3 retries from 1 s.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub concurrency: usize,
+    pub request_timeout: Duration,
+    pub retries: u32,
+    pub backoff: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            concurrency: 4,
+            request_timeout: Duration::from_secs(60),
+            retries: 3,
+            backoff: Duration::from_secs(1),
+        }
+    }
+}
+
+/// A request that failed for good.
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    #[error("{service} {path}: HTTP {status}{hint}")]
+    Status {
+        service: &'static str,
+        path: String,
+        status: u16,
+        hint: &'static str,
+    },
+    #[error("{service} {path}: {kind}")]
+    Transport {
+        service: &'static str,
+        path: String,
+        kind: String,
+    },
+    #[error("{service} {path}: malformed response: {source}")]
+    Malformed {
+        service: &'static str,
+        path: String,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+/// Counts and durations of requests, by service (and status code; `error` for no response).
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct RequestStats {
+    pub requests: BTreeMap<(Service, String), u64>,
+    /// Per service: bucket upper bounds' counts, sum of seconds, count.
+    pub durations: BTreeMap<Service, Histogram>,
+}
+
+/// A histogram of request durations.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Histogram {
+    /// Per-bucket (not cumulative) counts for [`BUCKETS`], then one for +Inf.
+    pub buckets: Vec<u64>,
+    pub sum: f64,
+    pub count: u64,
+}
+
+/// Upper bounds of the request-duration buckets, seconds.
+pub const BUCKETS: [f64; 10] = [0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
+
+impl Histogram {
+    fn observe(&mut self, seconds: f64) {
+        if self.buckets.len() != BUCKETS.len() + 1 {
+            self.buckets = vec![0; BUCKETS.len() + 1];
+        }
+        let i = BUCKETS
+            .iter()
+            .position(|bound| seconds <= *bound)
+            .unwrap_or(BUCKETS.len());
+        self.buckets[i] += 1;
+        self.sum += seconds;
+        self.count += 1;
+    }
+
+    /// `(upper bound, count)` pairs as the encoder takes them, +Inf last.
+    pub fn pairs(&self) -> Vec<(f64, u64)> {
+        BUCKETS
+            .iter()
+            .copied()
+            .chain(std::iter::once(f64::INFINITY))
+            .zip(self.buckets.iter().copied().chain(std::iter::repeat(0)))
+            .collect()
+    }
+}
+
+/// Makes a new authenticated session (from `OS_*`, clouds.yaml or explicit credentials).
+///
+/// Re-authentication after a 401 builds a new session with it: osauth's own refresh keeps a
+/// token it believes alive, which is exactly the token the server just rejected.
+pub type Connect = Arc<
+    dyn Fn() -> std::pin::Pin<
+            Box<dyn std::future::Future<Output = Result<Session, osauth::Error>> + Send>,
+        > + Send
+        + Sync,
+>;
+
+/// The session plus the request policy.
+#[derive(Clone)]
+pub struct Client {
+    connect: Connect,
+    /// `None` until the first request authenticates (start-up does not need Keystone up).
+    session: Arc<tokio::sync::RwLock<Option<Session>>>,
+    limits: Limits,
+    permits: Arc<Semaphore>,
+    stats: Arc<Mutex<RequestStats>>,
+}
+
+enum Attempt {
+    Done(bytes::Bytes),
+    Retry(Option<Duration>),
+    ReAuth,
+    Fail(RequestError),
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Client {
+    /// Authenticates with `connect` now and applies `limits` to every request.
+    pub async fn connect(connect: Connect, limits: Limits) -> Result<Self, osauth::Error> {
+        let session = connect().await?;
+        let client = Self::new(connect, limits);
+        *client.session.write().await = Some(session);
+        Ok(client)
+    }
+
+    /// A client that authenticates with `connect` at its first request.
+    pub fn new(connect: Connect, limits: Limits) -> Self {
+        Self {
+            connect,
+            session: Arc::default(),
+            permits: Arc::new(Semaphore::new(limits.concurrency.max(1))),
+            limits,
+            stats: Arc::default(),
+        }
+    }
+
+    /// A copy of the request statistics so far.
+    pub fn stats(&self) -> RequestStats {
+        self.stats.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    /// GET `path` (segments below the service's endpoint) with `query`, parsed as `T`.
+    pub async fn get_json<T: DeserializeOwned>(
+        &self,
+        service: Service,
+        path: &[&str],
+        query: &[(&str, String)],
+        microversion: Option<(u16, u16)>,
+    ) -> Result<T, RequestError> {
+        let shown = format!("/{}", path.join("/"));
+        let bytes = self.get(service, path, &shown, query, microversion).await?;
+        serde_json::from_slice(&bytes).map_err(|source| RequestError::Malformed {
+            service: service.as_str(),
+            path: shown,
+            source,
+        })
+    }
+
+    async fn get(
+        &self,
+        service: Service,
+        path: &[&str],
+        shown: &str,
+        query: &[(&str, String)],
+        microversion: Option<(u16, u16)>,
+    ) -> Result<bytes::Bytes, RequestError> {
+        let mut reauthed = false;
+        let mut retries = 0;
+        loop {
+            if self.session.read().await.is_none() {
+                match (self.connect)().await {
+                    Ok(fresh) => *self.session.write().await = Some(fresh),
+                    Err(e) => {
+                        return Err(RequestError::Transport {
+                            service: service.as_str(),
+                            path: shown.to_owned(),
+                            kind: format!("authentication failed: {}", e.kind()),
+                        })
+                    }
+                }
+            }
+            let attempt = {
+                let _permit =
+                    self.permits
+                        .acquire()
+                        .await
+                        .map_err(|_| RequestError::Transport {
+                            service: service.as_str(),
+                            path: shown.to_owned(),
+                            kind: "client closed".into(),
+                        })?;
+                self.attempt(service, path, shown, query, microversion)
+                    .await
+            };
+            match attempt {
+                Attempt::Done(b) => return Ok(b),
+                Attempt::Fail(e) => return Err(e),
+                Attempt::ReAuth if !reauthed => {
+                    reauthed = true;
+                    match (self.connect)().await {
+                        Ok(fresh) => *self.session.write().await = Some(fresh),
+                        Err(e) => {
+                            return Err(RequestError::Transport {
+                                service: service.as_str(),
+                                path: shown.to_owned(),
+                                kind: format!("re-authentication after 401 failed: {}", e.kind()),
+                            })
+                        }
+                    }
+                }
+                Attempt::ReAuth => {
+                    return Err(RequestError::Status {
+                        service: service.as_str(),
+                        path: shown.to_owned(),
+                        status: 401,
+                        hint: " (still unauthorized after re-authenticating)",
+                    })
+                }
+                Attempt::Retry(after) if retries < self.limits.retries => {
+                    retries += 1;
+                    tokio::time::sleep(after.unwrap_or_else(|| self.backoff(retries))).await;
+                }
+                Attempt::Retry(_) => {
+                    return Err(RequestError::Transport {
+                        service: service.as_str(),
+                        path: shown.to_owned(),
+                        kind: format!("giving up after {} retries", self.limits.retries),
+                    })
+                }
+            }
+        }
+    }
+
+    /// Exponential backoff with jitter in [50 %, 100 %] of the step.
+    fn backoff(&self, retry: u32) -> Duration {
+        let step = self
+            .limits
+            .backoff
+            .saturating_mul(1 << retry.min(10).saturating_sub(1));
+        let nanos = Instant::now().elapsed().subsec_nanos() as u64
+            ^ std::process::id() as u64
+            ^ u64::from(retry).wrapping_mul(0x9e37_79b9);
+        let fraction = 0.5 + (nanos % 1000) as f64 / 2000.0;
+        step.mul_f64(fraction)
+    }
+
+    async fn attempt(
+        &self,
+        service: Service,
+        path: &[&str],
+        shown: &str,
+        query: &[(&str, String)],
+        microversion: Option<(u16, u16)>,
+    ) -> Attempt {
+        let started = Instant::now();
+        let result = {
+            let guard = self.session.read().await;
+            let Some(session) = guard.as_ref() else {
+                return Attempt::ReAuth;
+            };
+            let timeout = self.limits.request_timeout;
+            match service {
+                Service::Identity => {
+                    session
+                        .get(IDENTITY, path)
+                        .query(query)
+                        .timeout(timeout)
+                        .send_unchecked()
+                        .await
+                }
+                Service::Compute => {
+                    let mut rb = session.get(COMPUTE, path).query(query).timeout(timeout);
+                    if let Some(v) = microversion {
+                        rb = rb.api_version(v);
+                    }
+                    rb.send_unchecked().await
+                }
+            }
+        };
+        let fail = |kind: String| RequestError::Transport {
+            service: service.as_str(),
+            path: shown.to_owned(),
+            kind,
+        };
+        let (code, attempt) = match result {
+            Err(e) => {
+                let retry = matches!(
+                    e.kind(),
+                    osauth::ErrorKind::ProtocolError
+                        | osauth::ErrorKind::OperationTimedOut
+                        | osauth::ErrorKind::InternalServerError
+                );
+                let a = if retry {
+                    Attempt::Retry(None)
+                } else {
+                    Attempt::Fail(fail(e.kind().to_string()))
+                };
+                ("error".to_owned(), a)
+            }
+            Ok(resp) => {
+                let status = resp.status().as_u16();
+                let retry_after = resp
+                    .headers()
+                    .get(http::header::RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .map(Duration::from_secs);
+                let a = match status {
+                    200..=299 => match resp.bytes().await {
+                        Ok(b) => Attempt::Done(b),
+                        Err(_) => Attempt::Retry(None),
+                    },
+                    401 => Attempt::ReAuth,
+                    429 => Attempt::Retry(retry_after),
+                    500..=599 => Attempt::Retry(retry_after),
+                    _ => Attempt::Fail(RequestError::Status {
+                        service: service.as_str(),
+                        path: shown.to_owned(),
+                        status,
+                        hint: hint(service, shown, status),
+                    }),
+                };
+                (status.to_string(), a)
+            }
+        };
+        if let Ok(mut stats) = self.stats.lock() {
+            *stats.requests.entry((service, code)).or_default() += 1;
+            stats
+                .durations
+                .entry(service)
+                .or_default()
+                .observe(started.elapsed().as_secs_f64());
+        }
+        attempt
+    }
+}
+
+fn hint(service: Service, path: &str, status: u16) -> &'static str {
+    match (service, status) {
+        (Service::Compute, 403) if path.starts_with("/os-simple-tenant-usage") => {
+            " (forbidden by Nova policy os_compute_api:os-simple-tenant-usage:list, admin by default)"
+        }
+        (_, 403) => " (forbidden: the exporter's user needs the admin or reader role)",
+        _ => "",
+    }
+}

@@ -1,0 +1,196 @@
+//! The `openstack:` config section, its flags, and the original exporter's variables.
+//!
+//! Precedence: flag (or its `SITE_EXPORTER_OPENSTACK_*` variable) > config file >
+//! `USAGE_EXPORTER_*` variable of the original exporter > default.
+
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+use serde::Deserialize;
+
+use super::client::Limits;
+use super::keystone::Filters;
+use crate::config::ConfigError;
+use crate::refresh::Schedule;
+
+/// Default refresh interval.
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(300);
+
+/// The file's `openstack:` section; present (even empty) means enabled.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpenstackSection {
+    cloud: Option<String>,
+    usage_start: Option<String>,
+    state_file: Option<PathBuf>,
+    #[serde(default, deserialize_with = "crate::config::duration::option")]
+    interval: Option<Duration>,
+    #[serde(default, deserialize_with = "crate::config::duration::option")]
+    timeout: Option<Duration>,
+    #[serde(default, deserialize_with = "crate::config::duration::option")]
+    request_timeout: Option<Duration>,
+    concurrency: Option<usize>,
+    retries: Option<u32>,
+    #[serde(default)]
+    quotas: bool,
+    #[serde(default)]
+    domains: Vec<String>,
+    #[serde(default)]
+    exclude_domains: Vec<String>,
+    #[serde(default)]
+    projects: Vec<String>,
+    #[serde(default)]
+    exclude_projects: Vec<String>,
+}
+
+/// What the flags say about the source.
+#[derive(Debug, Clone, Default)]
+pub struct OpenstackFlags {
+    pub enabled: bool,
+    pub cloud: Option<String>,
+    pub usage_start: Option<String>,
+    pub state_file: Option<PathBuf>,
+    pub interval: Option<Duration>,
+}
+
+/// The validated configuration of the OpenStack source.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OpenstackConfig {
+    /// A clouds.yaml entry; `None` reads `OS_*` variables (or `OS_CLOUD`).
+    pub cloud: Option<String>,
+    pub usage_start: SystemTime,
+    pub state_file: Option<PathBuf>,
+    pub schedule: Schedule,
+    pub limits: Limits,
+    pub filters: Filters,
+    /// Read per-project compute quotas [default: false].
+    pub quotas: bool,
+}
+
+fn invalid(key: &'static str, problem: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        problem: problem.into(),
+    }
+}
+
+/// Parses `2026-11-21`, `2026-11-21T00:00:00`, `2026-11-21 00:00:00` or RFC 3339; UTC unless
+/// a zone is given.
+pub fn parse_start(text: &str) -> Result<SystemTime, String> {
+    let t = text.trim();
+    let full = if t.len() == 10 {
+        format!("{t}T00:00:00Z")
+    } else {
+        t.to_owned()
+    };
+    humantime::parse_rfc3339_weak(&full)
+        .or_else(|_| humantime::parse_rfc3339(&full))
+        .map_err(|e| format!("'{text}' is not a date or RFC 3339 time: {e}"))
+}
+
+/// Builds the configuration, or `None` when the source is not enabled. `env` reads the
+/// original exporter's `USAGE_EXPORTER_*` variables.
+pub fn from_parts(
+    flags: &OpenstackFlags,
+    section: Option<OpenstackSection>,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<Option<OpenstackConfig>, ConfigError> {
+    let enabled = flags.enabled || section.is_some();
+    if !enabled {
+        return Ok(None);
+    }
+    let s = section.unwrap_or_default();
+    let start_text = flags
+        .usage_start
+        .clone()
+        .or(s.usage_start)
+        .or_else(|| env("USAGE_EXPORTER_START_DATE"))
+        .ok_or_else(|| {
+            invalid(
+                "openstack.usage_start (--openstack.usage-start)",
+                "required: the accounting start, e.g. 2026-01-01 (or USAGE_EXPORTER_START_DATE)",
+            )
+        })?;
+    let usage_start = parse_start(&start_text)
+        .map_err(|e| invalid("openstack.usage_start (--openstack.usage-start)", e))?;
+    if usage_start > SystemTime::now() {
+        return Err(invalid(
+            "openstack.usage_start (--openstack.usage-start)",
+            format!("'{start_text}' is in the future"),
+        ));
+    }
+    let legacy_interval = match env("USAGE_EXPORTER_UPDATE_INTERVAL") {
+        Some(v) => Some(Duration::from_secs(v.trim().parse::<u64>().map_err(
+            |_| {
+                invalid(
+                    "USAGE_EXPORTER_UPDATE_INTERVAL",
+                    format!("'{v}' is not a number of seconds"),
+                )
+            },
+        )?)),
+        None => None,
+    };
+    let interval = flags
+        .interval
+        .or(s.interval)
+        .or(legacy_interval)
+        .unwrap_or(DEFAULT_INTERVAL);
+    if interval.is_zero() {
+        return Err(invalid(
+            "openstack.interval (--openstack.interval)",
+            "must be greater than zero",
+        ));
+    }
+    let timeout = s.timeout.unwrap_or(interval);
+    if timeout.is_zero() {
+        return Err(invalid("openstack.timeout", "must be greater than zero"));
+    }
+    let defaults = Limits::default();
+    let limits = Limits {
+        concurrency: s.concurrency.unwrap_or(defaults.concurrency),
+        request_timeout: s.request_timeout.unwrap_or(defaults.request_timeout),
+        retries: s.retries.unwrap_or(defaults.retries),
+        backoff: defaults.backoff,
+    };
+    if limits.concurrency == 0 || limits.concurrency > 64 {
+        return Err(invalid("openstack.concurrency", "must be between 1 and 64"));
+    }
+    if limits.request_timeout.is_zero() {
+        return Err(invalid(
+            "openstack.request_timeout",
+            "must be greater than zero",
+        ));
+    }
+    let mut domains = s.domains;
+    if domains.is_empty() {
+        if let Some(v) = env("USAGE_EXPORTER_PROJECT_DOMAINS") {
+            domains = v
+                .split(',')
+                .map(str::trim)
+                .filter(|d| !d.is_empty())
+                .map(str::to_owned)
+                .collect();
+        }
+        if let Some(id) = env("USAGE_EXPORTER_PROJECT_DOMAIN_ID").filter(|v| !v.trim().is_empty()) {
+            domains.push(id.trim().to_owned());
+        }
+    }
+    Ok(Some(OpenstackConfig {
+        cloud: flags.cloud.clone().or(s.cloud),
+        usage_start,
+        state_file: flags.state_file.clone().or(s.state_file),
+        schedule: Schedule { interval, timeout },
+        limits,
+        filters: Filters {
+            domains,
+            exclude_domains: s.exclude_domains,
+            projects: s.projects,
+            exclude_projects: s.exclude_projects,
+        },
+        quotas: s.quotas,
+    }))
+}
+
+#[cfg(test)]
+#[path = "config/tests.rs"]
+mod tests;

@@ -1,0 +1,351 @@
+//! The OpenStack source: per-project usage from Keystone and Nova.
+//!
+//! - [`nova`]: Nova API JSON and its pure conversion.
+//! - [`keystone`]: projects and domains, filters.
+//! - [`accounting`]: running totals from contiguous usage windows, per-server records.
+//! - [`state`]: the state file (atomic writes, untrusted files set aside).
+//! - [`client`]: authenticated requests with timeouts, retries, re-auth and a concurrency limit.
+//! - [`config`]: the `openstack:` section, its flags and the migration variables.
+//!
+//! One refresh reads projects, the usage window `[last end, now)` (all pages) and the current
+//! servers; only when all of it arrived is the window added and the state saved, so a refresh
+//! that fails part-way adds nothing and the next one covers the missed time.
+
+pub mod accounting;
+pub mod client;
+pub mod config;
+pub mod keystone;
+pub mod nova;
+pub mod state;
+
+use std::path::PathBuf;
+use std::time::SystemTime;
+
+use accounting::Accounting;
+use client::{Client, RequestError, Service};
+use keystone::{DomainsPage, Filters, ProjectsPage};
+use nova::{ServersPage, UsagePage};
+
+use crate::legacy::MemoryUnit;
+use crate::snapshot::{ProjectsSnapshot, SourceData};
+
+/// Page size asked of Nova.
+const PAGE: usize = 1000;
+/// Microversion for paginated usage.
+const USAGE_MICROVERSION: (u16, u16) = (2, 40);
+/// Microversion with the flavor embedded in servers.
+const SERVERS_MICROVERSION: (u16, u16) = (2, 47);
+
+/// A failed refresh.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenstackError {
+    #[error(transparent)]
+    Request(#[from] RequestError),
+    #[error(transparent)]
+    State(#[from] state::StateError),
+    #[error(transparent)]
+    Window(#[from] accounting::WindowError),
+    #[error("{endpoint}: pagination did not end after {pages} pages")]
+    Pagination {
+        endpoint: &'static str,
+        pages: usize,
+    },
+}
+
+/// What the source needs besides the client.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    /// The accounting epoch.
+    pub usage_start: SystemTime,
+    /// Where the accounting is persisted; `None` keeps it in memory only.
+    pub state_file: Option<PathBuf>,
+    /// Identity of the cloud stored with the state (the auth URL or cloud name).
+    pub cloud: String,
+    pub filters: Filters,
+    pub memory_unit: MemoryUnit,
+    /// Read per-project compute quotas.
+    pub quotas: bool,
+}
+
+/// The source: a client, the settings and the accounting so far.
+#[derive(Debug)]
+pub struct OpenstackSource {
+    client: Client,
+    settings: Settings,
+    accounting: Accounting,
+}
+
+impl OpenstackSource {
+    /// Resumes from the state file when it can be trusted; an untrusted one is set aside
+    /// (logged with its new name) and accounting restarts at `usage_start`.
+    pub fn new(client: Client, settings: Settings) -> Result<Self, OpenstackError> {
+        let fresh = Accounting::new(settings.usage_start);
+        let accounting = match &settings.state_file {
+            None => fresh,
+            Some(path) => match state::load(path, &settings.cloud, fresh.usage_start)? {
+                state::Loaded::Missing => fresh,
+                state::Loaded::Resumed(acc) => {
+                    tracing::info!(path = %path.display(), "resuming openstack accounting");
+                    acc
+                }
+                state::Loaded::SetAside { reason, moved_to } => {
+                    tracing::error!(
+                        path = %path.display(),
+                        moved_to = %moved_to.display(),
+                        %reason,
+                        "openstack state file set aside; accounting restarts at usage_start"
+                    );
+                    fresh
+                }
+            },
+        };
+        Ok(Self {
+            client,
+            settings,
+            accounting,
+        })
+    }
+
+    /// The source as configured: credentials from `cloud` (clouds.yaml) or the `OS_*`
+    /// variables, authenticated at the first refresh.
+    pub fn from_config(
+        config: &config::OpenstackConfig,
+        memory_unit: MemoryUnit,
+    ) -> Result<Self, OpenstackError> {
+        let cloud = config.cloud.clone();
+        let connect: client::Connect = std::sync::Arc::new(move || {
+            let cloud = cloud.clone();
+            Box::pin(async move {
+                match cloud {
+                    Some(name) => osauth::Session::from_config(name).await,
+                    None => osauth::Session::from_env().await,
+                }
+            })
+        });
+        // The state belongs to one cloud: its clouds.yaml name, else its auth URL.
+        let identity = config
+            .cloud
+            .clone()
+            .or_else(|| std::env::var("OS_CLOUD").ok())
+            .or_else(|| std::env::var("OS_AUTH_URL").ok())
+            .unwrap_or_default();
+        Self::new(
+            Client::new(connect, config.limits),
+            Settings {
+                usage_start: config.usage_start,
+                state_file: config.state_file.clone(),
+                cloud: identity,
+                filters: config.filters.clone(),
+                memory_unit,
+                quotas: config.quotas,
+            },
+        )
+    }
+
+    /// The accounting so far (for tests and later consumers).
+    pub fn accounting(&self) -> &Accounting {
+        &self.accounting
+    }
+
+    /// The request client (its statistics feed the self-metrics).
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    async fn projects(&self) -> Result<Vec<crate::snapshot::Project>, OpenstackError> {
+        let mut projects = Vec::new();
+        let mut query: Vec<(&str, String)> = Vec::new();
+        for page in 0.. {
+            if page >= 10_000 {
+                return Err(OpenstackError::Pagination {
+                    endpoint: "identity /projects",
+                    pages: page,
+                });
+            }
+            let p: ProjectsPage = self
+                .client
+                .get_json(Service::Identity, &["projects"], &query, None)
+                .await?;
+            projects.extend(p.projects);
+            match p.links.next.as_deref().and_then(keystone_marker) {
+                Some(marker) => query = vec![("marker", marker)],
+                None => break,
+            }
+        }
+        let domains: DomainsPage = self
+            .client
+            .get_json(Service::Identity, &["domains"], &[], None)
+            .await?;
+        Ok(keystone::projects(
+            &projects,
+            &domains.domains,
+            &self.settings.filters,
+        ))
+    }
+
+    async fn usage(
+        &self,
+        start: SystemTime,
+        end: SystemTime,
+    ) -> Result<Vec<nova::TenantUsage>, OpenstackError> {
+        let base = vec![
+            ("detailed", "1".to_owned()),
+            ("start", nova::query_time(start)),
+            ("end", nova::query_time(end)),
+            ("limit", PAGE.to_string()),
+        ];
+        let mut tenants = Vec::new();
+        let mut marker: Option<String> = None;
+        for page in 0.. {
+            if page >= 100_000 {
+                return Err(OpenstackError::Pagination {
+                    endpoint: "compute /os-simple-tenant-usage",
+                    pages: page,
+                });
+            }
+            let mut query = base.clone();
+            query.extend(marker.take().map(|m| ("marker", m)));
+            let p: UsagePage = self
+                .client
+                .get_json(
+                    Service::Compute,
+                    &["os-simple-tenant-usage"],
+                    &query,
+                    Some(USAGE_MICROVERSION),
+                )
+                .await?;
+            let empty = p.tenant_usages.is_empty();
+            tenants.extend(p.tenant_usages);
+            marker = nova::next_marker(&p.tenant_usages_links);
+            if marker.is_none() || empty {
+                break;
+            }
+        }
+        Ok(tenants)
+    }
+
+    async fn servers(&self) -> Result<Vec<nova::Server>, OpenstackError> {
+        let mut servers = Vec::new();
+        let mut marker: Option<String> = None;
+        for page in 0.. {
+            if page >= 100_000 {
+                return Err(OpenstackError::Pagination {
+                    endpoint: "compute /servers/detail",
+                    pages: page,
+                });
+            }
+            let mut query = vec![("all_tenants", "1".to_owned()), ("limit", PAGE.to_string())];
+            query.extend(marker.take().map(|m| ("marker", m)));
+            let p: ServersPage = self
+                .client
+                .get_json(
+                    Service::Compute,
+                    &["servers", "detail"],
+                    &query,
+                    Some(SERVERS_MICROVERSION),
+                )
+                .await?;
+            let empty = p.servers.is_empty();
+            servers.extend(p.servers);
+            marker = nova::next_marker(&p.servers_links);
+            if marker.is_none() || empty {
+                break;
+            }
+        }
+        Ok(servers)
+    }
+
+    /// Quota limits of `projects`, fetched concurrently (the client bounds requests in flight).
+    async fn quotas(
+        &self,
+        projects: &[crate::snapshot::Project],
+    ) -> Result<std::collections::BTreeMap<String, crate::snapshot::Quota>, OpenstackError> {
+        let mut tasks = tokio::task::JoinSet::new();
+        for p in projects {
+            let client = self.client.clone();
+            let id = p.id.clone();
+            tasks.spawn(async move {
+                let d: Result<nova::QuotaDetail, _> = client
+                    .get_json(
+                        Service::Compute,
+                        &["os-quota-sets", &id, "detail"],
+                        &[],
+                        None,
+                    )
+                    .await;
+                d.map(|d| (id, nova::quota(&d.quota_set)))
+            });
+        }
+        let mut out = std::collections::BTreeMap::new();
+        while let Some(joined) = tasks.join_next().await {
+            // A panicked task is a bug; treat it like a failed request rather than crash.
+            let (id, q) = joined.map_err(|e| RequestError::Transport {
+                service: "compute",
+                path: "/os-quota-sets".into(),
+                kind: e.to_string(),
+            })??;
+            out.insert(id, q);
+        }
+        Ok(out)
+    }
+
+    /// One refresh at `now`; see the module documentation for what is atomic.
+    pub async fn refresh(&mut self, now: SystemTime) -> Result<ProjectsSnapshot, OpenstackError> {
+        let projects = self.projects().await?;
+        let start = self.accounting.next_window_start();
+        let end = nova::whole_seconds(now);
+        let mut next = self.accounting.clone();
+        if end > start {
+            let usage = self.usage(start, end).await?;
+            next.apply_window(end, &usage, self.settings.memory_unit)?;
+        }
+        let servers = self.servers().await?;
+        next.note_metadata(servers.iter().map(|s| (s.id.as_str(), &s.metadata)));
+        let quotas = if self.settings.quotas {
+            Some(self.quotas(&projects).await?)
+        } else {
+            None
+        };
+        if let Some(path) = &self.settings.state_file {
+            state::save(path, &self.settings.cloud, &next)?;
+        }
+        self.accounting = next;
+        let mut snapshot = self
+            .accounting
+            .snapshot(&projects, &nova::current_state(&servers));
+        if let Some(quotas) = quotas {
+            for p in &mut snapshot.projects {
+                p.quota = Some(quotas.get(&p.project.id).copied().unwrap_or_default());
+            }
+        }
+        Ok(snapshot)
+    }
+}
+
+/// The `marker` of a Keystone `next` link.
+fn keystone_marker(href: &str) -> Option<String> {
+    nova::next_marker(&[nova::Link {
+        rel: "next".into(),
+        href: href.into(),
+    }])
+}
+
+impl crate::refresh::Source for OpenstackSource {
+    type Error = OpenstackError;
+
+    fn name(&self) -> &'static str {
+        "openstack"
+    }
+
+    async fn collect(&mut self, now: SystemTime) -> Result<SourceData, Self::Error> {
+        self.refresh(now).await.map(SourceData::Projects)
+    }
+
+    fn self_metrics(&self) -> Option<String> {
+        Some(crate::render::openstack_requests(self.client.stats()))
+    }
+}
+
+#[cfg(test)]
+#[path = "tests/mod.rs"]
+mod tests;

@@ -1,0 +1,179 @@
+//! Nova API JSON (usage, servers) and its pure conversion; no I/O here.
+//!
+//! Shapes follow the responses recorded from a real Nova in `shared/openstack/samples`.
+//! Unknown fields are ignored; missing required ones are errors for the refresh that read them.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::Deserialize;
+
+use crate::snapshot::Allocation;
+
+const MIB: u64 = 1 << 20;
+const GIB: u64 = 1 << 30;
+
+/// One page of `GET /os-simple-tenant-usage?detailed=1` (microversion >= 2.40).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+pub struct UsagePage {
+    pub tenant_usages: Vec<TenantUsage>,
+    #[serde(default)]
+    pub tenant_usages_links: Vec<Link>,
+}
+
+/// One tenant's part of a usage page. Paging is over servers, so one tenant can appear on
+/// several pages, each with a partial list.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+pub struct TenantUsage {
+    pub tenant_id: String,
+    #[serde(default)]
+    pub server_usages: Vec<ServerUsage>,
+}
+
+/// One server's usage in the queried window; Nova clips `hours` to the window.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+pub struct ServerUsage {
+    pub instance_id: String,
+    #[serde(default)]
+    pub name: String,
+    pub hours: f64,
+    pub vcpus: u64,
+    pub memory_mb: u64,
+    pub local_gb: u64,
+    #[serde(default)]
+    pub flavor: Option<String>,
+    #[serde(default)]
+    pub started_at: Option<String>,
+    #[serde(default)]
+    pub ended_at: Option<String>,
+    #[serde(default)]
+    pub state: Option<String>,
+}
+
+/// A `links` entry (`rel: next` carries the following page).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+pub struct Link {
+    pub rel: String,
+    pub href: String,
+}
+
+/// One page of `GET /servers/detail?all_tenants=1` (flavor embedded since microversion 2.47).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+pub struct ServersPage {
+    pub servers: Vec<Server>,
+    #[serde(default)]
+    pub servers_links: Vec<Link>,
+}
+
+/// An existing server.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+pub struct Server {
+    pub id: String,
+    pub tenant_id: String,
+    pub status: String,
+    pub flavor: EmbeddedFlavor,
+    #[serde(default)]
+    pub metadata: BTreeMap<String, String>,
+}
+
+/// The flavor as embedded in a server since microversion 2.47.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+pub struct EmbeddedFlavor {
+    pub vcpus: u64,
+    /// MiB.
+    pub ram: u64,
+    /// Root disk, GiB.
+    pub disk: u64,
+    /// GiB.
+    #[serde(default)]
+    pub ephemeral: u64,
+}
+
+/// `GET /os-quota-sets/{project}/detail`.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+pub struct QuotaDetail {
+    pub quota_set: QuotaSet,
+}
+
+/// The compute quota items exported.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+pub struct QuotaSet {
+    pub cores: QuotaItem,
+    /// MiB.
+    pub ram: QuotaItem,
+    pub instances: QuotaItem,
+}
+
+/// One quota item; `limit` -1 is unlimited.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq)]
+pub struct QuotaItem {
+    pub limit: i64,
+}
+
+/// Limits in base units; unlimited (any negative limit) becomes `None`.
+pub fn quota(set: &QuotaSet) -> crate::snapshot::Quota {
+    let limit = |i: QuotaItem| u64::try_from(i.limit).ok();
+    crate::snapshot::Quota {
+        vcpus: limit(set.cores),
+        memory_bytes: limit(set.ram).map(|mb| mb.saturating_mul(MIB)),
+        instances: limit(set.instances),
+    }
+}
+
+/// The marker of the `rel: next` link, if there is a next page.
+pub fn next_marker(links: &[Link]) -> Option<String> {
+    let next = links.iter().find(|l| l.rel == "next")?;
+    let query = next.href.split_once('?')?.1;
+    query.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=')?;
+        (k == "marker").then(|| v.to_owned())
+    })
+}
+
+/// Truncates to whole seconds: window ends are always whole seconds, so `[a, b)` and `[b, c)`
+/// neither overlap nor leave a gap in what Nova is asked.
+pub fn whole_seconds(t: SystemTime) -> SystemTime {
+    let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    UNIX_EPOCH + Duration::from_secs(secs)
+}
+
+/// Nova's `start`/`end` query format: `2026-11-21T00:00:00`, UTC, no zone, whole seconds.
+pub fn query_time(t: SystemTime) -> String {
+    let mut s = humantime::format_rfc3339_seconds(whole_seconds(t)).to_string();
+    s.pop(); // the trailing `Z`
+    s
+}
+
+/// Usage integrals of one server over one window, Nova's definitions, base units.
+pub fn server_totals(u: &ServerUsage) -> crate::snapshot::UsageTotals {
+    let seconds = if u.hours.is_finite() && u.hours > 0.0 {
+        u.hours * 3600.0
+    } else {
+        0.0
+    };
+    crate::snapshot::UsageTotals {
+        vcpu_seconds: seconds * u.vcpus as f64,
+        memory_byte_seconds: seconds * (u.memory_mb * MIB) as f64,
+        disk_byte_seconds: seconds * (u.local_gb * GIB) as f64,
+        instance_seconds: seconds,
+    }
+}
+
+/// What existing servers hold now, per project: allocation and count by lower-case status.
+pub fn current_state(servers: &[Server]) -> BTreeMap<String, (Allocation, BTreeMap<String, u64>)> {
+    let mut out: BTreeMap<String, (Allocation, BTreeMap<String, u64>)> = BTreeMap::new();
+    for s in servers {
+        let entry = out.entry(s.tenant_id.clone()).or_default();
+        entry.0 += Allocation {
+            vcpus: s.flavor.vcpus,
+            memory_bytes: s.flavor.ram * MIB,
+            disk_bytes: (s.flavor.disk + s.flavor.ephemeral) * GIB,
+        };
+        *entry.1.entry(s.status.to_lowercase()).or_default() += 1;
+    }
+    out
+}
+
+#[cfg(test)]
+#[path = "nova/tests.rs"]
+pub(crate) mod tests;

@@ -1,0 +1,252 @@
+#![allow(clippy::unwrap_used)]
+
+use super::*;
+
+pub(crate) fn fixture(name: &str) -> String {
+    let path = format!(
+        "{}/tests/fixtures/openstack/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    std::fs::read_to_string(&path).unwrap()
+}
+
+fn at(rfc3339: &str) -> SystemTime {
+    humantime::parse_rfc3339(rfc3339).unwrap()
+}
+
+#[test]
+fn next_marker_cases() {
+    struct Case {
+        name: &'static str,
+        input: Vec<Link>,
+        want: Option<&'static str>,
+    }
+    let link = |rel: &str, href: &str| Link {
+        rel: rel.into(),
+        href: href.into(),
+    };
+    let cases = [
+        Case {
+            name: "no links: last page",
+            input: vec![],
+            want: None,
+        },
+        Case {
+            name: "marker last",
+            input: vec![link(
+                "next",
+                "http://n/v2.1/os-simple-tenant-usage?detailed=1&limit=3&marker=abc",
+            )],
+            want: Some("abc"),
+        },
+        Case {
+            name: "marker in the middle",
+            input: vec![link(
+                "next",
+                "http://n/x?limit=3&marker=m-1&start=2026-11-21T00%3A00%3A00",
+            )],
+            want: Some("m-1"),
+        },
+        Case {
+            name: "only a self link",
+            input: vec![link("self", "http://n/x?marker=abc")],
+            want: None,
+        },
+        Case {
+            name: "next without a marker",
+            input: vec![link("next", "http://n/x?limit=3")],
+            want: None,
+        },
+    ];
+    for c in cases {
+        assert_eq!(next_marker(&c.input).as_deref(), c.want, "{}", c.name);
+    }
+}
+
+#[test]
+fn query_time_cases() {
+    struct Case {
+        name: &'static str,
+        input: SystemTime,
+        want: &'static str,
+    }
+    let cases = [
+        Case {
+            name: "midnight",
+            input: at("2026-11-21T00:00:00Z"),
+            want: "2026-11-21T00:00:00",
+        },
+        Case {
+            name: "sub-second truncated, never rounded up",
+            input: at("2026-11-22T14:48:46.999Z"),
+            want: "2026-11-22T14:48:46",
+        },
+    ];
+    for c in cases {
+        assert_eq!(query_time(c.input), c.want, "{}", c.name);
+    }
+}
+
+#[test]
+fn server_totals_cases() {
+    struct Case {
+        name: &'static str,
+        input: ServerUsage,
+        want: (f64, f64, f64, f64),
+    }
+    let u = |hours, vcpus, memory_mb, local_gb| ServerUsage {
+        hours,
+        vcpus,
+        memory_mb,
+        local_gb,
+        ..Default::default()
+    };
+    let cases = [
+        Case {
+            name: "one hour of m1.medium",
+            input: u(1.0, 2, 4096, 40),
+            want: (
+                7200.0,
+                3600.0 * 4096.0 * 1048576.0,
+                3600.0 * 40.0 * 1073741824.0,
+                3600.0,
+            ),
+        },
+        Case {
+            name: "zero hours",
+            input: u(0.0, 2, 4096, 40),
+            want: (0.0, 0.0, 0.0, 0.0),
+        },
+        Case {
+            name: "negative hours never lower a counter",
+            input: u(-1.0, 2, 4096, 40),
+            want: (0.0, 0.0, 0.0, 0.0),
+        },
+        Case {
+            name: "NaN hours count nothing",
+            input: u(f64::NAN, 1, 512, 1),
+            want: (0.0, 0.0, 0.0, 0.0),
+        },
+    ];
+    for c in cases {
+        let t = server_totals(&c.input);
+        let got = (
+            t.vcpu_seconds,
+            t.memory_byte_seconds,
+            t.disk_byte_seconds,
+            t.instance_seconds,
+        );
+        assert_eq!(got, c.want, "{}", c.name);
+    }
+}
+
+#[test]
+fn recorded_usage_pages_parse_and_chain() {
+    let mut markers = Vec::new();
+    let mut servers = 0;
+    for page in 1..=4 {
+        let text = fixture(&format!(
+            "nova_os-simple-tenant-usage_detailed_mv2.40_limit3_page{page}.json"
+        ));
+        let parsed: UsagePage = serde_json::from_str(&text).unwrap();
+        servers += parsed
+            .tenant_usages
+            .iter()
+            .map(|t| t.server_usages.len())
+            .sum::<usize>();
+        markers.push(next_marker(&parsed.tenant_usages_links));
+    }
+    assert_eq!(servers, 11);
+    assert!(markers[..3].iter().all(Option::is_some), "{markers:?}");
+    assert_eq!(markers[3], None);
+}
+
+#[test]
+fn malformed_usage_is_an_error() {
+    for text in [
+        "{",
+        r#"{"tenant_usages": [{"server_usages": []}]}"#,
+        r#"{"tenant_usages": 3}"#,
+    ] {
+        assert!(serde_json::from_str::<UsagePage>(text).is_err(), "{text}");
+    }
+}
+
+#[test]
+fn recorded_servers_give_allocation_and_statuses() {
+    let page: ServersPage =
+        serde_json::from_str(&fixture("nova_servers_detail_all_tenants_mv2.47.json")).unwrap();
+    let state = current_state(&page.servers);
+    let count: u64 = state.values().flat_map(|(_, s)| s.values()).sum();
+    assert_eq!(count, 10);
+    let vcpus: u64 = state.values().map(|(a, _)| a.vcpus).sum();
+    let want: u64 = page.servers.iter().map(|s| s.flavor.vcpus).sum();
+    assert_eq!(vcpus, want);
+    assert!(state
+        .values()
+        .all(|(_, s)| s.keys().all(|k| k.chars().all(|c| !c.is_uppercase()))));
+    let suspended = page
+        .servers
+        .iter()
+        .find(|s| s.status == "SUSPENDED")
+        .unwrap();
+    assert_eq!(state[&suspended.tenant_id].1.get("suspended"), Some(&1));
+}
+
+#[test]
+fn quota_cases() {
+    struct Case {
+        name: &'static str,
+        input: &'static str,
+        want: crate::snapshot::Quota,
+    }
+    let q = |vcpus, memory_bytes, instances| crate::snapshot::Quota {
+        vcpus,
+        memory_bytes,
+        instances,
+    };
+    let item = |l: i64| QuotaItem { limit: l };
+    let cases = [
+        Case {
+            name: "limits",
+            input: "",
+            want: q(Some(40), Some(51200 << 20), Some(20)),
+        },
+        Case {
+            name: "unlimited exports nothing",
+            input: "unlimited",
+            want: q(None, None, None),
+        },
+    ];
+    for c in cases {
+        let set = if c.input.is_empty() {
+            QuotaSet {
+                cores: item(40),
+                ram: item(51200),
+                instances: item(20),
+            }
+        } else {
+            QuotaSet {
+                cores: item(-1),
+                ram: item(-1),
+                instances: item(-1),
+            }
+        };
+        assert_eq!(quota(&set), c.want, "{}", c.name);
+    }
+}
+
+#[test]
+fn recorded_quota_details_parse() {
+    for name in ["alpha-web", "beta-ml", "beta-empty", "admin"] {
+        let d: QuotaDetail =
+            serde_json::from_str(&fixture(&format!("nova_os-quota-sets_{name}_detail.json")))
+                .unwrap();
+        let text: serde_json::Value =
+            serde_json::from_str(&fixture(&format!("nova_os-quota-sets_{name}_detail.json")))
+                .unwrap();
+        let q = quota(&d.quota_set);
+        let want = text["quota_set"]["cores"]["limit"].as_i64().unwrap();
+        assert_eq!(q.vcpus, u64::try_from(want).ok(), "{name}");
+    }
+}

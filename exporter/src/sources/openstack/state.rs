@@ -1,0 +1,142 @@
+//! The state file: the accounting persisted after each successful refresh.
+//!
+//! Written atomically (temporary file in the same directory, fsync, rename, fsync of the
+//! directory), so a crash leaves the old or the new state, never half of one. A file that is
+//! corrupt, of an unknown version, or belongs to another accounting (different `usage_start`
+//! or cloud) is renamed aside — never deleted, never trusted — and accounting starts afresh.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use super::accounting::Accounting;
+
+/// The format version this build writes and reads.
+pub const VERSION: u32 = 1;
+
+#[derive(Debug, Serialize, Deserialize)]
+struct StateFile {
+    version: u32,
+    /// Which cloud the totals belong to (its identity URL); never a credential.
+    cloud: String,
+    accounting: Accounting,
+}
+
+/// What loading found.
+#[derive(Debug, PartialEq)]
+pub enum Loaded {
+    /// No state file yet: start from `usage_start`.
+    Missing,
+    /// The totals to resume from.
+    Resumed(Accounting),
+    /// The file could not be trusted; it was renamed to `moved_to`.
+    SetAside { reason: String, moved_to: PathBuf },
+}
+
+/// A state file that could not be read, written or moved.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("state file {path}: {action}: {source}")]
+    Io {
+        path: PathBuf,
+        action: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("state file {path}: encoding: {source}")]
+    Encode {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+fn io<'a>(path: &'a Path, action: &'static str) -> impl FnOnce(std::io::Error) -> StateError + 'a {
+    move |source| StateError::Io {
+        path: path.to_owned(),
+        action,
+        source,
+    }
+}
+
+/// Reads `path`, expecting the accounting of `cloud` starting at `usage_start` (epoch seconds).
+pub fn load(path: &Path, cloud: &str, usage_start: u64) -> Result<Loaded, StateError> {
+    let bytes = match fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Loaded::Missing),
+        Err(e) => return Err(io(path, "reading")(e)),
+    };
+    let reason = match serde_json::from_slice::<StateFile>(&bytes) {
+        Err(e) => format!("not a state file of this exporter ({e})"),
+        Ok(s) if s.version != VERSION => {
+            format!("unknown version {} (this build reads {VERSION})", s.version)
+        }
+        Ok(s) if s.cloud != cloud => format!("belongs to cloud {:?}, not {cloud:?}", s.cloud),
+        Ok(s) if s.accounting.usage_start != usage_start => format!(
+            "usage_start {} differs from the configured {}",
+            fmt_epoch(s.accounting.usage_start),
+            fmt_epoch(usage_start)
+        ),
+        Ok(s) if s.accounting.window_end < s.accounting.usage_start => {
+            "window end before usage_start".to_owned()
+        }
+        Ok(s) => return Ok(Loaded::Resumed(s.accounting)),
+    };
+    let moved_to = set_aside_name(path);
+    fs::rename(path, &moved_to).map_err(io(path, "setting aside"))?;
+    Ok(Loaded::SetAside { reason, moved_to })
+}
+
+fn fmt_epoch(secs: u64) -> String {
+    humantime::format_rfc3339_seconds(UNIX_EPOCH + std::time::Duration::from_secs(secs)).to_string()
+}
+
+/// `<path>.set-aside-<unix seconds>[-n]`, a name not yet taken.
+fn set_aside_name(path: &Path) -> PathBuf {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let base = format!("{}.set-aside-{now}", path.display());
+    let mut candidate = PathBuf::from(&base);
+    let mut n = 1;
+    while candidate.exists() {
+        candidate = PathBuf::from(format!("{base}-{n}"));
+        n += 1;
+    }
+    candidate
+}
+
+/// Writes `accounting` for `cloud` to `path` atomically.
+pub fn save(path: &Path, cloud: &str, accounting: &Accounting) -> Result<(), StateError> {
+    let file = StateFile {
+        version: VERSION,
+        cloud: cloud.to_owned(),
+        accounting: accounting.clone(),
+    };
+    let bytes = serde_json::to_vec(&file).map_err(|source| StateError::Encode {
+        path: path.to_owned(),
+        source,
+    })?;
+    let tmp = PathBuf::from(format!("{}.tmp", path.display()));
+    {
+        let mut f = fs::File::create(&tmp).map_err(io(&tmp, "creating"))?;
+        f.write_all(&bytes).map_err(io(&tmp, "writing"))?;
+        f.sync_all().map_err(io(&tmp, "syncing"))?;
+    }
+    fs::rename(&tmp, path).map_err(io(path, "renaming into place"))?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        // Makes the rename durable; a directory that cannot be opened (some filesystems)
+        // still has the complete file in place.
+        if let Ok(d) = fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+#[path = "state/tests.rs"]
+mod tests;

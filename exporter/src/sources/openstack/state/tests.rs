@@ -1,0 +1,116 @@
+#![allow(clippy::unwrap_used)]
+
+use super::*;
+use crate::legacy::MemoryUnit;
+use crate::sources::openstack::nova::{ServerUsage, TenantUsage};
+
+const CLOUD: &str = "http://127.0.0.1:5000/v3";
+
+fn accounting(start: u64) -> Accounting {
+    let mut acc = Accounting::new(UNIX_EPOCH + std::time::Duration::from_secs(start));
+    let usage = TenantUsage {
+        tenant_id: "p".into(),
+        server_usages: vec![ServerUsage {
+            instance_id: "s".into(),
+            hours: 1.25,
+            vcpus: 2,
+            memory_mb: 2048,
+            local_gb: 10,
+            ..Default::default()
+        }],
+    };
+    acc.apply_window(
+        UNIX_EPOCH + std::time::Duration::from_secs(start + 7200),
+        &[usage],
+        MemoryUnit::Gib,
+    )
+    .unwrap();
+    acc
+}
+
+#[test]
+fn round_trip_resumes_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.json");
+    assert_eq!(load(&path, CLOUD, 1000).unwrap(), Loaded::Missing);
+    let acc = accounting(1000);
+    save(&path, CLOUD, &acc).unwrap();
+    assert_eq!(load(&path, CLOUD, 1000).unwrap(), Loaded::Resumed(acc));
+    assert!(!dir.path().join("state.json.tmp").exists());
+}
+
+#[test]
+fn untrusted_files_are_set_aside_not_deleted() {
+    struct Case {
+        name: &'static str,
+        input: Vec<u8>,
+        want_reason: &'static str,
+    }
+    let good = |cloud: &str, start: u64, version: u32| {
+        serde_json::to_vec(&StateFile {
+            version,
+            cloud: cloud.into(),
+            accounting: accounting(start),
+        })
+        .unwrap()
+    };
+    let cases = [
+        Case {
+            name: "corrupt",
+            input: b"{\"version\": 1, \"clo".to_vec(),
+            want_reason: "not a state file",
+        },
+        Case {
+            name: "not json at all",
+            input: b"\x00\x01binary".to_vec(),
+            want_reason: "not a state file",
+        },
+        Case {
+            name: "unknown version",
+            input: good(CLOUD, 1000, 99),
+            want_reason: "unknown version 99",
+        },
+        Case {
+            name: "other cloud",
+            input: good("https://other:5000/v3", 1000, VERSION),
+            want_reason: "belongs to cloud",
+        },
+        Case {
+            name: "other usage_start",
+            input: good(CLOUD, 5000, VERSION),
+            want_reason: "usage_start 1970-01-01T01:23:20Z differs",
+        },
+    ];
+    for c in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        std::fs::write(&path, &c.input).unwrap();
+        match load(&path, CLOUD, 1000).unwrap() {
+            Loaded::SetAside { reason, moved_to } => {
+                assert!(reason.contains(c.want_reason), "{}: {reason}", c.name);
+                assert_eq!(std::fs::read(&moved_to).unwrap(), c.input, "{}", c.name);
+                assert!(!path.exists(), "{}", c.name);
+            }
+            other => panic!("{}: {other:?}", c.name),
+        }
+        // A second set-aside file gets its own name.
+        std::fs::write(&path, &c.input).unwrap();
+        let Loaded::SetAside { moved_to, .. } = load(&path, CLOUD, 1000).unwrap() else {
+            panic!("{}", c.name)
+        };
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            2,
+            "{}: {moved_to:?}",
+            c.name
+        );
+    }
+}
+
+#[test]
+fn unwritable_directory_is_an_error_naming_the_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("missing-dir").join("state.json");
+    let err = save(&path, CLOUD, &accounting(0)).unwrap_err();
+    assert!(err.to_string().contains("missing-dir"), "{err}");
+}
