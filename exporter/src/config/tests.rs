@@ -166,6 +166,17 @@ fn validation_table() {
             ),
         },
         Case {
+            name: "dummy and openstack together",
+            args: &[
+                "--dummy",
+                "--openstack",
+                "--openstack.usage-start",
+                "2024-01-01",
+            ],
+            file: "",
+            want: Err("openstack (--openstack): the dummy source already exports a whole cloud"),
+        },
+        Case {
             name: "no source",
             args: &[],
             file: "",
