@@ -284,11 +284,7 @@ impl Client {
             .limits
             .backoff
             .saturating_mul(1 << retry.min(10).saturating_sub(1));
-        let nanos = Instant::now().elapsed().subsec_nanos() as u64
-            ^ std::process::id() as u64
-            ^ u64::from(retry).wrapping_mul(0x9e37_79b9);
-        let fraction = 0.5 + (nanos % 1000) as f64 / 2000.0;
-        step.mul_f64(fraction)
+        step.mul_f64(jitter_fraction(retry))
     }
 
     async fn attempt(
@@ -389,5 +385,39 @@ fn hint(service: Service, path: &str, status: u16) -> &'static str {
         }
         (_, 403) => " (forbidden: the exporter's user needs the admin or reader role)",
         _ => "",
+    }
+}
+
+/// A factor in [0.5, 1.0) that differs between processes and moments, so that exporters
+/// retrying the same failure do not retry in step. (The wall clock's sub-second part is the
+/// varying input; `Instant::now().elapsed()` would be a near-constant few nanoseconds.)
+fn jitter_fraction(retry: u32) -> f64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::from(d.subsec_nanos()));
+    let mixed =
+        (nanos ^ u64::from(std::process::id()) ^ u64::from(retry).wrapping_mul(0x9e37_79b9))
+            .wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    0.5 + ((mixed >> 11) % 1000) as f64 / 2000.0
+}
+
+#[cfg(test)]
+mod jitter_tests {
+    use super::jitter_fraction;
+
+    #[test]
+    fn jitter_stays_in_range_and_varies() {
+        let samples: Vec<f64> = (0..200).map(|i| jitter_fraction(i % 4)).collect();
+        assert!(
+            samples.iter().all(|f| (0.5..1.0).contains(f)),
+            "{samples:?}"
+        );
+        let distinct: std::collections::BTreeSet<u64> =
+            samples.iter().map(|f| f.to_bits()).collect();
+        assert!(
+            distinct.len() > 10,
+            "jitter barely varies: {} distinct values",
+            distinct.len()
+        );
     }
 }
