@@ -476,7 +476,10 @@ fn http_url(key: &'static str, url: &str) -> Result<(), ConfigError> {
         Ok(u) if matches!(u.scheme(), "http" | "https") && u.has_host() => Ok(()),
         _ => Err(invalid(
             key,
-            format!("'{}' is not an http(s) URL", weights::redact(url)),
+            format!(
+                "'{}' is not an http(s) URL",
+                crate::sources::portal::redact(url)
+            ),
         )),
     }
 }

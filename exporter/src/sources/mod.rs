@@ -4,5 +4,6 @@
 pub mod dummy;
 pub mod libvirt;
 pub mod openstack;
+pub mod portal;
 pub mod start_date;
 pub mod weights;

@@ -9,15 +9,13 @@ use std::time::{Duration, SystemTime};
 
 use serde::Deserialize;
 
-use crate::sources::weights::redact;
+use crate::sources::portal::{self, PortalError};
 
 /// Why the start date could not be had.
 #[derive(Debug, thiserror::Error)]
 pub enum StartDateError {
-    #[error("start date URL {url}: {reason}")]
-    Fetch { url: String, reason: String },
-    #[error("start date URL {url}: HTTP {status}")]
-    Status { url: String, status: u16 },
+    #[error("start date URL {0}")]
+    Fetch(#[from] PortalError),
     #[error("start date URL {url}: {problem}")]
     Invalid { url: String, problem: String },
 }
@@ -67,21 +65,9 @@ pub fn parse_time(text: &str) -> Result<SystemTime, String> {
 
 /// Fetches the start date once.
 pub async fn fetch(client: &reqwest::Client, url: &str) -> Result<SystemTime, StartDateError> {
-    let shown = redact(url);
-    let fetch = |e: reqwest::Error| StartDateError::Fetch {
-        url: shown.clone(),
-        reason: e.without_url().to_string(),
-    };
-    let resp = client.get(url).send().await.map_err(fetch)?;
-    if !resp.status().is_success() {
-        return Err(StartDateError::Status {
-            url: shown,
-            status: resp.status().as_u16(),
-        });
-    }
-    let body = resp.bytes().await.map_err(fetch)?;
+    let body = portal::get(client, url).await?;
     parse(&body).map_err(|problem| StartDateError::Invalid {
-        url: shown,
+        url: portal::redact(url),
         problem,
     })
 }

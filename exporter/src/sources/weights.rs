@@ -8,10 +8,11 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, PoisonError, RwLock};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use crate::refresh::{Schedule, Source};
 use crate::snapshot::SourceData;
+use crate::sources::portal::{self, PortalError};
 use crate::weights::{Weights, WeightsError};
 
 /// Where the weights come from.
@@ -99,11 +100,8 @@ impl WeightsInput {
 /// Errors of one weights refresh.
 #[derive(Debug, thiserror::Error)]
 pub enum WeightsSourceError {
-    // URLs appear without credentials or query (see `redact`).
-    #[error("weights URL {url}: {reason}")]
-    Fetch { url: String, reason: String },
-    #[error("weights URL {url}: HTTP {status}")]
-    Status { url: String, status: u16 },
+    #[error("weights URL {0}")]
+    Fetch(#[from] PortalError),
     #[error("weights URL {url}: {source}")]
     BadUrlData { url: String, source: WeightsError },
     #[error("cannot read weights file {path}: {source}")]
@@ -150,12 +148,7 @@ pub struct WeightsSource {
 impl WeightsSource {
     /// A source filling `cell`; HTTP requests time out after `timeout`.
     pub fn new(config: &WeightsConfig, cell: Arc<WeightsCell>) -> Self {
-        let client = reqwest::Client::builder()
-            .timeout(config.schedule.timeout)
-            .connect_timeout(config.schedule.timeout.min(Duration::from_secs(10)))
-            .user_agent(concat!("site-exporter/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .unwrap_or_default();
+        let client = portal::client(config.schedule.timeout);
         Self {
             origin: config.origin.clone(),
             cell,
@@ -178,50 +171,14 @@ impl WeightsSource {
                 })
             }
             Origin::Url(url) => {
-                let shown = redact(url);
-                let fetch = |reason: reqwest::Error| WeightsSourceError::Fetch {
-                    url: shown.clone(),
-                    reason: error_chain(&reason.without_url()),
-                };
-                let resp = self.client.get(url).send().await.map_err(fetch)?;
-                let status = resp.status();
-                if !status.is_success() {
-                    return Err(WeightsSourceError::Status {
-                        url: shown,
-                        status: status.as_u16(),
-                    });
-                }
-                let body = resp.bytes().await.map_err(fetch)?;
-                Weights::from_json(&body)
-                    .map_err(|source| WeightsSourceError::BadUrlData { url: shown, source })
+                let body = portal::get(&self.client, url).await?;
+                Weights::from_json(&body).map_err(|source| WeightsSourceError::BadUrlData {
+                    url: portal::redact(url),
+                    source,
+                })
             }
         }
     }
-}
-
-/// A URL as it may be shown: without user information and query, which can hold secrets.
-pub fn redact(url: &str) -> String {
-    match reqwest::Url::parse(url) {
-        Ok(mut u) => {
-            let _ = u.set_username("");
-            let _ = u.set_password(None);
-            u.set_query(None);
-            u.set_fragment(None);
-            u.to_string()
-        }
-        Err(_) => "<invalid URL>".to_string(),
-    }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }
 
 impl Source for WeightsSource {

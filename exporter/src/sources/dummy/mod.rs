@@ -195,10 +195,7 @@ impl DummySource {
         let Some(url) = &self.start_url else {
             return Ok(());
         };
-        let client = reqwest::Client::builder()
-            .timeout(std::time::Duration::from_secs(30))
-            .build()
-            .unwrap_or_default();
+        let client = crate::sources::portal::client(std::time::Duration::from_secs(30));
         let start = crate::sources::start_date::fetch(&client, url).await?;
         tracing::info!(start = %humantime::format_rfc3339(start), "accounting start from the portal");
         self.usage_start = Some(start);

@@ -1,5 +1,7 @@
 #![allow(clippy::unwrap_used)]
 
+use std::time::Duration;
+
 use super::*;
 use crate::legacy::LegacyOptions;
 use crate::sources::dummy::{CloudSpec, DummyConfig, DummySource};
