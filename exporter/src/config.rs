@@ -206,6 +206,8 @@ pub struct MigrationEnv {
     pub simple_vm_project_id: Option<String>,
     /// `USAGE_EXPORTER_SIMPLE_VM_PROJECT_TAG`: its metadata key.
     pub simple_vm_tag: Option<String>,
+    /// `USAGE_EXPORTER_VERBOSE_MODE`: debug logging (Python's `strtobool`; anything else is off).
+    pub verbose: bool,
 }
 
 impl MigrationEnv {
@@ -226,6 +228,12 @@ impl MigrationEnv {
             weights_laps: var("USAGE_EXPORTER_WEIGHT_UPDATE_FREQUENCY"),
             simple_vm_project_id: var("USAGE_EXPORTER_SIMPLE_VM_PROJECT_ID"),
             simple_vm_tag: var("USAGE_EXPORTER_SIMPLE_VM_PROJECT_TAG"),
+            verbose: var("USAGE_EXPORTER_VERBOSE_MODE").is_some_and(|v| {
+                matches!(
+                    v.to_ascii_lowercase().as_str(),
+                    "y" | "yes" | "t" | "true" | "on" | "1"
+                )
+            }),
         }
     }
 }
@@ -254,7 +262,7 @@ impl Config {
             .log_level
             .clone()
             .or(file.log.level)
-            .unwrap_or_else(|| "info".to_string());
+            .unwrap_or_else(|| if env.verbose { "debug" } else { "info" }.to_string());
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&filter) {
             return Err(invalid(
                 "log.level (--log.level)",
@@ -325,6 +333,7 @@ impl Config {
                 interval: cli.openstack_interval.map(Into::into),
             },
             file.openstack,
+            usage_start_url.as_deref(),
             |key| std::env::var(key).ok(),
         )?;
         if dummy.is_some() && openstack.is_some() {

@@ -98,8 +98,11 @@ pub async fn run(
         ));
     }
     if let Some(openstack) = &config.openstack {
-        let source =
-            sources::openstack::OpenstackSource::from_config(openstack, config.legacy.memory_unit)?;
+        let source = sources::openstack::OpenstackSource::from_config(
+            openstack,
+            config.legacy.clone(),
+            weights.clone(),
+        );
         tasks.push(refresh::spawn(
             source,
             openstack.schedule,

@@ -748,11 +748,51 @@ struct ServiceLabel {
 }
 
 #[derive(Debug)]
-struct OpenstackRequestsCollector(crate::sources::openstack::client::RequestStats);
+struct OpenstackRequestsCollector(
+    crate::sources::openstack::client::RequestStats,
+    Option<crate::sources::openstack::UsageStart>,
+);
 
 /// Renders the OpenStack source's API request counts and durations.
 pub fn openstack_requests(stats: crate::sources::openstack::client::RequestStats) -> String {
-    encode(OpenstackRequestsCollector(stats))
+    openstack_self_metrics(stats, None)
+}
+
+/// The OpenStack source's self-metrics: its requests and, once settled, where its accounting
+/// starts (`origin="requested"`: configuration or portal; `origin="accounting"`: the
+/// accounting in force, which a state file can hold from an earlier start).
+pub fn openstack_self_metrics(
+    stats: crate::sources::openstack::client::RequestStats,
+    start: Option<crate::sources::openstack::UsageStart>,
+) -> String {
+    encode(OpenstackRequestsCollector(stats, start))
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, prometheus_client::encoding::EncodeLabelSet)]
+struct OriginLabel {
+    origin: String,
+}
+
+fn encode_usage_start(
+    encoder: &mut DescriptorEncoder,
+    start: crate::sources::openstack::UsageStart,
+) -> Result<(), std::fmt::Error> {
+    let mut family = encoder.encode_descriptor(
+            "site_exporter_openstack_usage_start_timestamp",
+            "Start of the OpenStack usage accounting: requested (configuration or portal) and in force (accounting, possibly resumed from a state file); they differ after a start change",
+            Some(&Unit::Seconds),
+            MetricType::Gauge,
+        )?;
+    for (origin, secs) in [
+        ("accounting", start.accounting),
+        ("requested", start.requested),
+    ] {
+        let labels = OriginLabel {
+            origin: origin.to_owned(),
+        };
+        ConstGauge::new(secs as i64).encode(family.encode_family(&labels)?)?;
+    }
+    Ok(())
 }
 
 impl Collector for OpenstackRequestsCollector {
@@ -788,6 +828,9 @@ impl Collector for OpenstackRequestsCollector {
                     &h.pairs(),
                     None,
                 )?;
+        }
+        if let Some(start) = self.1 {
+            encode_usage_start(&mut encoder, start)?;
         }
         Ok(())
     }

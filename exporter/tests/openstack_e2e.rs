@@ -8,10 +8,11 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use site_exporter::legacy::MemoryUnit;
+use site_exporter::legacy::LegacyOptions;
 use site_exporter::sources::openstack::client::{Client, Connect, Limits};
 use site_exporter::sources::openstack::keystone::Filters;
 use site_exporter::sources::openstack::{OpenstackSource, Settings};
+use site_exporter::sources::weights::WeightsInput;
 
 fn enabled() -> bool {
     std::env::var("OPENSTACK_E2E").ok().as_deref() == Some("1")
@@ -79,15 +80,16 @@ async fn totals_equal_openstack_usage_list_for_the_same_window() {
     let mut source = OpenstackSource::new(
         Client::new(connect, Limits::default()),
         Settings {
-            usage_start: start,
+            usage_start: Some(start),
+            start_url: None,
             state_file: None,
             cloud: std::env::var("OS_AUTH_URL").unwrap(),
             filters: Filters::default(),
-            memory_unit: MemoryUnit::Gib,
+            legacy: LegacyOptions::default(),
+            weights: WeightsInput::None,
             quotas: true,
         },
-    )
-    .unwrap();
+    );
     // Two refreshes splitting the window: incremental sums must equal the one-shot answer.
     let middle = midnight_days_ago(1) + Duration::from_secs(12 * 3600 + 7);
     source.refresh(middle).await.unwrap();

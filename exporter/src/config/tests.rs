@@ -191,7 +191,24 @@ fn validation_table() {
                 let o = c.openstack.as_ref().unwrap();
                 assert_eq!(
                     o.usage_start,
-                    humantime::parse_rfc3339("2026-01-01T00:00:00Z").unwrap()
+                    Some(humantime::parse_rfc3339("2026-01-01T00:00:00Z").unwrap())
+                );
+            }),
+        },
+        Case {
+            name: "the portal start URL reaches the openstack source and replaces usage_start",
+            args: &[
+                "--openstack",
+                "--usage-start-url",
+                "https://portal.example/api/start/",
+            ],
+            file: "",
+            want: Ok(|c| {
+                let o = c.openstack.as_ref().unwrap();
+                assert_eq!(o.usage_start, None);
+                assert_eq!(
+                    o.usage_start_url.as_deref(),
+                    Some("https://portal.example/api/start/")
                 );
             }),
         },
@@ -315,8 +332,10 @@ fn the_original_variables_apply_where_ours_are_unset() {
         weights_laps: None,
         simple_vm_project_id: Some("pool".into()),
         simple_vm_tag: Some("portal_project".into()),
+        verbose: true,
     };
     let config = Config::merge(&cli(&["--dummy"]), FileConfig::default(), &env).unwrap();
+    assert_eq!(config.log.filter, "debug", "USAGE_EXPORTER_VERBOSE_MODE");
     let svm = config.legacy.simple_vm.unwrap();
     assert_eq!(
         (svm.project_id.as_str(), svm.tag.as_str()),
@@ -334,6 +353,16 @@ fn the_original_variables_apply_where_ours_are_unset() {
     let svm = config.legacy.simple_vm.unwrap();
     assert_eq!((svm.project_id.as_str(), svm.tag.as_str()), ("mine", "t"));
     assert_eq!(config.dummy.unwrap().usage_start.as_deref(), Some("-1d"));
+    let config = Config::merge(
+        &cli(&["--dummy", "--log.level", "warn"]),
+        FileConfig::default(),
+        &env,
+    )
+    .unwrap();
+    assert_eq!(
+        config.log.filter, "warn",
+        "our flag wins over the verbose mode"
+    );
 
     // USAGE_EXPORTER_DUMMY_FILE alone enables the dummy source; a bad start date is named.
     let dir = tempfile::tempdir().unwrap();

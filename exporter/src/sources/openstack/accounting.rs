@@ -3,18 +3,24 @@
 //! Invariants: windows are contiguous (`[window_end, new_end)`, whole seconds); a window is
 //! applied whole or not at all; only non-negative amounts are added, so no counter ever goes
 //! backwards. Each server keeps its own record (accumulated hours, latest size, start, end,
-//! state), so later consumers (credit weights, SimpleVM split) can recompute from servers.
+//! state, metadata).
+//!
+//! The legacy families are not running sums: release 3.0.0 recomputes them every cycle from
+//! Nova's per-server hours over `[usage_start, now)`, each server at its current size (Nova
+//! reports the current flavor for all of a server's hours), weighted by the weights in force
+//! now. The records hold exactly that — the hours summed over our windows equal Nova's hours
+//! over the whole window — so [`Accounting::snapshot`] recomputes the legacy series from them
+//! without asking Nova for the whole window again.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use super::nova::{server_totals, ServerUsage, TenantUsage};
-use crate::legacy::{server_usage, MemoryUnit, ServerHours};
-use crate::snapshot::{
-    LegacySeries, LegacyUsage, Project, ProjectUsage, ProjectsSnapshot, UsageTotals,
-};
+use super::nova::{self, server_totals, ServerUsage, TenantUsage};
+use crate::legacy::{self, LegacyOptions, LegacyServer, ServerHours};
+use crate::snapshot::{Project, ProjectUsage, ProjectsSnapshot, UsageTotals};
+use crate::weights::Weights;
 
 /// One server's accumulated usage since the accounting start.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -43,33 +49,23 @@ pub struct ProjectTotals {
     pub memory_byte_seconds: f64,
     pub disk_byte_seconds: f64,
     pub instance_seconds: f64,
-    pub legacy_vcpu_hours: f64,
-    pub legacy_memory_hours: f64,
 }
 
 impl ProjectTotals {
-    fn add(&mut self, t: UsageTotals, l: LegacyUsage) {
+    fn add(&mut self, t: UsageTotals) {
         self.vcpu_seconds += t.vcpu_seconds;
         self.memory_byte_seconds += t.memory_byte_seconds;
         self.disk_byte_seconds += t.disk_byte_seconds;
         self.instance_seconds += t.instance_seconds;
-        self.legacy_vcpu_hours += l.vcpu_hours;
-        self.legacy_memory_hours += l.memory_hours;
     }
 
-    fn usage(&self) -> (UsageTotals, LegacyUsage) {
-        (
-            UsageTotals {
-                vcpu_seconds: self.vcpu_seconds,
-                memory_byte_seconds: self.memory_byte_seconds,
-                disk_byte_seconds: self.disk_byte_seconds,
-                instance_seconds: self.instance_seconds,
-            },
-            LegacyUsage {
-                vcpu_hours: self.legacy_vcpu_hours,
-                memory_hours: self.legacy_memory_hours,
-            },
-        )
+    fn usage(&self) -> UsageTotals {
+        UsageTotals {
+            vcpu_seconds: self.vcpu_seconds,
+            memory_byte_seconds: self.memory_byte_seconds,
+            disk_byte_seconds: self.disk_byte_seconds,
+            instance_seconds: self.instance_seconds,
+        }
     }
 }
 
@@ -118,7 +114,6 @@ impl Accounting {
         &mut self,
         end: SystemTime,
         usages: &[TenantUsage],
-        unit: MemoryUnit,
     ) -> Result<(), WindowError> {
         let end = epoch_secs(end);
         if end <= self.window_end {
@@ -129,28 +124,20 @@ impl Accounting {
         }
         for tenant in usages {
             for server in &tenant.server_usages {
-                self.add_server(&tenant.tenant_id, server, unit);
+                self.add_server(&tenant.tenant_id, server);
             }
         }
         self.window_end = end;
         Ok(())
     }
 
-    fn add_server(&mut self, project_id: &str, u: &ServerUsage, unit: MemoryUnit) {
+    fn add_server(&mut self, project_id: &str, u: &ServerUsage) {
         let totals = server_totals(u);
         let hours = totals.instance_seconds / 3600.0;
-        let legacy = server_usage(
-            ServerHours {
-                hours,
-                vcpus: u.vcpus,
-                memory_mb: u.memory_mb,
-            },
-            unit,
-        );
         self.projects
             .entry(project_id.to_owned())
             .or_default()
-            .add(totals, legacy);
+            .add(totals);
         let record = self.servers.entry(u.instance_id.clone()).or_default();
         record.project_id = project_id.to_owned();
         record.name.clone_from(&u.name);
@@ -177,29 +164,41 @@ impl Accounting {
     }
 
     /// The snapshot for `projects` (Keystone's, after filters): totals from the accounting,
-    /// current state from `current`. Projects Keystone no longer lists are not exported, but
-    /// their totals stay in the state.
+    /// current state from `current`, the legacy series recomputed from the server records
+    /// with `weights` (`None`: weights configured but not loaded yet, the legacy families are
+    /// withheld). Projects Keystone no longer lists are not exported, but their totals stay
+    /// in the state.
     pub fn snapshot(
         &self,
         projects: &[Project],
         current: &BTreeMap<String, (crate::snapshot::Allocation, BTreeMap<String, u64>)>,
+        options: &LegacyOptions,
+        weights: Option<&Weights>,
     ) -> ProjectsSnapshot {
-        // The legacy families are the running unweighted sums, one series per project.
-        // (Credit weights and the SimpleVM split for this source recompute them from the
-        // per-server records: issue #8.)
-        let mut legacy = Vec::with_capacity(projects.len());
+        let mut by_project: BTreeMap<&str, Vec<&ServerRecord>> = BTreeMap::new();
+        if weights.is_some() {
+            for r in self.servers.values() {
+                by_project.entry(&r.project_id).or_default().push(r);
+            }
+        }
+        let mut legacy_series = Vec::new();
         let projects = projects
             .iter()
             .map(|p| {
-                let (totals, usage) = self
+                if let Some(weights) = weights {
+                    let servers = by_project.get(p.id.as_str()).into_iter().flatten();
+                    legacy_series.extend(legacy::project_series(
+                        p,
+                        servers.map(|r| r.legacy()),
+                        options,
+                        weights,
+                    ));
+                }
+                let totals = self
                     .projects
                     .get(&p.id)
                     .map(ProjectTotals::usage)
                     .unwrap_or_default();
-                legacy.push(LegacySeries {
-                    project: p.clone(),
-                    usage,
-                });
                 let (allocation, instances) = current.get(&p.id).cloned().unwrap_or_default();
                 ProjectUsage {
                     project: p.clone(),
@@ -210,7 +209,30 @@ impl Accounting {
                 }
             })
             .collect();
-        ProjectsSnapshot { projects, legacy }
+        ProjectsSnapshot {
+            projects,
+            legacy: legacy_series,
+        }
+    }
+}
+
+impl ServerRecord {
+    /// The server as the legacy arithmetic sees it: all its hours at its current size, its
+    /// start selecting the weights set (an unknown start selects the earliest set).
+    fn legacy(&self) -> LegacyServer<'_> {
+        LegacyServer {
+            hours: ServerHours {
+                hours: self.hours,
+                vcpus: self.vcpus,
+                memory_mb: self.memory_mb,
+            },
+            started_at: self
+                .started_at
+                .as_deref()
+                .and_then(nova::epoch_seconds)
+                .unwrap_or(0.0),
+            metadata: &self.metadata,
+        }
     }
 }
 

@@ -58,7 +58,10 @@ pub struct OpenstackFlags {
 pub struct OpenstackConfig {
     /// A clouds.yaml entry; `None` reads `OS_*` variables (or `OS_CLOUD`).
     pub cloud: Option<String>,
-    pub usage_start: SystemTime,
+    /// The accounting epoch; `None` only when `usage_start_url` gives it.
+    pub usage_start: Option<SystemTime>,
+    /// The portal's start date (top-level `usage_start_url`); it wins over `usage_start`.
+    pub usage_start_url: Option<String>,
     pub state_file: Option<PathBuf>,
     pub schedule: Schedule,
     pub limits: Limits,
@@ -89,10 +92,12 @@ pub fn parse_start(text: &str) -> Result<SystemTime, String> {
 }
 
 /// Builds the configuration, or `None` when the source is not enabled. `env` reads the
-/// original exporter's `USAGE_EXPORTER_*` variables.
+/// original exporter's `USAGE_EXPORTER_*` variables; `usage_start_url` is the top-level
+/// setting (already validated), which makes `usage_start` optional.
 pub fn from_parts(
     flags: &OpenstackFlags,
     section: Option<OpenstackSection>,
+    usage_start_url: Option<&str>,
     env: impl Fn(&str) -> Option<String>,
 ) -> Result<Option<OpenstackConfig>, ConfigError> {
     let enabled = flags.enabled || section.is_some();
@@ -104,21 +109,27 @@ pub fn from_parts(
         .usage_start
         .clone()
         .or(s.usage_start)
-        .or_else(|| env("USAGE_EXPORTER_START_DATE"))
-        .ok_or_else(|| {
-            invalid(
+        .or_else(|| env("USAGE_EXPORTER_START_DATE"));
+    let usage_start = match start_text {
+        Some(text) => {
+            let start = parse_start(&text)
+                .map_err(|e| invalid("openstack.usage_start (--openstack.usage-start)", e))?;
+            if start > SystemTime::now() {
+                return Err(invalid(
+                    "openstack.usage_start (--openstack.usage-start)",
+                    format!("'{text}' is in the future"),
+                ));
+            }
+            Some(start)
+        }
+        None if usage_start_url.is_some() => None,
+        None => {
+            return Err(invalid(
                 "openstack.usage_start (--openstack.usage-start)",
-                "required: the accounting start, e.g. 2026-01-01 (or USAGE_EXPORTER_START_DATE)",
-            )
-        })?;
-    let usage_start = parse_start(&start_text)
-        .map_err(|e| invalid("openstack.usage_start (--openstack.usage-start)", e))?;
-    if usage_start > SystemTime::now() {
-        return Err(invalid(
-            "openstack.usage_start (--openstack.usage-start)",
-            format!("'{start_text}' is in the future"),
-        ));
-    }
+                "required: the accounting start, e.g. 2026-01-01 (or USAGE_EXPORTER_START_DATE, or usage_start_url)",
+            ))
+        }
+    };
     let legacy_interval = match env("USAGE_EXPORTER_UPDATE_INTERVAL") {
         Some(v) => Some(Duration::from_secs(v.trim().parse::<u64>().map_err(
             |_| {
@@ -171,13 +182,15 @@ pub fn from_parts(
                 .map(str::to_owned)
                 .collect();
         }
+        // As in the original, the domain id takes precedence over the names.
         if let Some(id) = env("USAGE_EXPORTER_PROJECT_DOMAIN_ID").filter(|v| !v.trim().is_empty()) {
-            domains.push(id.trim().to_owned());
+            domains = vec![id.trim().to_owned()];
         }
     }
     Ok(Some(OpenstackConfig {
         cloud: flags.cloud.clone().or(s.cloud),
         usage_start,
+        usage_start_url: usage_start_url.map(str::to_owned),
         state_file: flags.state_file.clone().or(s.state_file),
         schedule: Schedule { interval, timeout },
         limits,

@@ -10,6 +10,12 @@
 //! One refresh reads projects, the usage window `[last end, now)` (all pages) and the current
 //! servers; only when all of it arrived is the window added and the state saved, so a refresh
 //! that fails part-way adds nothing and the next one covers the missed time.
+//!
+//! The first refresh also settles where accounting starts: the configured `usage_start`, or
+//! the portal's (`usage_start_url`), and the state file if there is one. A state that started
+//! elsewhere is kept and served, never silently restarted: both dates are logged and exported
+//! (`site_exporter_openstack_usage_start_timestamp_seconds{origin}`), and the README says what
+//! an operator does to restart at the new date.
 
 pub mod accounting;
 pub mod client;
@@ -26,8 +32,10 @@ use client::{Client, RequestError, Service};
 use keystone::{DomainsPage, Filters, ProjectsPage};
 use nova::{ServersPage, UsagePage};
 
-use crate::legacy::MemoryUnit;
+use crate::legacy::LegacyOptions;
 use crate::snapshot::{ProjectsSnapshot, SourceData};
+use crate::sources::start_date::StartDateError;
+use crate::sources::weights::WeightsInput;
 
 /// Page size asked of Nova.
 const PAGE: usize = 1000;
@@ -45,6 +53,12 @@ pub enum OpenstackError {
     State(#[from] state::StateError),
     #[error(transparent)]
     Window(#[from] accounting::WindowError),
+    #[error(transparent)]
+    StartDate(#[from] StartDateError),
+    #[error("no accounting start: set openstack.usage_start or usage_start_url")]
+    NoStart,
+    #[error("state file: background task failed: {0}")]
+    Blocking(String),
     #[error("{endpoint}: pagination did not end after {pages} pages")]
     Pagination {
         endpoint: &'static str,
@@ -53,18 +67,31 @@ pub enum OpenstackError {
 }
 
 /// What the source needs besides the client.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Settings {
-    /// The accounting epoch.
-    pub usage_start: SystemTime,
+    /// The configured accounting epoch; `None` when only `start_url` gives it.
+    pub usage_start: Option<SystemTime>,
+    /// The portal's start-date URL; when set, its answer is the accounting epoch.
+    pub start_url: Option<String>,
     /// Where the accounting is persisted; `None` keeps it in memory only.
     pub state_file: Option<PathBuf>,
     /// Identity of the cloud stored with the state (the auth URL or cloud name).
     pub cloud: String,
     pub filters: Filters,
-    pub memory_unit: MemoryUnit,
+    /// Memory unit and SimpleVM split of the legacy families.
+    pub legacy: LegacyOptions,
+    /// Credit weights of the legacy families.
+    pub weights: WeightsInput,
     /// Read per-project compute quotas.
     pub quotas: bool,
+}
+
+/// Where accounting starts: what was asked for (configuration or portal) and what the
+/// accounting in force — possibly resumed from a state file — started at; epoch seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UsageStart {
+    pub requested: u64,
+    pub accounting: u64,
 }
 
 /// The source: a client, the settings and the accounting so far.
@@ -72,46 +99,90 @@ pub struct Settings {
 pub struct OpenstackSource {
     client: Client,
     settings: Settings,
-    accounting: Accounting,
+    /// Settled by the first refresh (start date, state file).
+    accounting: Option<Accounting>,
+    start: Option<UsageStart>,
 }
 
 impl OpenstackSource {
-    /// Resumes from the state file when it can be trusted; an untrusted one is set aside
-    /// (logged with its new name) and accounting restarts at `usage_start`.
-    pub fn new(client: Client, settings: Settings) -> Result<Self, OpenstackError> {
-        let fresh = Accounting::new(settings.usage_start);
-        let accounting = match &settings.state_file {
-            None => fresh,
-            Some(path) => match state::load(path, &settings.cloud, fresh.usage_start)? {
-                state::Loaded::Missing => fresh,
-                state::Loaded::Resumed(acc) => {
-                    tracing::info!(path = %path.display(), "resuming openstack accounting");
-                    acc
-                }
-                state::Loaded::SetAside { reason, moved_to } => {
-                    tracing::error!(
-                        path = %path.display(),
-                        moved_to = %moved_to.display(),
-                        %reason,
-                        "openstack state file set aside; accounting restarts at usage_start"
-                    );
-                    fresh
-                }
-            },
-        };
-        Ok(Self {
+    /// The source; nothing is read (portal, state file, OpenStack) before the first refresh.
+    pub fn new(client: Client, settings: Settings) -> Self {
+        Self {
             client,
             settings,
-            accounting,
-        })
+            accounting: None,
+            start: None,
+        }
+    }
+
+    /// The accounting to continue: the state file's when it can be trusted (an untrusted one is
+    /// set aside, logged with its new name), else a fresh one at the requested start.
+    async fn settle(&mut self) -> Result<(), OpenstackError> {
+        if self.accounting.is_some() {
+            return Ok(());
+        }
+        let requested = match (&self.settings.start_url, self.settings.usage_start) {
+            (Some(url), _) => {
+                let client = crate::sources::portal::client(std::time::Duration::from_secs(30));
+                let start = crate::sources::start_date::fetch(&client, url).await?;
+                tracing::info!(start = %humantime::format_rfc3339(start), "accounting start from the portal");
+                start
+            }
+            (None, Some(start)) => start,
+            (None, None) => return Err(OpenstackError::NoStart),
+        };
+        let fresh = Accounting::new(requested);
+        let accounting = match self.settings.state_file.clone() {
+            None => fresh,
+            Some(path) => {
+                let cloud = self.settings.cloud.clone();
+                let shown = path.display().to_string();
+                let loaded = tokio::task::spawn_blocking(move || state::load(&path, &cloud))
+                    .await
+                    .map_err(|e| OpenstackError::Blocking(e.to_string()))??;
+                match loaded {
+                    state::Loaded::Missing => fresh,
+                    state::Loaded::Resumed(acc) => {
+                        tracing::info!(path = %shown, "resuming openstack accounting");
+                        acc
+                    }
+                    state::Loaded::SetAside { reason, moved_to } => {
+                        tracing::error!(
+                            path = %shown,
+                            moved_to = %moved_to.display(),
+                            %reason,
+                            "openstack state file set aside; accounting restarts at usage_start"
+                        );
+                        fresh
+                    }
+                }
+            }
+        };
+        let start = UsageStart {
+            requested: epoch(requested),
+            accounting: accounting.usage_start,
+        };
+        if start.requested != start.accounting {
+            tracing::error!(
+                state_start = %state::fmt_epoch(start.accounting),
+                requested_start = %state::fmt_epoch(start.requested),
+                "the state file's accounting started at another date than requested; it is kept \
+                 and served. To restart at the requested date: stop the exporter, move the state \
+                 file away, start it again (README: Changing the accounting start)"
+            );
+        }
+        self.start = Some(start);
+        self.accounting = Some(accounting);
+        Ok(())
     }
 
     /// The source as configured: credentials from `cloud` (clouds.yaml) or the `OS_*`
     /// variables, authenticated at the first refresh.
     pub fn from_config(
         config: &config::OpenstackConfig,
-        memory_unit: MemoryUnit,
-    ) -> Result<Self, OpenstackError> {
+        legacy: LegacyOptions,
+        weights: WeightsInput,
+    ) -> Self {
         let cloud = config.cloud.clone();
         let connect: client::Connect = std::sync::Arc::new(move || {
             let cloud = cloud.clone();
@@ -133,18 +204,25 @@ impl OpenstackSource {
             Client::new(connect, config.limits),
             Settings {
                 usage_start: config.usage_start,
+                start_url: config.usage_start_url.clone(),
                 state_file: config.state_file.clone(),
                 cloud: identity,
                 filters: config.filters.clone(),
-                memory_unit,
+                legacy,
+                weights,
                 quotas: config.quotas,
             },
         )
     }
 
-    /// The accounting so far (for tests and later consumers).
-    pub fn accounting(&self) -> &Accounting {
-        &self.accounting
+    /// The accounting so far; `None` before the first refresh settled it.
+    pub fn accounting(&self) -> Option<&Accounting> {
+        self.accounting.as_ref()
+    }
+
+    /// Where accounting starts, once settled.
+    pub fn usage_start(&self) -> Option<UsageStart> {
+        self.start
     }
 
     /// The request client (its statistics feed the self-metrics).
@@ -291,13 +369,16 @@ impl OpenstackSource {
 
     /// One refresh at `now`; see the module documentation for what is atomic.
     pub async fn refresh(&mut self, now: SystemTime) -> Result<ProjectsSnapshot, OpenstackError> {
+        self.settle().await?;
+        let Some(mut next) = self.accounting.clone() else {
+            return Err(OpenstackError::NoStart);
+        };
         let projects = self.projects().await?;
-        let start = self.accounting.next_window_start();
+        let start = next.next_window_start();
         let end = nova::whole_seconds(now);
-        let mut next = self.accounting.clone();
         if end > start {
             let usage = self.usage(start, end).await?;
-            next.apply_window(end, &usage, self.settings.memory_unit)?;
+            next.apply_window(end, &usage)?;
         }
         let servers = self.servers().await?;
         next.note_metadata(servers.iter().map(|s| (s.id.as_str(), &s.metadata)));
@@ -306,13 +387,22 @@ impl OpenstackSource {
         } else {
             None
         };
-        if let Some(path) = &self.settings.state_file {
-            state::save(path, &self.settings.cloud, &next)?;
+        if let Some(path) = self.settings.state_file.clone() {
+            let cloud = self.settings.cloud.clone();
+            next = tokio::task::spawn_blocking(move || {
+                state::save(&path, &cloud, &next).map(|()| next)
+            })
+            .await
+            .map_err(|e| OpenstackError::Blocking(e.to_string()))??;
         }
-        self.accounting = next;
-        let mut snapshot = self
-            .accounting
-            .snapshot(&projects, &nova::current_state(&servers));
+        let weights = self.settings.weights.current();
+        let mut snapshot = next.snapshot(
+            &projects,
+            &nova::current_state(&servers),
+            &self.settings.legacy,
+            weights.as_deref(),
+        );
+        self.accounting = Some(next);
         if let Some(quotas) = quotas {
             for p in &mut snapshot.projects {
                 p.quota = Some(quotas.get(&p.project.id).copied().unwrap_or_default());
@@ -320,6 +410,11 @@ impl OpenstackSource {
         }
         Ok(snapshot)
     }
+}
+
+fn epoch(t: SystemTime) -> u64 {
+    t.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// The `marker` of a Keystone `next` link.
@@ -338,11 +433,15 @@ impl crate::refresh::Source for OpenstackSource {
     }
 
     async fn collect(&mut self, now: SystemTime) -> Result<SourceData, Self::Error> {
+        self.settings.weights.ready().await;
         self.refresh(now).await.map(SourceData::Projects)
     }
 
     fn self_metrics(&self) -> Option<String> {
-        Some(crate::render::openstack_requests(self.client.stats()))
+        Some(crate::render::openstack_self_metrics(
+            self.client.stats(),
+            self.start,
+        ))
     }
 }
 

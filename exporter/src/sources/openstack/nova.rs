@@ -144,6 +144,15 @@ pub fn query_time(t: SystemTime) -> String {
     s
 }
 
+/// Seconds since 1970 of a Nova timestamp (`2026-11-20T12:00:00.000000`, UTC without a
+/// zone; an explicit `Z` or `+00:00` is accepted too).
+pub fn epoch_seconds(text: &str) -> Option<f64> {
+    let t = text.trim();
+    let t = t.strip_suffix("+00:00").unwrap_or(t);
+    let at = humantime::parse_rfc3339_weak(t).ok()?;
+    at.duration_since(UNIX_EPOCH).ok().map(|d| d.as_secs_f64())
+}
+
 /// Usage integrals of one server over one window, Nova's definitions, base units.
 pub fn server_totals(u: &ServerUsage) -> crate::snapshot::UsageTotals {
     let seconds = if u.hours.is_finite() && u.hours > 0.0 {

@@ -2,8 +2,10 @@
 //!
 //! Written atomically (temporary file in the same directory, fsync, rename, fsync of the
 //! directory), so a crash leaves the old or the new state, never half of one. A file that is
-//! corrupt, of an unknown version, or belongs to another accounting (different `usage_start`
-//! or cloud) is renamed aside — never deleted, never trusted — and accounting starts afresh.
+//! corrupt, of an unknown version, or belongs to another cloud is renamed aside — never
+//! deleted, never trusted — and accounting starts afresh. A state that started at another date
+//! than the one now requested is still this cloud's accounting: it is resumed, and the caller
+//! reports the conflict.
 
 use std::fs;
 use std::io::Write;
@@ -62,8 +64,8 @@ fn io<'a>(path: &'a Path, action: &'static str) -> impl FnOnce(std::io::Error) -
     }
 }
 
-/// Reads `path`, expecting the accounting of `cloud` starting at `usage_start` (epoch seconds).
-pub fn load(path: &Path, cloud: &str, usage_start: u64) -> Result<Loaded, StateError> {
+/// Reads `path`, expecting the accounting of `cloud`.
+pub fn load(path: &Path, cloud: &str) -> Result<Loaded, StateError> {
     let bytes = match fs::read(path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Loaded::Missing),
@@ -75,11 +77,6 @@ pub fn load(path: &Path, cloud: &str, usage_start: u64) -> Result<Loaded, StateE
             format!("unknown version {} (this build reads {VERSION})", s.version)
         }
         Ok(s) if s.cloud != cloud => format!("belongs to cloud {:?}, not {cloud:?}", s.cloud),
-        Ok(s) if s.accounting.usage_start != usage_start => format!(
-            "usage_start {} differs from the configured {}",
-            fmt_epoch(s.accounting.usage_start),
-            fmt_epoch(usage_start)
-        ),
         Ok(s) if s.accounting.window_end < s.accounting.usage_start => {
             "window end before usage_start".to_owned()
         }
@@ -90,7 +87,8 @@ pub fn load(path: &Path, cloud: &str, usage_start: u64) -> Result<Loaded, StateE
     Ok(Loaded::SetAside { reason, moved_to })
 }
 
-fn fmt_epoch(secs: u64) -> String {
+/// An epoch second as RFC 3339.
+pub fn fmt_epoch(secs: u64) -> String {
     humantime::format_rfc3339_seconds(UNIX_EPOCH + std::time::Duration::from_secs(secs)).to_string()
 }
 

@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::sources::openstack::nova::UsagePage;
+use crate::weights::Weights;
 
 fn at(rfc3339: &str) -> SystemTime {
     humantime::parse_rfc3339(rfc3339).unwrap()
@@ -39,6 +40,19 @@ fn project(id: &str) -> Project {
 /// vcpu hours, memory GiB-hours, instance hours, legacy vcpu hours, legacy GiB-hours.
 type Want = (f64, f64, f64, f64, f64);
 
+fn legacy_of(
+    acc: &Accounting,
+    id: &str,
+    options: &LegacyOptions,
+    weights: &Weights,
+) -> Vec<(String, f64, f64)> {
+    acc.snapshot(&[project(id)], &BTreeMap::new(), options, Some(weights))
+        .legacy
+        .into_iter()
+        .map(|l| (l.project.name, l.usage.vcpu_hours, l.usage.memory_hours))
+        .collect()
+}
+
 const START: &str = "2026-11-21T00:00:00Z";
 
 #[test]
@@ -47,7 +61,8 @@ fn windows_add_up() {
         name: &'static str,
         /// (window end, tenants) applied in order.
         input: Vec<(&'static str, Vec<TenantUsage>)>,
-        /// project -> (vcpu hours, memory GiB-hours, instance hours, legacy vcpu, legacy GiB)
+        /// project -> (vcpu hours, memory GiB-hours, instance hours, legacy vcpu, legacy GiB);
+        /// legacy values as 3.0.0 computes them: all hours at the current size.
         want: Vec<(&'static str, Want)>,
     }
     let cases = [
@@ -82,7 +97,7 @@ fn windows_add_up() {
                     vec![tenant("a", vec![usage("s1", 1.0, 4, 8192, 10)])],
                 ),
             ],
-            want: vec![("a", (5.0, 10.0, 2.0, 5.0, 10.0))],
+            want: vec![("a", (5.0, 10.0, 2.0, 8.0, 16.0))],
         },
         Case {
             name: "server deleted: its past stays, later windows omit it",
@@ -108,16 +123,18 @@ fn windows_add_up() {
     for c in cases {
         let mut acc = Accounting::new(at(START));
         for (end, tenants) in &c.input {
-            acc.apply_window(at(end), tenants, MemoryUnit::Gib).unwrap();
+            acc.apply_window(at(end), tenants).unwrap();
         }
         for (id, want) in &c.want {
             let t = acc.projects[*id];
+            let legacy = legacy_of(&acc, id, &LegacyOptions::default(), &Weights::default());
+            assert_eq!(legacy.len(), 1, "{}", c.name);
             let got = (
                 t.vcpu_seconds / 3600.0,
                 t.memory_byte_seconds / 3600.0 / gib,
                 t.instance_seconds / 3600.0,
-                t.legacy_vcpu_hours,
-                t.legacy_memory_hours,
+                legacy[0].1,
+                legacy[0].2,
             );
             assert_eq!(got, *want, "{}: {id}", c.name);
         }
@@ -131,7 +148,6 @@ fn window_must_advance_and_a_refused_window_changes_nothing() {
     acc.apply_window(
         at("2026-11-21T01:00:00Z"),
         &[tenant("a", vec![usage("s", 1.0, 1, 1024, 1)])],
-        MemoryUnit::Gib,
     )
     .unwrap();
     let before = acc.clone();
@@ -141,11 +157,7 @@ fn window_must_advance_and_a_refused_window_changes_nothing() {
         "2026-11-21T01:00:00.900Z",
     ] {
         let err = acc
-            .apply_window(
-                at(end),
-                &[tenant("a", vec![usage("s", 1.0, 1, 1024, 1)])],
-                MemoryUnit::Gib,
-            )
+            .apply_window(at(end), &[tenant("a", vec![usage("s", 1.0, 1, 1024, 1)])])
             .unwrap_err();
         assert!(matches!(err, WindowError::NotAfter { .. }), "{end}");
         assert_eq!(acc, before, "{end}");
@@ -158,24 +170,16 @@ fn per_server_records_keep_hours_size_start_and_metadata() {
     let mut acc = Accounting::new(at(START));
     let mut s = usage("s1", 1.5, 1, 2048, 10);
     s.started_at = Some("2026-11-20T12:00:00.000000".into());
-    acc.apply_window(
-        at("2026-11-21T02:00:00Z"),
-        &[tenant("a", vec![s.clone()])],
-        MemoryUnit::Gib,
-    )
-    .unwrap();
+    acc.apply_window(at("2026-11-21T02:00:00Z"), &[tenant("a", vec![s.clone()])])
+        .unwrap();
     let metadata = BTreeMap::from([("project_name".to_owned(), "portal-x".to_owned())]);
     acc.note_metadata([("s1", &metadata)]);
     s.hours = 0.5;
     s.vcpus = 2;
     s.state = Some("terminated".into());
     s.ended_at = Some("2026-11-21T02:30:00.000000".into());
-    acc.apply_window(
-        at("2026-11-21T03:00:00Z"),
-        &[tenant("a", vec![s])],
-        MemoryUnit::Gib,
-    )
-    .unwrap();
+    acc.apply_window(at("2026-11-21T03:00:00Z"), &[tenant("a", vec![s])])
+        .unwrap();
     let r = &acc.servers["s1"];
     assert_eq!(r.hours, 2.0);
     assert_eq!(r.vcpus, 2);
@@ -207,7 +211,7 @@ fn recorded_pages_sum_per_tenant() {
         }
     }
     let mut acc = Accounting::new(at(START));
-    acc.apply_window(at("2026-11-22T14:48:46Z"), &tenants, MemoryUnit::Gib)
+    acc.apply_window(at("2026-11-22T14:48:46Z"), &tenants)
         .unwrap();
     assert_eq!(acc.projects.len(), want.len());
     assert!(
@@ -233,7 +237,6 @@ fn snapshot_exports_keystone_projects_and_keeps_vanished_totals() {
             tenant("a", vec![usage("s1", 1.0, 2, 1024, 1)]),
             tenant("gone", vec![usage("s2", 1.0, 1, 1024, 1)]),
         ],
-        MemoryUnit::Gib,
     )
     .unwrap();
     let current = BTreeMap::from([(
@@ -247,7 +250,12 @@ fn snapshot_exports_keystone_projects_and_keeps_vanished_totals() {
             BTreeMap::from([("active".to_owned(), 1)]),
         ),
     )]);
-    let snap = acc.snapshot(&[project("a"), project("idle")], &current);
+    let snap = acc.snapshot(
+        &[project("a"), project("idle")],
+        &current,
+        &LegacyOptions::default(),
+        Some(&Weights::default()),
+    );
     let ids: Vec<_> = snap
         .projects
         .iter()
@@ -260,5 +268,120 @@ fn snapshot_exports_keystone_projects_and_keeps_vanished_totals() {
     assert!(
         acc.projects.contains_key("gone"),
         "a deleted project's totals stay in the state"
+    );
+}
+
+#[test]
+fn legacy_series_are_recomputed_with_the_weights_in_force() {
+    // Two servers of one project, started under different weights sets; the legacy values
+    // follow the weights passed in, the base-unit totals do not change.
+    let mut acc = Accounting::new(at(START));
+    let mut old = usage("old", 10.0, 2, 4096, 10);
+    old.started_at = Some("2026-11-20T00:00:00.000000".into());
+    let mut new = usage("new", 4.0, 8, 16384, 10);
+    new.started_at = Some("2026-11-21T06:00:00.000000".into());
+    acc.apply_window(at("2026-11-21T10:00:00Z"), &[tenant("a", vec![old, new])])
+        .unwrap();
+    let set_since = at("2026-11-21T00:00:00Z")
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let weights = Weights::from_json(
+        format!(
+            r#"[{{"resource_set_timestamp": 0, "vcpus": [{{"value": 4, "weight": 2}}], "memory_mb": [{{"value": 4, "weight": 3}}]}},
+                {{"resource_set_timestamp": {set_since}, "vcpus": [{{"value": 8, "weight": 0.5}}], "memory_mb": []}}]"#
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    struct Case {
+        name: &'static str,
+        weights: Weights,
+        want: (f64, f64),
+    }
+    let cases = [
+        Case {
+            name: "no weights: weight 1",
+            weights: Weights::default(),
+            want: (10.0 * 2.0 + 4.0 * 8.0, 10.0 * 4.0 + 4.0 * 16.0),
+        },
+        Case {
+            name: "old server under the first set, new under the second",
+            weights,
+            want: (
+                10.0 * 2.0 * 2.0 + 4.0 * 8.0 * 0.5,
+                10.0 * 4.0 * 3.0 + 4.0 * 16.0 * 1.0,
+            ),
+        },
+    ];
+    for c in cases {
+        let got = legacy_of(&acc, "a", &LegacyOptions::default(), &c.weights);
+        assert_eq!(
+            got,
+            vec![("a-name".to_owned(), c.want.0, c.want.1)],
+            "{}",
+            c.name
+        );
+    }
+    // Withheld while weights are configured but not loaded.
+    let snap = acc.snapshot(
+        &[project("a")],
+        &BTreeMap::new(),
+        &LegacyOptions::default(),
+        None,
+    );
+    assert!(snap.legacy.is_empty());
+    assert_eq!(snap.projects[0].totals.vcpu_seconds, (20.0 + 32.0) * 3600.0);
+}
+
+#[test]
+fn simple_vm_split_keeps_deleted_servers_under_their_tag() {
+    let svm = LegacyOptions {
+        memory_unit: crate::legacy::MemoryUnit::Gib,
+        simple_vm: Some(crate::legacy::SimpleVm {
+            project_id: "svm".into(),
+            tag: "project_name".into(),
+        }),
+    };
+    let mut acc = Accounting::new(at(START));
+    acc.apply_window(
+        at("2026-11-21T01:00:00Z"),
+        &[tenant(
+            "svm",
+            vec![
+                usage("g1", 1.0, 2, 2048, 10),
+                usage("g2", 1.0, 4, 4096, 10),
+                usage("t1", 1.0, 1, 1024, 10),
+                usage("untagged", 1.0, 1, 1024, 10),
+            ],
+        )],
+    )
+    .unwrap();
+    let tag = |v: &str| BTreeMap::from([("project_name".to_owned(), v.to_owned())]);
+    let (genomics, teaching) = (tag("genomics"), tag("teaching"));
+    acc.note_metadata([("g1", &genomics), ("g2", &genomics), ("t1", &teaching)]);
+    let before = legacy_of(&acc, "svm", &svm, &Weights::default());
+    assert_eq!(
+        before,
+        vec![
+            ("genomics".to_owned(), 2.0 + 4.0, 2.0 + 4.0),
+            ("teaching".to_owned(), 1.0, 1.0),
+        ]
+    );
+    // g2 is deleted: absent from the next window and from the servers list. Its hours stay
+    // with its portal project.
+    acc.apply_window(
+        at("2026-11-21T02:00:00Z"),
+        &[tenant("svm", vec![usage("g1", 1.0, 2, 2048, 10)])],
+    )
+    .unwrap();
+    acc.note_metadata([("g1", &genomics)]);
+    let after = legacy_of(&acc, "svm", &svm, &Weights::default());
+    assert_eq!(
+        after,
+        vec![
+            ("genomics".to_owned(), 2.0 * 2.0 + 4.0, 2.0 * 2.0 + 4.0),
+            ("teaching".to_owned(), 1.0, 1.0),
+        ]
     );
 }

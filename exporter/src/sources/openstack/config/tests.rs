@@ -13,6 +13,8 @@ struct Case {
     flags: OpenstackFlags,
     yaml: Option<&'static str>,
     env: &'static [(&'static str, &'static str)],
+    /// The top-level `usage_start_url`.
+    start_url: Option<&'static str>,
     /// Ok(check) or Err(substring of the error).
     want: Result<fn(&Option<OpenstackConfig>) -> bool, &'static str>,
 }
@@ -32,6 +34,7 @@ fn openstack_config_cases() {
             flags: OpenstackFlags::default(),
             yaml: None,
             env: &[("USAGE_EXPORTER_START_DATE", "2026-01-01")],
+            start_url: None,
             want: Ok(|c| c.is_none()),
         },
         Case {
@@ -39,6 +42,7 @@ fn openstack_config_cases() {
             flags: on(),
             yaml: None,
             env: &[],
+            start_url: None,
             want: Err("openstack.usage_start (--openstack.usage-start): required"),
         },
         Case {
@@ -46,9 +50,10 @@ fn openstack_config_cases() {
             flags: OpenstackFlags::default(),
             yaml: Some("usage_start: 2026-01-01"),
             env: &[],
+            start_url: None,
             want: Ok(|c| {
                 let c = c.as_ref().unwrap();
-                c.usage_start == at("2026-01-01T00:00:00Z")
+                c.usage_start == Some(at("2026-01-01T00:00:00Z"))
                     && c.schedule.interval == DEFAULT_INTERVAL
                     && c.limits == Limits::default()
                     && c.filters == Filters::default()
@@ -59,6 +64,7 @@ fn openstack_config_cases() {
             flags: on(),
             yaml: Some("usage_start: yesterday"),
             env: &[],
+            start_url: None,
             want: Err("openstack.usage_start (--openstack.usage-start): 'yesterday'"),
         },
         Case {
@@ -66,6 +72,7 @@ fn openstack_config_cases() {
             flags: on(),
             yaml: Some("usage_start: 2999-01-01"),
             env: &[],
+            start_url: None,
             want: Err("is in the future"),
         },
         Case {
@@ -73,6 +80,7 @@ fn openstack_config_cases() {
             flags: on(),
             yaml: Some("usage_start: 2026-01-01\nbogus: 1"),
             env: &[],
+            start_url: None,
             want: Err("unknown field `bogus`"),
         },
         Case {
@@ -80,6 +88,7 @@ fn openstack_config_cases() {
             flags: on(),
             yaml: Some("usage_start: 2026-01-01\nconcurrency: 0"),
             env: &[],
+            start_url: None,
             want: Err("openstack.concurrency"),
         },
         Case {
@@ -92,12 +101,24 @@ fn openstack_config_cases() {
                 ("USAGE_EXPORTER_PROJECT_DOMAINS", "alpha, beta"),
                 ("USAGE_EXPORTER_PROJECT_DOMAIN_ID", "d-1"),
             ],
+            start_url: None,
             want: Ok(|c| {
                 let c = c.as_ref().unwrap();
-                c.usage_start == at("2026-02-03T04:05:06Z")
+                c.usage_start == Some(at("2026-02-03T04:05:06Z"))
                     && c.schedule.interval == Duration::from_secs(90)
-                    && c.filters.domains == ["alpha", "beta", "d-1"]
+                    && c.filters.domains == ["d-1"]
             }),
+        },
+        Case {
+            name: "domain names alone",
+            flags: on(),
+            yaml: None,
+            env: &[
+                ("USAGE_EXPORTER_START_DATE", "2026-02-03"),
+                ("USAGE_EXPORTER_PROJECT_DOMAINS", "alpha, beta,"),
+            ],
+            start_url: None,
+            want: Ok(|c| c.as_ref().unwrap().filters.domains == ["alpha", "beta"]),
         },
         Case {
             name: "file beats migration variables",
@@ -108,9 +129,10 @@ fn openstack_config_cases() {
                 ("USAGE_EXPORTER_UPDATE_INTERVAL", "90"),
                 ("USAGE_EXPORTER_PROJECT_DOMAINS", "alpha"),
             ],
+            start_url: None,
             want: Ok(|c| {
                 let c = c.as_ref().unwrap();
-                c.usage_start == at("2026-01-01T00:00:00Z")
+                c.usage_start == Some(at("2026-01-01T00:00:00Z"))
                     && c.schedule.interval == Duration::from_secs(60)
                     && c.filters.domains == ["x"]
             }),
@@ -125,12 +147,33 @@ fn openstack_config_cases() {
             },
             yaml: Some("usage_start: 2026-01-01\ncloud: other"),
             env: &[],
+            start_url: None,
             want: Ok(|c| {
                 let c = c.as_ref().unwrap();
-                c.usage_start == at("2026-03-01T00:00:00Z")
+                c.usage_start == Some(at("2026-03-01T00:00:00Z"))
                     && c.schedule.interval == Duration::from_secs(5)
                     && c.cloud.as_deref() == Some("site")
             }),
+        },
+        Case {
+            name: "a portal start URL makes usage_start optional",
+            flags: on(),
+            yaml: None,
+            env: &[],
+            start_url: Some("https://portal.example/api/start/"),
+            want: Ok(|c| {
+                let c = c.as_ref().unwrap();
+                c.usage_start.is_none()
+                    && c.usage_start_url.as_deref() == Some("https://portal.example/api/start/")
+            }),
+        },
+        Case {
+            name: "with a portal start URL a configured start is still validated",
+            flags: on(),
+            yaml: Some("usage_start: yesterday"),
+            env: &[],
+            start_url: Some("https://portal.example/api/start/"),
+            want: Err("'yesterday' is not a date"),
         },
         Case {
             name: "bad legacy interval names the variable",
@@ -140,6 +183,7 @@ fn openstack_config_cases() {
                 ("USAGE_EXPORTER_START_DATE", "2026-01-01"),
                 ("USAGE_EXPORTER_UPDATE_INTERVAL", "5m"),
             ],
+            start_url: None,
             want: Err("USAGE_EXPORTER_UPDATE_INTERVAL: '5m'"),
         },
     ];
@@ -148,10 +192,14 @@ fn openstack_config_cases() {
         let section = c.yaml.map(serde_yaml::from_str::<OpenstackSection>);
         let got = match section {
             Some(Err(e)) => Err(e.to_string()),
-            Some(Ok(s)) => from_parts(&c.flags, Some(s), |k| env.get(k).map(|v| (*v).to_owned()))
-                .map_err(|e| e.to_string()),
-            None => from_parts(&c.flags, None, |k| env.get(k).map(|v| (*v).to_owned()))
-                .map_err(|e| e.to_string()),
+            Some(Ok(s)) => from_parts(&c.flags, Some(s), c.start_url, |k| {
+                env.get(k).map(|v| (*v).to_owned())
+            })
+            .map_err(|e| e.to_string()),
+            None => from_parts(&c.flags, None, c.start_url, |k| {
+                env.get(k).map(|v| (*v).to_owned())
+            })
+            .map_err(|e| e.to_string()),
         };
         match (got, c.want) {
             (Ok(cfg), Ok(check)) => assert!(check(&cfg), "{}: {cfg:?}", c.name),

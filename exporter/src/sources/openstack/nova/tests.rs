@@ -250,3 +250,18 @@ fn recorded_quota_details_parse() {
         assert_eq!(q.vcpus, u64::try_from(want).ok(), "{name}");
     }
 }
+
+#[test]
+fn epoch_seconds_cases() {
+    let cases: [(&str, Option<f64>); 6] = [
+        ("2026-11-20T12:00:00.000000", Some(1_795_176_000.0)),
+        ("2026-11-20T12:00:00", Some(1_795_176_000.0)),
+        ("2026-11-20T12:00:00Z", Some(1_795_176_000.0)),
+        ("2026-11-20T12:00:00.500000+00:00", Some(1_795_176_000.5)),
+        ("2026-11-20", None),
+        ("", None),
+    ];
+    for (input, want) in cases {
+        assert_eq!(epoch_seconds(input), want, "{input}");
+    }
+}

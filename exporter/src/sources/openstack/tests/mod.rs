@@ -46,24 +46,36 @@ async fn source_with(
     limits: Limits,
     quotas: bool,
 ) -> OpenstackSource {
+    let settings = Settings {
+        state_file,
+        quotas,
+        ..settings(fake)
+    };
+    source_from(fake, limits, settings).await
+}
+
+/// The settings of most tests: accounting from `START`, no state file, no weights.
+fn settings(fake: &Fake) -> Settings {
+    Settings {
+        usage_start: Some(at(START)),
+        start_url: None,
+        state_file: None,
+        cloud: fake.auth_url(),
+        filters: Filters::default(),
+        legacy: LegacyOptions::default(),
+        weights: WeightsInput::None,
+        quotas: false,
+    }
+}
+
+async fn source_from(fake: &Fake, limits: Limits, settings: Settings) -> OpenstackSource {
     let f = fake.clone();
     let connect: client::Connect = std::sync::Arc::new(move || {
         let f = f.clone();
         Box::pin(async move { session(&f).await })
     });
     let client = Client::connect(connect, limits).await.unwrap();
-    OpenstackSource::new(
-        client,
-        Settings {
-            usage_start: at(START),
-            state_file,
-            cloud: fake.auth_url(),
-            filters: Filters::default(),
-            memory_unit: MemoryUnit::Gib,
-            quotas,
-        },
-    )
-    .unwrap()
+    OpenstackSource::new(client, settings)
 }
 
 /// vCPU-seconds per tenant over the four recorded pages, computed from the fixtures.
@@ -149,12 +161,18 @@ async fn first_refresh_follows_every_page_then_only_the_new_window() {
 
     // A new process resumes from the state file: the window continues, totals are kept.
     let mut resumed = source(&fake, Some(dir.path().join("state.json")), fast()).await;
-    assert_eq!(resumed.accounting(), src.accounting());
-    resumed.refresh(at("2026-11-22T15:10:00Z")).await.unwrap();
+    assert_eq!(
+        resumed.accounting(),
+        None,
+        "nothing is read before the first refresh"
+    );
+    let snap3 = resumed.refresh(at("2026-11-22T15:10:00Z")).await.unwrap();
     assert_eq!(
         fake.seen("/v2.1/os-simple-tenant-usage")[8].query["start"],
         "2026-11-22T15:00:00"
     );
+    let tripled: BTreeMap<_, _> = want.iter().map(|(k, v)| (k.clone(), 3.0 * v)).collect();
+    assert!(close(&vcpu_seconds(&snap3), &tripled));
 }
 
 #[tokio::test]
@@ -195,7 +213,7 @@ async fn a_refresh_failing_part_way_adds_nothing_and_the_next_covers_the_gap() {
         let path = dir.path().join("state.json");
         let mut src = source(&fake, Some(path.clone()), fast()).await;
         src.refresh(at("2026-11-22T00:00:00Z")).await.unwrap();
-        let before = src.accounting().clone();
+        let before = src.accounting().cloned();
         let saved = std::fs::read(&path).unwrap();
         for (prefix, fault) in &c.input {
             fake.fault(prefix, fault.clone());
@@ -206,7 +224,7 @@ async fn a_refresh_failing_part_way_adds_nothing_and_the_next_covers_the_gap() {
             .unwrap_err()
             .to_string();
         assert!(err.contains(c.want_error), "{}: {err}", c.name);
-        assert_eq!(src.accounting(), &before, "{}", c.name);
+        assert_eq!(src.accounting().cloned(), before, "{}", c.name);
         assert_eq!(
             std::fs::read(&path).unwrap(),
             saved,
@@ -307,7 +325,8 @@ async fn a_request_that_times_out_fails_the_refresh() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("compute /servers/detail"), "{err}");
-    assert_eq!(src.accounting().window_end, src.accounting().usage_start);
+    let acc = src.accounting().unwrap();
+    assert_eq!(acc.window_end, acc.usage_start);
 }
 
 #[tokio::test]
@@ -327,7 +346,7 @@ async fn a_deleted_project_disappears_without_lowering_the_others() {
         assert!(*v >= first[id], "{id} went backwards");
     }
     assert!(
-        src.accounting().projects.contains_key(&gone),
+        src.accounting().unwrap().projects.contains_key(&gone),
         "its totals stay in the state"
     );
 }
@@ -447,4 +466,235 @@ async fn quotas_are_read_per_project_with_unlimited_left_out() {
         text.contains("# TYPE openstack_project_quota_vcpus gauge"),
         "{text}"
     );
+}
+
+/// The recorded usage the fake serves for every window: (tenant, server usage).
+fn recorded_server_usages() -> Vec<(String, nova::ServerUsage)> {
+    let mut out = Vec::new();
+    for p in 1..=4 {
+        let text = nova::tests::fixture(&format!(
+            "nova_os-simple-tenant-usage_detailed_mv2.40_limit3_page{p}.json"
+        ));
+        for t in serde_json::from_str::<UsagePage>(&text)
+            .unwrap()
+            .tenant_usages
+        {
+            out.extend(
+                t.server_usages
+                    .into_iter()
+                    .map(|s| (t.tenant_id.clone(), s)),
+            );
+        }
+    }
+    out
+}
+
+/// Σ hours × vcpus × weight(vcpus) of one tenant in the recorded usage (one window).
+fn recorded_legacy_vcpu_hours(tenant_prefix: &str, weight: impl Fn(u64) -> f64) -> f64 {
+    recorded_server_usages()
+        .iter()
+        .filter(|(t, _)| t.starts_with(tenant_prefix))
+        .map(|(_, s)| s.hours * s.vcpus as f64 * weight(s.vcpus))
+        .sum()
+}
+
+fn legacy_vcpu(snap: &ProjectsSnapshot, id_prefix: &str) -> Vec<(String, f64)> {
+    snap.legacy
+        .iter()
+        .filter(|l| l.project.id.starts_with(id_prefix))
+        .map(|l| (l.project.name.clone(), l.usage.vcpu_hours))
+        .collect()
+}
+
+#[tokio::test]
+async fn legacy_families_wait_for_weights_then_recompute_all_hours_with_the_set_in_force() {
+    use crate::refresh::{Schedule, Source};
+    use crate::sources::weights::{Origin, WeightsCell, WeightsConfig, WeightsSource};
+
+    let fake = Fake::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("weights.json");
+    let cell = std::sync::Arc::new(WeightsCell::default());
+    let settings = Settings {
+        weights: WeightsInput::Shared(std::sync::Arc::clone(&cell)),
+        ..settings(&fake)
+    };
+    let mut src = source_from(&fake, fast(), settings).await;
+    let mut weights = WeightsSource::new(
+        &WeightsConfig {
+            origin: Origin::File(file.clone()),
+            schedule: Schedule {
+                interval: Duration::from_secs(60),
+                timeout: Duration::from_secs(5),
+            },
+        },
+        std::sync::Arc::clone(&cell),
+    );
+
+    // Not loaded yet: the base-unit families are there, the legacy ones withheld.
+    let snap = src.refresh(at("2026-11-22T00:00:00Z")).await.unwrap();
+    assert!(snap.projects.iter().any(|p| p.totals.vcpu_seconds > 0.0));
+    assert!(snap.legacy.is_empty(), "{:?}", snap.legacy);
+
+    // beta-ml (a70768b2) runs one 8-vCPU and two 4-vCPU servers.
+    std::fs::write(
+        &file,
+        r#"[{"resource_set_timestamp": 0, "vcpus": [{"value": 4, "weight": 2}, {"value": 8, "weight": 3}], "memory_mb": []}]"#,
+    )
+    .unwrap();
+    weights.collect(SystemTime::now()).await.unwrap();
+    let snap = src.refresh(at("2026-11-22T01:00:00Z")).await.unwrap();
+    let one_window = |w: fn(u64) -> f64| recorded_legacy_vcpu_hours("a70768b2", w);
+    let got = legacy_vcpu(&snap, "a70768b2");
+    let want = 2.0 * one_window(|v| if v <= 4 { 2.0 } else { 3.0 });
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!((got[0].1 - want).abs() < 1e-9, "{got:?} != {want}");
+
+    // A new set applies to the hours already counted, as the original recomputes them.
+    std::fs::write(
+        &file,
+        r#"[{"resource_set_timestamp": 0, "vcpus": [{"value": 64, "weight": 10}], "memory_mb": []}]"#,
+    )
+    .unwrap();
+    weights.collect(SystemTime::now()).await.unwrap();
+    let snap = src.refresh(at("2026-11-22T02:00:00Z")).await.unwrap();
+    let got = legacy_vcpu(&snap, "a70768b2");
+    let want = 3.0 * one_window(|_| 10.0);
+    assert!((got[0].1 - want).abs() < 1e-9, "{got:?} != {want}");
+}
+
+#[tokio::test]
+async fn the_simple_vm_project_is_split_by_the_servers_metadata_tag() {
+    let fake = Fake::start().await;
+    let probe = source(&fake, None, fast())
+        .await
+        .refresh(at("2026-11-22T00:00:00Z"))
+        .await
+        .unwrap();
+    let svm = probe
+        .projects
+        .iter()
+        .find(|p| p.project.id.starts_with("a70768b2"))
+        .unwrap()
+        .project
+        .clone();
+    let settings = Settings {
+        legacy: LegacyOptions {
+            simple_vm: Some(crate::legacy::SimpleVm {
+                project_id: svm.id.clone(),
+                // The recorded servers carry `role` metadata: infer, infer, train.
+                tag: "role".into(),
+            }),
+            ..LegacyOptions::default()
+        },
+        ..settings(&fake)
+    };
+    let mut src = source_from(&fake, fast(), settings).await;
+    // The first refresh learns the metadata from the servers list after the window.
+    let snap = src.refresh(at("2026-11-22T00:00:00Z")).await.unwrap();
+    let got = legacy_vcpu(&snap, &svm.id);
+    let hours = |id: &str| {
+        recorded_server_usages()
+            .iter()
+            .filter(|(_, s)| s.instance_id.starts_with(id))
+            .map(|(_, s)| s.hours * s.vcpus as f64)
+            .sum::<f64>()
+    };
+    let want = [
+        ("infer", hours("ca3de5ea") + hours("dbdae7cd")),
+        ("train", hours("0020e271")),
+    ];
+    assert_eq!(got.len(), 2, "{got:?}");
+    for ((name, v), (want_name, want_v)) in got.iter().zip(want) {
+        assert_eq!(name, want_name);
+        assert!((v - want_v).abs() < 1e-12, "{name}: {v} != {want_v}");
+    }
+    let series = snap.legacy.iter().find(|l| l.project.id == svm.id).unwrap();
+    assert_eq!(series.project.domain_name, svm.domain_name);
+    // Other projects keep one series under their own name.
+    assert!(snap
+        .legacy
+        .iter()
+        .filter(|l| l.project.id != svm.id)
+        .all(|l| probe.projects.iter().any(|p| p.project == l.project)));
+}
+
+#[tokio::test]
+async fn a_state_from_another_start_is_kept_served_and_both_dates_reported() {
+    let fake = Fake::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.json");
+    let mut first = source(&fake, Some(path.clone()), fast()).await;
+    let before = vcpu_seconds(&first.refresh(at("2026-11-22T00:00:00Z")).await.unwrap());
+
+    // The start is changed (configuration or portal) while a state exists.
+    let settings = Settings {
+        usage_start: Some(at("2026-06-01T00:00:00Z")),
+        state_file: Some(path.clone()),
+        ..settings(&fake)
+    };
+    let mut src = source_from(&fake, fast(), settings).await;
+    let after = vcpu_seconds(&src.refresh(at("2026-11-22T01:00:00Z")).await.unwrap());
+    // The state continues: the next window starts where it ended, nothing restarts.
+    let last = fake.seen("/v2.1/os-simple-tenant-usage").pop().unwrap();
+    assert_eq!(last.query["start"], "2026-11-22T00:00:00");
+    assert!(after.iter().all(|(k, v)| *v > before[k]), "{after:?}");
+    let epoch = |s: &str| {
+        at(s)
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+    };
+    assert_eq!(
+        src.usage_start(),
+        Some(UsageStart {
+            requested: epoch("2026-06-01T00:00:00Z"),
+            accounting: epoch(START),
+        })
+    );
+    let files: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+    assert_eq!(files.len(), 1, "nothing set aside: {files:?}");
+    // Both dates are exported.
+    let metrics = crate::refresh::Source::self_metrics(&src).unwrap();
+    for (origin, secs) in [
+        ("accounting", epoch(START)),
+        ("requested", epoch("2026-06-01T00:00:00Z")),
+    ] {
+        let line = format!(
+            "site_exporter_openstack_usage_start_timestamp_seconds{{origin=\"{origin}\"}} {secs}"
+        );
+        assert!(metrics.contains(&line), "{line} in {metrics}");
+    }
+}
+
+#[tokio::test]
+async fn the_portal_start_date_comes_first_and_until_it_answers_nothing_is_read() {
+    let url = crate::test_support::scripted_http(vec![
+        (503, "maintenance"),
+        (200, r#"[{"start_date": "2026-11-20"}]"#),
+    ])
+    .await;
+    let fake = Fake::start().await;
+    let settings = Settings {
+        usage_start: None,
+        start_url: Some(format!("{url}/api/start/")),
+        ..settings(&fake)
+    };
+    let mut src = source_from(&fake, fast(), settings).await;
+    let err = src
+        .refresh(at("2026-11-22T00:00:00Z"))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("start date URL") && err.contains("503"),
+        "{err}"
+    );
+    assert!(fake.seen("/v3/projects").is_empty());
+    assert!(fake.seen("/v2.1/os-simple-tenant-usage").is_empty());
+    assert_eq!(src.accounting(), None);
+
+    src.refresh(at("2026-11-22T00:00:00Z")).await.unwrap();
+    let usage = fake.seen("/v2.1/os-simple-tenant-usage");
+    assert_eq!(usage[0].query["start"], "2026-11-20T00:00:00");
 }
