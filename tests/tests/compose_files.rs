@@ -1,11 +1,14 @@
 //! The compose files are valid (`docker-compose config -q`; no Docker engine runs here), every
-//! file they mount exists, and the development stack's own configs pass their checks.
+//! file they mount is shipped or is an operator's file that is documented and kept out of git
+//! and image builds, the development stack's own configs pass their checks, and the production
+//! site stack is wired together and accepted by the real configuration loaders of both binaries.
 
 #![allow(clippy::unwrap_used)]
 
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 use std::process::Command;
 
+use clap::Parser;
 use serde_yaml::Value;
 use stack_tests::stack::repo;
 
@@ -24,64 +27,189 @@ fn compose_files() -> Vec<PathBuf> {
     files
 }
 
+fn yaml(path: &Path) -> Value {
+    let text = std::fs::read_to_string(path).unwrap();
+    serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Copies the compose directory `from` to `to` as an operator would have it for `docker-compose
+/// config`: each `X.example` becomes `X`. Directories named `secrets` and files that have an
+/// example are left out: compose does not open secret files, and an operator's real
+/// credentials are copied nowhere.
+fn copy_for_config(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_str().unwrap().to_owned();
+        if path.is_dir() {
+            if name != "secrets" {
+                copy_for_config(&path, &to.join(&name));
+            }
+        } else if let Some(real) = name.strip_suffix(".example") {
+            std::fs::copy(&path, to.join(real)).unwrap();
+        } else if !from.join(format!("{name}.example")).exists() {
+            std::fs::copy(&path, to.join(&name)).unwrap();
+        }
+    }
+}
+
 #[test]
 fn compose_files_are_valid() {
+    // `docker-compose config` fails on a missing env_file, and the site's (site/openrc.env) is
+    // the operator's: check a copy of compose/ with the examples in place. The build contexts
+    // (`..`) are the copy's parent, which exists; bind-mount sources are not opened.
+    let tmp = tempfile::tempdir().unwrap();
+    let copy = tmp.path().join("compose");
+    copy_for_config(&repo().join("compose"), &copy);
     let files = compose_files();
-    assert!(files.len() >= 2, "{files:?}");
-    for file in files {
+    let names: Vec<String> = files
+        .iter()
+        .map(|f| f.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    for stack in ["dev", "hypervisor", "portal", "site"] {
+        assert!(
+            names.contains(&format!("docker-compose.{stack}.yml")),
+            "{names:?}"
+        );
+    }
+    for name in names {
         let out = Command::new("docker-compose")
             .arg("-f")
-            .arg(&file)
+            .arg(copy.join(&name))
             .args(["config", "-q"])
             .output()
             .expect("docker-compose not found: install Debian's docker-compose (the README's test command does)");
         assert!(
             out.status.success(),
-            "{}: {}",
-            file.display(),
+            "{name}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
     }
 }
 
-/// Bind-mount sources, env files and secret files named by a compose file.
+/// `path` without `.` and `..` components (the path need not exist).
+fn normal(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// Bind-mount sources, env files, secret files and Dockerfiles named by a compose file,
+/// absolute and normalised.
 fn mounted(file: &Path) -> Vec<PathBuf> {
-    let dir = file.parent().unwrap();
-    let doc: Value = serde_yaml::from_str(&std::fs::read_to_string(file).unwrap()).unwrap();
+    let dir = file.parent().unwrap().canonicalize().unwrap();
+    let doc = yaml(file);
     let mut out = Vec::new();
     for (_, service) in doc["services"].as_mapping().unwrap() {
         for v in service["volumes"].as_sequence().into_iter().flatten() {
             let src = v.as_str().unwrap().split(':').next().unwrap();
             if src.starts_with('.') {
-                out.push(dir.join(src));
+                out.push(normal(&dir.join(src)));
             }
         }
-        for e in service["env_file"].as_sequence().into_iter().flatten() {
-            out.push(dir.join(e.as_str().unwrap()));
+        // A single file or a list.
+        let env_files = match &service["env_file"] {
+            Value::String(s) => vec![s.as_str()],
+            v => v
+                .as_sequence()
+                .into_iter()
+                .flatten()
+                .map(|e| e.as_str().unwrap())
+                .collect(),
+        };
+        for e in env_files {
+            out.push(normal(&dir.join(e)));
         }
         if let Some(build) = service["build"].as_mapping() {
             let context = dir.join(build[&Value::from("context")].as_str().unwrap());
-            out.push(context.join(build[&Value::from("dockerfile")].as_str().unwrap()));
+            out.push(normal(
+                &context.join(build[&Value::from("dockerfile")].as_str().unwrap()),
+            ));
         }
     }
     for (_, secret) in doc["secrets"].as_mapping().into_iter().flatten() {
-        out.push(dir.join(secret["file"].as_str().unwrap()));
+        out.push(normal(&dir.join(secret["file"].as_str().unwrap())));
     }
     out
 }
 
+/// `path` relative to the repository, with `/` separators.
+fn relative(path: &Path) -> String {
+    let root = repo().canonicalize().unwrap();
+    let rel = path
+        .strip_prefix(&root)
+        .unwrap_or_else(|_| panic!("{} is outside the repository", path.display()));
+    rel.to_string_lossy().replace('\\', "/")
+}
+
+/// Whether git ignores `rel`, i.e. it is a file an operator creates (tracked files never count).
+fn git_ignored(rel: &str) -> bool {
+    let status = Command::new("git")
+        .arg("-C")
+        .arg(repo())
+        .args(["check-ignore", "-q", "--", rel])
+        .status()
+        .expect("git not found");
+    match status.code() {
+        Some(0) => true,
+        Some(1) => false,
+        _ => panic!("git check-ignore {rel}: {status} (not a git checkout?)"),
+    }
+}
+
+/// Whether `.dockerignore` keeps `rel` out of image builds. Only literal entries count (a file,
+/// or a directory with an optional `/`, `/*` or `/**`): the ones this repository writes.
+fn docker_ignored(rel: &str) -> bool {
+    std::fs::read_to_string(repo().join(".dockerignore"))
+        .unwrap()
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#') && !l.starts_with('!'))
+        .map(|l| {
+            l.trim_end_matches("/**")
+                .trim_end_matches("/*")
+                .trim_end_matches('/')
+        })
+        .any(|l| rel == l || rel.starts_with(&format!("{l}/")))
+}
+
+/// Whether an operator finds out how to create `path`: an `X.example` beside it, or the
+/// `README.md` of its directory naming it in backticks.
+fn documented(path: &Path) -> bool {
+    let name = path.file_name().unwrap().to_string_lossy();
+    let readme = std::fs::read_to_string(path.with_file_name("README.md")).unwrap_or_default();
+    path.with_file_name(format!("{name}.example")).exists() || readme.contains(&format!("`{name}`"))
+}
+
 #[test]
-fn every_mounted_file_exists() {
+fn every_mounted_file_is_shipped_or_documented() {
     for file in compose_files() {
         let paths = mounted(&file);
         assert!(!paths.is_empty(), "{}", file.display());
+        let compose = file.file_name().unwrap().to_string_lossy();
         for p in paths {
-            assert!(
-                p.exists(),
-                "{} mounts {} which does not exist",
-                file.display(),
-                p.display()
-            );
+            let rel = relative(&p);
+            if git_ignored(&rel) {
+                // The operator creates it: say how, and never commit it or send it to a build.
+                assert!(
+                    documented(&p),
+                    "{compose} mounts {rel}, which the operator creates, but there is neither {rel}.example nor a README.md beside it naming it"
+                );
+                assert!(
+                    docker_ignored(&rel),
+                    "{compose} mounts {rel}, which the operator creates, but .dockerignore does not keep it out of image builds"
+                );
+            } else {
+                assert!(p.exists(), "{compose} mounts {rel} which does not exist");
+            }
         }
     }
 }
@@ -150,6 +278,416 @@ fn the_dev_stack_configs_pass_their_checks() {
                 .map(|v| v.as_str().unwrap().to_string())
                 .collect();
             assert_eq!(asked, allow, "job {:?}", job["job_name"]);
+        }
+    }
+}
+
+// The production site stack: docker-compose.site.yml with compose/site/.
+
+fn site() -> Value {
+    yaml(&repo().join("compose/docker-compose.site.yml"))
+}
+
+/// Where `service` mounts `source` (a bind-mount source or a named volume, as written).
+fn mount_target(service: &Value, source: &str) -> String {
+    service["volumes"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find_map(|v| {
+            let mut parts = v.as_str().unwrap().split(':');
+            (parts.next() == Some(source)).then(|| parts.next().unwrap().to_owned())
+        })
+        .unwrap_or_else(|| panic!("nothing mounts {source}"))
+}
+
+/// The argv of `binary` as `service`'s `command` runs it, with the container path `from`
+/// replaced by `to`, plus `--check-config`.
+fn check_argv(binary: &str, service: &Value, from: &str, to: &Path) -> Vec<String> {
+    let mut argv = vec![binary.to_owned()];
+    for arg in service["command"].as_sequence().unwrap() {
+        let arg = arg.as_str().unwrap();
+        argv.push(if arg == from {
+            to.display().to_string()
+        } else {
+            arg.to_owned()
+        });
+    }
+    assert!(
+        argv.contains(&to.display().to_string()),
+        "the command does not name {from}: {argv:?}"
+    );
+    argv.push("--check-config".into());
+    argv
+}
+
+/// `host` and `port` of `host:port` or `scheme://host:port/...`.
+fn host_port(address: &str) -> (String, u16) {
+    let rest = address.split_once("://").map_or(address, |(_, r)| r);
+    let authority = rest.split('/').next().unwrap();
+    let (host, port) = authority.rsplit_once(':').unwrap();
+    (host.to_owned(), port.parse().unwrap())
+}
+
+/// The port a service's health check asks.
+fn health_port(service: &Value) -> u16 {
+    let test = service["healthcheck"]["test"].as_sequence().unwrap();
+    host_port(test.last().unwrap().as_str().unwrap()).1
+}
+
+#[test]
+fn the_site_stack_publishes_only_the_gateway_and_runs_unattended() {
+    let site = site();
+    let services = site["services"].as_mapping().unwrap();
+    let names: Vec<&str> = services.keys().map(|k| k.as_str().unwrap()).collect();
+    assert_eq!(names, ["exporter", "prometheus", "gateway"]);
+    let dockerfile = std::fs::read_to_string(repo().join("compose/Dockerfile")).unwrap();
+    for (name, s) in services {
+        let name = name.as_str().unwrap();
+        assert_eq!(s["restart"], "unless-stopped", "{name}");
+        assert_eq!(s["logging"]["driver"], "json-file", "{name}");
+        for option in ["max-size", "max-file"] {
+            assert!(
+                s["logging"]["options"][option].is_string(),
+                "{name}: logging.options.{option}"
+            );
+        }
+        // The check runs a tool the image has: curl in ours (the Dockerfile installs it),
+        // wget (busybox) in Prometheus's.
+        let test: Vec<&str> = s["healthcheck"]["test"]
+            .as_sequence()
+            .unwrap_or_else(|| panic!("{name}: no healthcheck"))
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        assert_eq!(test[0], "CMD", "{name}");
+        let tool = if s["build"].is_mapping() {
+            assert!(
+                dockerfile.contains(" curl "),
+                "the runtime image has no curl"
+            );
+            "curl"
+        } else {
+            "wget"
+        };
+        assert_eq!(test[1], tool, "{name}");
+        assert!(
+            test.last().unwrap().starts_with("http://127.0.0.1:"),
+            "{name}: {test:?}"
+        );
+        assert!(s["network_mode"].is_null(), "{name}");
+        if name == "gateway" {
+            let ports = s["ports"].as_sequence().unwrap();
+            assert_eq!(ports.len(), 1, "{ports:?}");
+            assert_eq!(ports[0], "9443:9443");
+        } else {
+            assert!(s["ports"].is_null(), "{name} publishes {:?}", s["ports"]);
+        }
+    }
+    assert!(site["services"]["prometheus"]["healthcheck"]["test"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .any(|v| v.as_str().unwrap().ends_with("/-/ready")));
+
+    // The same Prometheus as every other stack.
+    let image = site["services"]["prometheus"]["image"].as_str().unwrap();
+    assert!(image.starts_with("prom/prometheus:v"), "{image}");
+    for file in compose_files() {
+        for (_, s) in yaml(&file)["services"].as_mapping().unwrap() {
+            if let Some(other) = s["image"].as_str() {
+                if other.starts_with("prom/prometheus") {
+                    assert_eq!(other, image, "{}", file.display());
+                }
+            }
+        }
+    }
+
+    // Data survives `docker-compose down` (without -v): named volumes.
+    for (service, volume) in [
+        ("exporter", "exporter-state"),
+        ("prometheus", "prometheus-data"),
+    ] {
+        mount_target(&site["services"][service], volume);
+        assert!(site["volumes"][volume].is_mapping(), "{volume}");
+    }
+    let command: Vec<&str> = site["services"]["prometheus"]["command"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert!(
+        command.contains(&"--storage.tsdb.path=/prometheus")
+            && mount_target(&site["services"]["prometheus"], "prometheus-data") == "/prometheus",
+        "{command:?}"
+    );
+    assert!(
+        command
+            .iter()
+            .any(|a| a.starts_with("--storage.tsdb.retention.time=")),
+        "{command:?}"
+    );
+}
+
+#[test]
+fn the_site_services_find_each_other() {
+    let site = site();
+    let services = &site["services"];
+    let dir = repo().join("compose/site");
+    let exporter_port = yaml(&dir.join("exporter.yml"))["web"]["listen_address"]
+        .as_str()
+        .unwrap()
+        .parse::<std::net::SocketAddr>()
+        .unwrap()
+        .port();
+    let gateway = yaml(&dir.join("gateway.yml"));
+    let addr = |key: &str| {
+        gateway[key]
+            .as_str()
+            .unwrap()
+            .parse::<std::net::SocketAddr>()
+            .unwrap()
+            .port()
+    };
+    let (gateway_port, internal_port) = (addr("listen"), addr("internal_listen"));
+
+    // Health checks ask the ports the services listen on; the gateway's public port is the
+    // published one.
+    assert_eq!(health_port(&services["exporter"]), exporter_port);
+    assert_eq!(health_port(&services["gateway"]), internal_port);
+    assert_eq!(health_port(&services["prometheus"]), 9090);
+    let published = services["gateway"]["ports"][0].as_str().unwrap();
+    assert_eq!(
+        published
+            .rsplit(':')
+            .next()
+            .unwrap()
+            .parse::<u16>()
+            .unwrap(),
+        gateway_port
+    );
+
+    // The gateway forwards to the Prometheus service on its default port.
+    let (host, port) = host_port(gateway["upstream"]["url"].as_str().unwrap());
+    assert!(services[host.as_str()].is_mapping(), "upstream {host}");
+    assert_eq!((host.as_str(), port), ("prometheus", 9090));
+
+    // prometheus/site/prometheus.yml scrapes the exporter and the gateway by service name.
+    let prometheus = yaml(&repo().join("prometheus/site/prometheus.yml"));
+    let mut scraped = Vec::new();
+    for job in prometheus["scrape_configs"].as_sequence().unwrap() {
+        for sc in job["static_configs"].as_sequence().into_iter().flatten() {
+            for t in sc["targets"].as_sequence().unwrap() {
+                let (host, port) = host_port(t.as_str().unwrap());
+                if host != "localhost" {
+                    scraped.push((host, port));
+                }
+            }
+        }
+        // File-based targets (the hypervisors) are relative to the config, which the service
+        // mounts with its directory.
+        for sd in job["file_sd_configs"].as_sequence().into_iter().flatten() {
+            for f in sd["files"].as_sequence().unwrap() {
+                let f = f.as_str().unwrap();
+                assert!(!f.starts_with('/'), "{f}");
+                let listed = f.split('/').next().unwrap();
+                assert!(repo().join("prometheus/site").join(listed).is_dir(), "{f}");
+            }
+        }
+    }
+    scraped.sort();
+    assert_eq!(
+        scraped,
+        [
+            ("exporter".to_owned(), exporter_port),
+            ("gateway".to_owned(), internal_port)
+        ]
+    );
+    let config_dir = mount_target(&services["prometheus"], "../prometheus/site");
+    assert!(services["prometheus"]["command"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .any(|a| a.as_str().unwrap() == format!("--config.file={config_dir}/prometheus.yml")));
+}
+
+/// `text` with every optional setting (`#key: value`, `#` followed by no space) enabled.
+fn uncomment(text: &str) -> String {
+    text.lines()
+        .map(|l| {
+            let body = l.trim_start();
+            let indent = &l[..l.len() - body.len()];
+            match body.strip_prefix('#') {
+                Some(rest) if !rest.is_empty() && !rest.starts_with([' ', '#']) => {
+                    format!("{indent}{rest}\n")
+                }
+                _ => format!("{l}\n"),
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn the_site_exporter_config_passes_check_config() {
+    let site = site();
+    let exporter = &site["services"]["exporter"];
+    let file = repo().join("compose/site/exporter.yml");
+    let target = mount_target(exporter, "./site/exporter.yml");
+    // What `site-exporter <the compose command> --check-config` runs: the same flags through
+    // the same parser and loader as the binary.
+    let check = |path: &Path| {
+        let argv = check_argv("site-exporter", exporter, &target, path);
+        let cli = site_exporter::cli::Cli::try_parse_from(&argv)
+            .unwrap_or_else(|e| panic!("{argv:?}: {e}"));
+        assert!(cli.check_config);
+        site_exporter::config::Config::load(&cli)
+    };
+    let config = check(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+    assert!(config.dummy.is_none() && config.libvirt.is_none());
+    let openstack = config.openstack.expect("the OpenStack source is enabled");
+    assert!(openstack.quotas);
+    // The state file is on the named volume, not in the container's throw-away layer.
+    let state = openstack.state_file.expect("openstack.state_file is set");
+    let volume = mount_target(exporter, "exporter-state");
+    assert!(
+        state.starts_with(&volume),
+        "{} outside {volume}",
+        state.display()
+    );
+
+    // Every optional setting is valid too (they are the examples an operator enables).
+    let text = std::fs::read_to_string(&file).unwrap();
+    let all = uncomment(&text);
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("exporter.yml");
+    std::fs::write(&path, &all).unwrap();
+    let config =
+        check(&path).unwrap_or_else(|e| panic!("{} with every setting: {e}", file.display()));
+    let openstack = config.openstack.unwrap();
+    assert_eq!(openstack.filters.exclude_domains, ["heat"]);
+
+    // A wrong key is refused: the file really goes through the validation.
+    std::fs::write(&path, format!("{text}openstack_typo: true\n")).unwrap();
+    assert!(check(&path).is_err());
+}
+
+#[test]
+fn the_site_gateway_config_loads_with_its_secrets() {
+    let site = site();
+    let gateway = &site["services"]["gateway"];
+    let file = repo().join("compose/site/gateway.yml");
+    let target = mount_target(gateway, "./site/gateway.yml");
+
+    // Stand-ins for the operator's secrets, where compose mounts each: /run/secrets/<name>.
+    let tmp = tempfile::tempdir().unwrap();
+    let cert = rcgen::generate_simple_self_signed(vec!["gateway.site.example.org".into()]).unwrap();
+    let mut text = std::fs::read_to_string(&file).unwrap();
+    for name in gateway["secrets"].as_sequence().unwrap() {
+        let name = name.as_str().unwrap();
+        let content = match site["secrets"][name]["file"].as_str().unwrap() {
+            f if f.ends_with(".crt") => cert.cert.pem(),
+            f if f.ends_with(".key") => cert.signing_key.serialize_pem(),
+            f if f.ends_with(".token") => "0123456789abcdef0123456789abcdef\n".to_owned(),
+            f => panic!("no stand-in for {f}"),
+        };
+        let path = tmp.path().join(name);
+        std::fs::write(&path, content).unwrap();
+        text = text.replace(&format!("/run/secrets/{name}"), &path.display().to_string());
+    }
+    assert!(
+        !text.contains("/run/secrets/"),
+        "gateway.yml reads a secret the gateway service is not given:\n{text}"
+    );
+    let path = tmp.path().join("gateway.yml");
+    std::fs::write(&path, &text).unwrap();
+
+    // What `federation-gateway <the compose command> --check-config` runs.
+    let argv = check_argv("federation-gateway", gateway, &target, &path);
+    let cli = federation_gateway::cli::Cli::try_parse_from(&argv)
+        .unwrap_or_else(|e| panic!("{argv:?}: {e}"));
+    let config = federation_gateway::config::Config::load(&cli.config)
+        .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+    assert!(config.tls.is_some(), "the site gateway serves TLS");
+    assert_eq!(config.clients.len(), 1);
+    assert_eq!(config.clients[0].name, "portal");
+
+    // It allows exactly what the portal's federation jobs ask for.
+    let allow: Vec<String> = yaml(&file)["clients"][0]["allow"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_owned())
+        .collect();
+    let portal = yaml(&repo().join("prometheus/portal/prometheus.yml"));
+    let mut jobs = 0;
+    for job in portal["scrape_configs"].as_sequence().unwrap() {
+        if let Some(params) = job["params"]["match[]"].as_sequence() {
+            let asked: Vec<String> = params
+                .iter()
+                .map(|v| v.as_str().unwrap().to_owned())
+                .collect();
+            assert_eq!(asked, allow, "job {:?}", job["job_name"]);
+            jobs += 1;
+        }
+    }
+    assert!(jobs > 0);
+}
+
+#[test]
+fn the_openrc_example_is_an_env_file_with_every_credential() {
+    let text = std::fs::read_to_string(repo().join("compose/site/openrc.env.example")).unwrap();
+    // docker-compose takes each `VAR=value` literally: `export` or quotes would break it.
+    let vars = |text: &str| -> Vec<(String, String)> {
+        text.lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .map(|l| {
+                let (var, value) = l
+                    .split_once('=')
+                    .unwrap_or_else(|| panic!("not VAR=value: {l}"));
+                assert!(
+                    var.starts_with("OS_")
+                        && var
+                            .chars()
+                            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_'),
+                    "not an OS_* variable: {l}"
+                );
+                assert!(
+                    !value.is_empty() && !value.starts_with(['"', '\'']) && !value.contains(' '),
+                    "value must be bare: {l}"
+                );
+                (var.to_owned(), value.to_owned())
+            })
+            .collect()
+    };
+    let password = vars(&text);
+    let names: Vec<&str> = password.iter().map(|(v, _)| v.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "OS_AUTH_URL",
+            "OS_USERNAME",
+            "OS_PASSWORD",
+            "OS_PROJECT_NAME",
+            "OS_USER_DOMAIN_NAME",
+            "OS_PROJECT_DOMAIN_NAME",
+            "OS_REGION_NAME",
+            "OS_INTERFACE",
+            "OS_IDENTITY_API_VERSION",
+        ]
+    );
+    // The commented alternative is an application credential, in the same format.
+    let all = vars(&uncomment(&text));
+    for (var, value) in [
+        ("OS_AUTH_TYPE", Some("v3applicationcredential")),
+        ("OS_APPLICATION_CREDENTIAL_ID", None),
+        ("OS_APPLICATION_CREDENTIAL_SECRET", None),
+    ] {
+        let found = all.iter().find(|(v, _)| v == var);
+        assert!(found.is_some(), "{var}");
+        if let Some(value) = value {
+            assert_eq!(found.unwrap().1, value);
         }
     }
 }
