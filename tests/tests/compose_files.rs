@@ -564,8 +564,14 @@ fn the_site_exporter_config_passes_check_config() {
     std::fs::write(&path, &all).unwrap();
     let config =
         check(&path).unwrap_or_else(|e| panic!("{} with every setting: {e}", file.display()));
+    assert!(config.weights.is_some(), "weights reach the config");
+    assert!(config.legacy.simple_vm.is_some(), "simple_vm reaches the config");
     let openstack = config.openstack.unwrap();
     assert_eq!(openstack.filters.exclude_domains, ["heat"]);
+    assert!(
+        openstack.usage_start_url.is_some(),
+        "the portal start date reaches the OpenStack source"
+    );
 
     // A wrong key is refused: the file really goes through the validation.
     std::fs::write(&path, format!("{text}openstack_typo: true\n")).unwrap();
