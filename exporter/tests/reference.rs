@@ -132,7 +132,13 @@ async fn readme_metric_reference_matches_the_output() {
     stats.durations.entry(Service::Compute).or_default();
     hub.stage_source_metrics(
         openstack,
-        Fragment::from_openmetrics(site_exporter::render::openstack_requests(stats)),
+        Fragment::from_openmetrics(site_exporter::render::openstack_self_metrics(
+            stats,
+            Some(site_exporter::sources::openstack::UsageStart {
+                requested: 1_780_272_000,
+                accounting: 1_767_225_600,
+            }),
+        )),
     );
     hub.failed(openstack, Duration::from_millis(1));
     // Quota families appear only when the OpenStack source reads quotas.

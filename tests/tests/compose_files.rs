@@ -565,7 +565,10 @@ fn the_site_exporter_config_passes_check_config() {
     let config =
         check(&path).unwrap_or_else(|e| panic!("{} with every setting: {e}", file.display()));
     assert!(config.weights.is_some(), "weights reach the config");
-    assert!(config.legacy.simple_vm.is_some(), "simple_vm reaches the config");
+    assert!(
+        config.legacy.simple_vm.is_some(),
+        "simple_vm reaches the config"
+    );
     let openstack = config.openstack.unwrap();
     assert_eq!(openstack.filters.exclude_domains, ["heat"]);
     assert!(
