@@ -186,6 +186,30 @@ impl Client {
         self.stats.lock().map(|s| s.clone()).unwrap_or_default()
     }
 
+    /// Whether the compute endpoint supports microversion `version` (from its version
+    /// document, which osauth caches per session).
+    pub async fn compute_supports(&self, version: (u16, u16)) -> Result<bool, RequestError> {
+        let fail = |kind: String| RequestError::Transport {
+            service: Service::Compute.as_str(),
+            path: "/ (version document)".into(),
+            kind,
+        };
+        if self.session.read().await.is_none() {
+            let fresh = (self.connect)()
+                .await
+                .map_err(|e| fail(format!("authentication failed: {}", e.kind())))?;
+            *self.session.write().await = Some(fresh);
+        }
+        let guard = self.session.read().await;
+        let Some(session) = guard.as_ref() else {
+            return Err(fail("no session".into()));
+        };
+        session
+            .supports_api_version(COMPUTE, osauth::ApiVersion(version.0, version.1))
+            .await
+            .map_err(|e| fail(e.kind().to_string()))
+    }
+
     /// GET `path` (segments below the service's endpoint) with `query`, parsed as `T`.
     pub async fn get_json<T: DeserializeOwned>(
         &self,

@@ -30,12 +30,15 @@ use std::time::SystemTime;
 use accounting::Accounting;
 use client::{Client, RequestError, Service};
 use keystone::{DomainsPage, Filters, ProjectsPage};
-use nova::{ServersPage, UsagePage};
+use nova::{FlavorsPage, ServersPage, UsagePage};
 
 use crate::legacy::LegacyOptions;
 use crate::snapshot::{ProjectsSnapshot, SourceData};
 use crate::sources::start_date::StartDateError;
 use crate::sources::weights::WeightsInput;
+
+/// Flavor sizes by flavor id.
+type FlavorSizes = std::collections::BTreeMap<String, nova::EmbeddedFlavor>;
 
 /// Page size asked of Nova.
 const PAGE: usize = 1000;
@@ -102,6 +105,8 @@ pub struct OpenstackSource {
     /// Settled by the first refresh (start date, state file).
     accounting: Option<Accounting>,
     start: Option<UsageStart>,
+    /// Whether Nova embeds flavors in servers (microversion 2.47), asked once.
+    embeds_flavors: Option<bool>,
 }
 
 impl OpenstackSource {
@@ -112,6 +117,7 @@ impl OpenstackSource {
             settings,
             accounting: None,
             start: None,
+            embeds_flavors: None,
         }
     }
 
@@ -266,71 +272,101 @@ impl OpenstackSource {
         start: SystemTime,
         end: SystemTime,
     ) -> Result<Vec<nova::TenantUsage>, OpenstackError> {
-        let base = vec![
+        let query = [
             ("detailed", "1".to_owned()),
             ("start", nova::query_time(start)),
             ("end", nova::query_time(end)),
-            ("limit", PAGE.to_string()),
         ];
-        let mut tenants = Vec::new();
-        let mut marker: Option<String> = None;
-        for page in 0.. {
-            if page >= 100_000 {
-                return Err(OpenstackError::Pagination {
-                    endpoint: "compute /os-simple-tenant-usage",
-                    pages: page,
-                });
-            }
-            let mut query = base.clone();
-            query.extend(marker.take().map(|m| ("marker", m)));
-            let p: UsagePage = self
-                .client
-                .get_json(
-                    Service::Compute,
-                    &["os-simple-tenant-usage"],
-                    &query,
-                    Some(USAGE_MICROVERSION),
-                )
-                .await?;
-            let empty = p.tenant_usages.is_empty();
-            tenants.extend(p.tenant_usages);
-            marker = nova::next_marker(&p.tenant_usages_links);
-            if marker.is_none() || empty {
-                break;
-            }
-        }
-        Ok(tenants)
+        self.pages(
+            "compute /os-simple-tenant-usage",
+            &["os-simple-tenant-usage"],
+            &query,
+            Some(USAGE_MICROVERSION),
+            |p: UsagePage| (p.tenant_usages, p.tenant_usages_links),
+        )
+        .await
     }
 
-    async fn servers(&self) -> Result<Vec<nova::Server>, OpenstackError> {
-        let mut servers = Vec::new();
+    /// The existing servers, and the flavor sizes they reference when Nova is older than
+    /// microversion 2.47 (empty otherwise).
+    async fn servers(&mut self) -> Result<(Vec<nova::Server>, FlavorSizes), OpenstackError> {
+        let embeds = match self.embeds_flavors {
+            Some(e) => e,
+            None => {
+                let e = self.client.compute_supports(SERVERS_MICROVERSION).await?;
+                if !e {
+                    tracing::info!(
+                        "Nova is older than microversion 2.47: server sizes come from the flavors list"
+                    );
+                }
+                self.embeds_flavors = Some(e);
+                e
+            }
+        };
+        let microversion = embeds.then_some(SERVERS_MICROVERSION);
+        let servers = self
+            .pages(
+                "compute /servers/detail",
+                &["servers", "detail"],
+                &[("all_tenants", "1".to_owned())],
+                microversion,
+                |p: ServersPage| (p.servers, p.servers_links),
+            )
+            .await?;
+        let flavors = if embeds {
+            Default::default()
+        } else {
+            let flavors = self
+                .pages(
+                    "compute /flavors/detail",
+                    &["flavors", "detail"],
+                    &[("is_public", "None".to_owned())],
+                    None,
+                    |p: FlavorsPage| (p.flavors, p.flavors_links),
+                )
+                .await?;
+            nova::flavor_sizes(&flavors)
+        };
+        Ok((servers, flavors))
+    }
+
+    /// Every item of a Nova list paginated with `limit` and `marker`.
+    async fn pages<P, T>(
+        &self,
+        endpoint: &'static str,
+        path: &[&str],
+        query: &[(&str, String)],
+        microversion: Option<(u16, u16)>,
+        split: impl Fn(P) -> (Vec<T>, Vec<nova::Link>),
+    ) -> Result<Vec<T>, OpenstackError>
+    where
+        P: serde::de::DeserializeOwned,
+    {
+        let mut items = Vec::new();
         let mut marker: Option<String> = None;
         for page in 0.. {
             if page >= 100_000 {
                 return Err(OpenstackError::Pagination {
-                    endpoint: "compute /servers/detail",
+                    endpoint,
                     pages: page,
                 });
             }
-            let mut query = vec![("all_tenants", "1".to_owned()), ("limit", PAGE.to_string())];
-            query.extend(marker.take().map(|m| ("marker", m)));
-            let p: ServersPage = self
+            let mut q = query.to_vec();
+            q.push(("limit", PAGE.to_string()));
+            q.extend(marker.take().map(|m| ("marker", m)));
+            let p: P = self
                 .client
-                .get_json(
-                    Service::Compute,
-                    &["servers", "detail"],
-                    &query,
-                    Some(SERVERS_MICROVERSION),
-                )
+                .get_json(Service::Compute, path, &q, microversion)
                 .await?;
-            let empty = p.servers.is_empty();
-            servers.extend(p.servers);
-            marker = nova::next_marker(&p.servers_links);
+            let (page_items, links) = split(p);
+            let empty = page_items.is_empty();
+            items.extend(page_items);
+            marker = nova::next_marker(&links);
             if marker.is_none() || empty {
                 break;
             }
         }
-        Ok(servers)
+        Ok(items)
     }
 
     /// Quota limits of `projects`, fetched concurrently (the client bounds requests in flight).
@@ -380,7 +416,7 @@ impl OpenstackSource {
             let usage = self.usage(start, end).await?;
             next.apply_window(end, &usage)?;
         }
-        let servers = self.servers().await?;
+        let (servers, flavors) = self.servers().await?;
         next.note_metadata(servers.iter().map(|s| (s.id.as_str(), &s.metadata)));
         let quotas = if self.settings.quotas {
             Some(self.quotas(&projects).await?)
@@ -395,10 +431,18 @@ impl OpenstackSource {
             .await
             .map_err(|e| OpenstackError::Blocking(e.to_string()))??;
         }
+        let (current, unknown) = nova::current_state(&servers, &flavors);
+        if !unknown.is_empty() {
+            tracing::warn!(
+                servers = unknown.len(),
+                first = %unknown[0],
+                "servers whose flavor is no longer in the flavors list count without allocation"
+            );
+        }
         let weights = self.settings.weights.current();
         let mut snapshot = next.snapshot(
             &projects,
-            &nova::current_state(&servers),
+            &current,
             &self.settings.legacy,
             weights.as_deref(),
         );

@@ -66,14 +66,62 @@ pub struct ServersPage {
 }
 
 /// An existing server.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 pub struct Server {
     pub id: String,
     pub tenant_id: String,
     pub status: String,
-    pub flavor: EmbeddedFlavor,
+    pub flavor: ServerFlavor,
     #[serde(default)]
     pub metadata: BTreeMap<String, String>,
+}
+
+/// A server's flavor: embedded since microversion 2.47, a reference to the flavors list before.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum ServerFlavor {
+    Embedded(EmbeddedFlavor),
+    Reference { id: String },
+}
+
+/// One page of `GET /flavors/detail?is_public=None` (every flavor, private ones too).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+pub struct FlavorsPage {
+    pub flavors: Vec<Flavor>,
+    #[serde(default)]
+    pub flavors_links: Vec<Link>,
+}
+
+/// A flavor of the flavors list.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+pub struct Flavor {
+    pub id: String,
+    pub vcpus: u64,
+    /// MiB.
+    pub ram: u64,
+    /// Root disk, GiB.
+    pub disk: u64,
+    /// GiB.
+    #[serde(rename = "OS-FLV-EXT-DATA:ephemeral", default)]
+    pub ephemeral: u64,
+}
+
+/// Flavor sizes by id, for servers that only reference their flavor.
+pub fn flavor_sizes(flavors: &[Flavor]) -> BTreeMap<String, EmbeddedFlavor> {
+    flavors
+        .iter()
+        .map(|f| {
+            (
+                f.id.clone(),
+                EmbeddedFlavor {
+                    vcpus: f.vcpus,
+                    ram: f.ram,
+                    disk: f.disk,
+                    ephemeral: f.ephemeral,
+                },
+            )
+        })
+        .collect()
 }
 
 /// The flavor as embedded in a server since microversion 2.47.
@@ -168,19 +216,38 @@ pub fn server_totals(u: &ServerUsage) -> crate::snapshot::UsageTotals {
     }
 }
 
+/// Per project: what its existing servers allocate, and how many there are by status.
+pub type CurrentState = BTreeMap<String, (Allocation, BTreeMap<String, u64>)>;
+
 /// What existing servers hold now, per project: allocation and count by lower-case status.
-pub fn current_state(servers: &[Server]) -> BTreeMap<String, (Allocation, BTreeMap<String, u64>)> {
-    let mut out: BTreeMap<String, (Allocation, BTreeMap<String, u64>)> = BTreeMap::new();
+/// A server that references its flavor (microversion < 2.47) takes the size from `flavors`;
+/// one whose flavor is gone from the list counts as a server but allocates nothing, and its id
+/// is returned so the caller can say so.
+pub fn current_state(
+    servers: &[Server],
+    flavors: &BTreeMap<String, EmbeddedFlavor>,
+) -> (CurrentState, Vec<String>) {
+    let mut out = CurrentState::new();
+    let mut unknown = Vec::new();
     for s in servers {
         let entry = out.entry(s.tenant_id.clone()).or_default();
-        entry.0 += Allocation {
-            vcpus: s.flavor.vcpus,
-            memory_bytes: s.flavor.ram * MIB,
-            disk_bytes: (s.flavor.disk + s.flavor.ephemeral) * GIB,
+        let size = match &s.flavor {
+            ServerFlavor::Embedded(f) => Some(f),
+            ServerFlavor::Reference { id } => flavors.get(id),
         };
+        match size {
+            Some(f) => {
+                entry.0 += Allocation {
+                    vcpus: f.vcpus,
+                    memory_bytes: f.ram * MIB,
+                    disk_bytes: (f.disk + f.ephemeral) * GIB,
+                }
+            }
+            None => unknown.push(s.id.clone()),
+        }
         *entry.1.entry(s.status.to_lowercase()).or_default() += 1;
     }
-    out
+    (out, unknown)
 }
 
 #[cfg(test)]

@@ -176,11 +176,19 @@ fn malformed_usage_is_an_error() {
 fn recorded_servers_give_allocation_and_statuses() {
     let page: ServersPage =
         serde_json::from_str(&fixture("nova_servers_detail_all_tenants_mv2.47.json")).unwrap();
-    let state = current_state(&page.servers);
+    let (state, unknown) = current_state(&page.servers, &BTreeMap::new());
+    assert!(unknown.is_empty());
     let count: u64 = state.values().flat_map(|(_, s)| s.values()).sum();
     assert_eq!(count, 10);
     let vcpus: u64 = state.values().map(|(a, _)| a.vcpus).sum();
-    let want: u64 = page.servers.iter().map(|s| s.flavor.vcpus).sum();
+    let want: u64 = page
+        .servers
+        .iter()
+        .map(|s| match &s.flavor {
+            ServerFlavor::Embedded(f) => f.vcpus,
+            ServerFlavor::Reference { .. } => panic!("2.47 embeds the flavor"),
+        })
+        .sum();
     assert_eq!(vcpus, want);
     assert!(state
         .values()
@@ -264,4 +272,40 @@ fn epoch_seconds_cases() {
     for (input, want) in cases {
         assert_eq!(epoch_seconds(input), want, "{input}");
     }
+}
+
+#[test]
+fn before_2_47_servers_reference_flavors_and_the_list_gives_the_same_allocation() {
+    let embedded: ServersPage =
+        serde_json::from_str(&fixture("nova_servers_detail_all_tenants_mv2.47.json")).unwrap();
+    let referenced: ServersPage =
+        serde_json::from_str(&fixture("nova_servers_detail_all_tenants_mv2.1.json")).unwrap();
+    assert!(referenced
+        .servers
+        .iter()
+        .all(|s| matches!(s.flavor, ServerFlavor::Reference { .. })));
+    let flavors: FlavorsPage =
+        serde_json::from_str(&fixture("nova_flavors_detail_all_mv2.1.json")).unwrap();
+    let sizes = flavor_sizes(&flavors.flavors);
+    let (want, _) = current_state(&embedded.servers, &BTreeMap::new());
+    let (got, unknown) = current_state(&referenced.servers, &sizes);
+    assert!(unknown.is_empty());
+    assert_eq!(got, want);
+
+    // A flavor deleted since: the server still counts, allocates nothing, and is named.
+    let mut partial = sizes.clone();
+    let ServerFlavor::Reference { id } = &referenced.servers[0].flavor else {
+        unreachable!()
+    };
+    partial.remove(id);
+    let (got, unknown) = current_state(&referenced.servers, &partial);
+    assert!(unknown.contains(&referenced.servers[0].id));
+    let count = |s: &BTreeMap<String, (Allocation, BTreeMap<String, u64>)>| -> u64 {
+        s.values().flat_map(|(_, st)| st.values()).sum()
+    };
+    assert_eq!(count(&got), count(&want));
+    let vcpus = |s: &BTreeMap<String, (Allocation, BTreeMap<String, u64>)>| -> u64 {
+        s.values().map(|(a, _)| a.vcpus).sum()
+    };
+    assert!(vcpus(&got) < vcpus(&want));
 }

@@ -45,6 +45,8 @@ pub struct State {
     pub tokens_issued: u32,
     pub hidden_projects: Vec<String>,
     pub reject_auth: bool,
+    /// The compute API's highest microversion, when not the recorded 2.104.
+    pub max_microversion: Option<&'static str>,
 }
 
 #[derive(Debug, Clone)]
@@ -127,6 +129,7 @@ impl Fake {
         };
         let token = header("x-auth-token");
         let microversion = header("x-openstack-nova-api-version");
+        let seen_microversion = microversion.clone();
         let body = String::from_utf8_lossy(&req.into_body().collect().await.unwrap().to_bytes())
             .into_owned();
         let fault = {
@@ -171,12 +174,22 @@ impl Fake {
         let text = match path.as_str() {
             "/v3" => fixture("keystone_versions.json"),
             "" => fixture("nova_versions.json"),
-            "/v2.1" => fixture("nova_version_v2.1.json"),
+            "/v2.1" => {
+                let text = fixture("nova_version_v2.1.json");
+                match self.state.lock().unwrap().max_microversion {
+                    Some(max) => text.replace("\"2.104\"", &format!("\"{max}\"")),
+                    None => text,
+                }
+            }
             _ if !valid => return status(401),
             "/v3/projects" => self.projects(),
             "/v3/domains" => fixture("keystone_domains.json"),
             "/v2.1/os-simple-tenant-usage" => usage_page(query.get("marker")),
-            "/v2.1/servers/detail" => fixture("nova_servers_detail_all_tenants_mv2.47.json"),
+            "/v2.1/servers/detail" if embeds_flavor(seen_microversion.as_deref()) => {
+                fixture("nova_servers_detail_all_tenants_mv2.47.json")
+            }
+            "/v2.1/servers/detail" => fixture("nova_servers_detail_all_tenants_mv2.1.json"),
+            "/v2.1/flavors/detail" => fixture("nova_flavors_detail_all_mv2.1.json"),
             q if q.starts_with("/v2.1/os-quota-sets/") && q.ends_with("/detail") => {
                 let id = q
                     .trim_start_matches("/v2.1/os-quota-sets/")
@@ -218,6 +231,14 @@ impl Fake {
         }
         doc.to_string()
     }
+}
+
+/// Whether a server list asked with this microversion embeds flavors (2.47 and later).
+fn embeds_flavor(microversion: Option<&str>) -> bool {
+    microversion
+        .and_then(|v| v.split_once('.'))
+        .and_then(|(a, b)| Some((a.parse::<u16>().ok()?, b.parse::<u16>().ok()?)))
+        .is_some_and(|v| v >= (2, 47))
 }
 
 /// The recorded page that follows the page whose next link carries `marker`.

@@ -698,3 +698,45 @@ async fn the_portal_start_date_comes_first_and_until_it_answers_nothing_is_read(
     let usage = fake.seen("/v2.1/os-simple-tenant-usage");
     assert_eq!(usage[0].query["start"], "2026-11-20T00:00:00");
 }
+
+#[tokio::test]
+async fn before_microversion_2_47_sizes_come_from_the_flavors_list() {
+    let current =
+        |snap: &ProjectsSnapshot| -> BTreeMap<String, (crate::snapshot::Allocation, u64)> {
+            snap.projects
+                .iter()
+                .map(|p| {
+                    (
+                        p.project.id.clone(),
+                        (p.allocation, p.instances.values().sum()),
+                    )
+                })
+                .collect()
+        };
+    let modern = Fake::start().await;
+    let want = current(
+        &source(&modern, None, fast())
+            .await
+            .refresh(at("2026-11-22T00:00:00Z"))
+            .await
+            .unwrap(),
+    );
+    assert!(modern.seen("/v2.1/flavors/detail").is_empty());
+
+    let old = Fake::start().await;
+    old.state.lock().unwrap().max_microversion = Some("2.46");
+    let mut src = source(&old, None, fast()).await;
+    let got = current(&src.refresh(at("2026-11-22T00:00:00Z")).await.unwrap());
+    assert_eq!(got, want);
+    assert!(want.values().any(|(a, _)| a.vcpus > 0));
+    let servers = old.seen("/v2.1/servers/detail");
+    assert_eq!(
+        servers[0].microversion, None,
+        "no microversion Nova would refuse"
+    );
+    let flavors = old.seen("/v2.1/flavors/detail");
+    assert_eq!(flavors[0].query["is_public"], "None", "private flavors too");
+    // The version document is read once.
+    src.refresh(at("2026-11-22T01:00:00Z")).await.unwrap();
+    assert_eq!(old.seen("/v2.1").len(), 1);
+}
