@@ -12,6 +12,9 @@ pub struct ProjectsPage {
     pub projects: Vec<KeystoneProject>,
     #[serde(default)]
     pub links: PageLinks,
+    /// Set when Keystone cut the list at its `list_limit`.
+    #[serde(default)]
+    pub truncated: bool,
 }
 
 /// One page of `GET /v3/domains`.
@@ -20,6 +23,9 @@ pub struct DomainsPage {
     pub domains: Vec<Domain>,
     #[serde(default)]
     pub links: PageLinks,
+    /// Set when Keystone cut the list at its `list_limit`.
+    #[serde(default)]
+    pub truncated: bool,
 }
 
 /// Keystone's collection links; `next` is an absolute URL or null on the last page.

@@ -62,6 +62,8 @@ pub enum OpenstackError {
     NoStart,
     #[error("state file: background task failed: {0}")]
     Blocking(String),
+    #[error("{endpoint}: Keystone cut the list at its list_limit and offers no next page; raise list_limit in keystone.conf ([DEFAULT] or [resource]) above the number of projects")]
+    Truncated { endpoint: &'static str },
     #[error("{endpoint}: pagination did not end after {pages} pages")]
     Pagination {
         endpoint: &'static str,
@@ -237,34 +239,58 @@ impl OpenstackSource {
     }
 
     async fn projects(&self) -> Result<Vec<crate::snapshot::Project>, OpenstackError> {
-        let mut projects = Vec::new();
+        let projects = self
+            .keystone_pages("identity /projects", "projects", |p: ProjectsPage| {
+                (p.projects, p.links, p.truncated)
+            })
+            .await?;
+        let domains = self
+            .keystone_pages("identity /domains", "domains", |p: DomainsPage| {
+                (p.domains, p.links, p.truncated)
+            })
+            .await?;
+        Ok(keystone::projects(
+            &projects,
+            &domains,
+            &self.settings.filters,
+        ))
+    }
+
+    /// Every item of a Keystone list, following `links.next`. A list Keystone cut at its
+    /// `list_limit` without a next link (releases before marker pagination) is an error, not a
+    /// silently shorter list.
+    async fn keystone_pages<P, T>(
+        &self,
+        endpoint: &'static str,
+        collection: &str,
+        split: impl Fn(P) -> (Vec<T>, keystone::PageLinks, bool),
+    ) -> Result<Vec<T>, OpenstackError>
+    where
+        P: serde::de::DeserializeOwned,
+    {
+        let mut items = Vec::new();
         let mut query: Vec<(&str, String)> = Vec::new();
         for page in 0.. {
             if page >= 10_000 {
                 return Err(OpenstackError::Pagination {
-                    endpoint: "identity /projects",
+                    endpoint,
                     pages: page,
                 });
             }
-            let p: ProjectsPage = self
+            let p: P = self
                 .client
-                .get_json(Service::Identity, &["projects"], &query, None)
+                .get_json(Service::Identity, &[collection], &query, None)
                 .await?;
-            projects.extend(p.projects);
-            match p.links.next.as_deref().and_then(keystone_marker) {
-                Some(marker) => query = vec![("marker", marker)],
-                None => break,
+            let (page_items, links, truncated) = split(p);
+            let empty = page_items.is_empty();
+            items.extend(page_items);
+            match links.next.as_deref().and_then(keystone_marker) {
+                Some(marker) if !empty => query = vec![("marker", marker)],
+                _ if truncated => return Err(OpenstackError::Truncated { endpoint }),
+                _ => break,
             }
         }
-        let domains: DomainsPage = self
-            .client
-            .get_json(Service::Identity, &["domains"], &[], None)
-            .await?;
-        Ok(keystone::projects(
-            &projects,
-            &domains.domains,
-            &self.settings.filters,
-        ))
+        Ok(items)
     }
 
     async fn usage(

@@ -47,6 +47,10 @@ pub struct State {
     pub reject_auth: bool,
     /// The compute API's highest microversion, when not the recorded 2.104.
     pub max_microversion: Option<&'static str>,
+    /// Keystone's `list_limit`: projects come in pages of this size.
+    pub list_limit: Option<usize>,
+    /// With `list_limit`: a Keystone before marker pagination (`truncated`, no next link).
+    pub no_next_link: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -182,7 +186,7 @@ impl Fake {
                 }
             }
             _ if !valid => return status(401),
-            "/v3/projects" => self.projects(),
+            "/v3/projects" => self.projects(query.get("marker")),
             "/v3/domains" => fixture("keystone_domains.json"),
             "/v2.1/os-simple-tenant-usage" => usage_page(query.get("marker")),
             "/v2.1/servers/detail" if embeds_flavor(seen_microversion.as_deref()) => {
@@ -222,14 +226,41 @@ impl Fake {
             .unwrap()
     }
 
-    fn projects(&self) -> String {
-        let hidden = self.state.lock().unwrap().hidden_projects.clone();
+    /// The recorded projects; with `list_limit`, the page after `marker` as Keystone pages
+    /// (sorted by id, `next` carries `marker` and `limit` while a page is full, `truncated`).
+    fn projects(&self, marker: Option<&String>) -> String {
+        let (hidden, limit, no_next) = {
+            let st = self.state.lock().unwrap();
+            (st.hidden_projects.clone(), st.list_limit, st.no_next_link)
+        };
         let mut doc: serde_json::Value =
             serde_json::from_str(&fixture("keystone_projects.json")).unwrap();
-        if let Some(list) = doc["projects"].as_array_mut() {
-            list.retain(|p| !hidden.iter().any(|h| p["id"] == h.as_str()));
+        let Some(list) = doc["projects"].as_array_mut() else {
+            return doc.to_string();
+        };
+        list.retain(|p| !hidden.iter().any(|h| p["id"] == h.as_str()));
+        let Some(limit) = limit else {
+            return doc.to_string();
+        };
+        list.sort_by(|a, b| a["id"].as_str().cmp(&b["id"].as_str()));
+        if let Some(m) = marker {
+            list.retain(|p| p["id"].as_str().is_some_and(|id| id > m.as_str()));
         }
-        doc.to_string()
+        let full = list.len() >= limit;
+        list.truncate(limit);
+        let last = list
+            .last()
+            .and_then(|p| p["id"].as_str())
+            .map(str::to_owned);
+        if full {
+            doc["truncated"] = serde_json::Value::Bool(true);
+            if let (Some(last), false) = (last, no_next) {
+                doc["links"]["next"] = serde_json::Value::String(format!(
+                    "http://127.0.0.1:5000/v3/projects?marker={last}&limit={limit}"
+                ));
+            }
+        }
+        self.rewrite(&doc.to_string())
     }
 }
 

@@ -740,3 +740,55 @@ async fn before_microversion_2_47_sizes_come_from_the_flavors_list() {
     src.refresh(at("2026-11-22T01:00:00Z")).await.unwrap();
     assert_eq!(old.seen("/v2.1").len(), 1);
 }
+
+#[tokio::test]
+async fn keystone_pages_are_followed_and_a_cut_list_is_an_error() {
+    let all = Fake::start().await;
+    let want: Vec<String> = source(&all, None, fast())
+        .await
+        .refresh(at("2026-11-22T00:00:00Z"))
+        .await
+        .unwrap()
+        .projects
+        .iter()
+        .map(|p| p.project.id.clone())
+        .collect();
+    assert!(want.len() > 3, "{want:?}");
+
+    // Keystone with list_limit 3 and marker pagination: every page is read.
+    let paged = Fake::start().await;
+    paged.state.lock().unwrap().list_limit = Some(3);
+    let got: Vec<String> = source(&paged, None, fast())
+        .await
+        .refresh(at("2026-11-22T00:00:00Z"))
+        .await
+        .unwrap()
+        .projects
+        .iter()
+        .map(|p| p.project.id.clone())
+        .collect();
+    assert_eq!(got, want);
+    let seen = paged.seen("/v3/projects");
+    assert!(seen.len() >= 3, "{} requests", seen.len());
+    assert!(!seen[0].query.contains_key("marker"));
+    assert!(seen[1..].iter().all(|s| s.query.contains_key("marker")));
+
+    // An older Keystone cuts the list without a next link: the refresh fails, saying why.
+    let cut = Fake::start().await;
+    {
+        let mut st = cut.state.lock().unwrap();
+        st.list_limit = Some(3);
+        st.no_next_link = true;
+    }
+    let mut src = source(&cut, None, fast()).await;
+    let err = src
+        .refresh(at("2026-11-22T00:00:00Z"))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("identity /projects") && err.contains("list_limit"),
+        "{err}"
+    );
+    assert!(cut.seen("/v2.1/os-simple-tenant-usage").is_empty());
+}
