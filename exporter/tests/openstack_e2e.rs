@@ -347,3 +347,115 @@ async fn servers_changing_between_refreshes_are_accounted_like_one_query_of_the_
     // Deleting a2 lowered nothing.
     assert!(l3[&a].0 >= l2[&a].0, "{:?} -> {:?}", l2[&a], l3[&a]);
 }
+
+/// The binary with an application credential from `OS_*` variables only (no password in its
+/// environment): it authenticates, exports usage, and the secret appears nowhere in its logs
+/// or metrics.
+#[test]
+fn the_binary_authenticates_with_an_application_credential_from_the_environment() {
+    use std::io::{Read, Write};
+    if !enabled() {
+        eprintln!("skipped: set OPENSTACK_E2E=1 with the real stack running and openrc sourced");
+        return;
+    }
+    let secret = format!(
+        "e2e-Secret-{}-{}",
+        std::process::id(),
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos()
+    );
+    let name = format!("e2e-exporter-{}", std::process::id());
+    let id = cli(&[
+        "application",
+        "credential",
+        "create",
+        &name,
+        "--secret",
+        &secret,
+        "-f",
+        "value",
+        "-c",
+        "id",
+    ]);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_site-exporter"));
+    for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("OS_")) {
+        cmd.env_remove(key);
+    }
+    let mut child = cmd
+        .env("OS_AUTH_URL", std::env::var("OS_AUTH_URL").unwrap())
+        .env("OS_AUTH_TYPE", "v3applicationcredential")
+        .env("OS_APPLICATION_CREDENTIAL_ID", &id)
+        .env("OS_APPLICATION_CREDENTIAL_SECRET", &secret)
+        .env("OS_IDENTITY_API_VERSION", "3")
+        .env("OS_REGION_NAME", "RegionOne")
+        .env("OS_INTERFACE", "public")
+        .args([
+            "--openstack",
+            "--openstack.usage-start",
+            &date(midnight_days_ago(3)),
+            "--web.listen-address",
+            &addr,
+            "--log.level",
+            "debug",
+        ])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let get = |path: &str| -> Option<String> {
+        let mut s = std::net::TcpStream::connect(&addr).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        )
+        .ok()?;
+        let mut out = String::new();
+        s.read_to_string(&mut out).ok()?;
+        Some(out)
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let metrics = loop {
+        if let Some(body) = get("/metrics") {
+            if body.contains("site_exporter_source_up{source=\"openstack\"} 1") {
+                break body;
+            }
+        }
+        if std::time::Instant::now() > deadline || child.try_wait().unwrap().is_some() {
+            let _ = child.kill();
+            let mut err = String::new();
+            child
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut err)
+                .unwrap();
+            cli(&["application", "credential", "delete", &id]);
+            panic!("no successful refresh with the application credential:\n{err}");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    let mut logs = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut logs)
+        .unwrap();
+    cli(&["application", "credential", "delete", &id]);
+    assert!(
+        metrics.contains("openstack_project_vcpu_seconds_total{"),
+        "{metrics}"
+    );
+    assert!(!metrics.contains(&secret) && !logs.contains(&secret));
+    assert!(!logs.is_empty(), "debug logs were written");
+}
