@@ -4,6 +4,9 @@
 #![allow(clippy::unwrap_used)]
 
 use std::io::Read;
+
+mod common;
+use common::{free_port, http_get};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -108,28 +111,6 @@ fn check_config_accepts_a_valid_configuration() {
         String::from_utf8_lossy(&out.stdout),
         "configuration is valid\n"
     );
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn http_get(addr: &str, path: &str) -> Option<String> {
-    use std::io::Write;
-    let mut s = std::net::TcpStream::connect(addr).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).ok()?;
-    Some(out)
 }
 
 #[test]

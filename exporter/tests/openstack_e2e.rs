@@ -14,6 +14,8 @@ use site_exporter::sources::openstack::keystone::Filters;
 use site_exporter::sources::openstack::{OpenstackSource, Settings};
 use site_exporter::sources::weights::WeightsInput;
 
+mod common;
+
 fn enabled() -> bool {
     std::env::var("OPENSTACK_E2E").ok().as_deref() == Some("1")
 }
@@ -76,20 +78,7 @@ async fn totals_equal_openstack_usage_list_for_the_same_window() {
     }
     let start = midnight_days_ago(3);
     let end = midnight_days_ago(0);
-    let connect: Connect = Arc::new(|| Box::pin(async { osauth::Session::from_env().await }));
-    let mut source = OpenstackSource::new(
-        Client::new(connect, Limits::default()),
-        Settings {
-            usage_start: Some(start),
-            start_url: None,
-            state_file: None,
-            cloud: std::env::var("OS_AUTH_URL").unwrap(),
-            filters: Filters::default(),
-            legacy: LegacyOptions::default(),
-            weights: WeightsInput::None,
-            quotas: true,
-        },
-    );
+    let mut source = source(start, LegacyOptions::default(), true);
     // Two refreshes splitting the window: incremental sums must equal the one-shot answer.
     let middle = midnight_days_ago(1) + Duration::from_secs(12 * 3600 + 7);
     source.refresh(middle).await.unwrap();
@@ -155,7 +144,7 @@ fn wait_status(server: &str, want: &str) {
     }
 }
 
-fn source(start: SystemTime, legacy: LegacyOptions) -> OpenstackSource {
+fn source(start: SystemTime, legacy: LegacyOptions, quotas: bool) -> OpenstackSource {
     let connect: Connect = Arc::new(|| Box::pin(async { osauth::Session::from_env().await }));
     OpenstackSource::new(
         Client::new(connect, Limits::default()),
@@ -167,7 +156,7 @@ fn source(start: SystemTime, legacy: LegacyOptions) -> OpenstackSource {
             filters: Filters::default(),
             legacy,
             weights: WeightsInput::None,
-            quotas: false,
+            quotas,
         },
     )
 }
@@ -226,7 +215,7 @@ async fn servers_changing_between_refreshes_are_accounted_like_one_query_of_the_
         ..LegacyOptions::default()
     };
     let start = SystemTime::now() - Duration::from_secs(60);
-    let mut incremental = source(start, svm.clone());
+    let mut incremental = source(start, svm.clone(), false);
     let tag = std::process::id();
     let name = |n: &str| format!("e2e-{tag}-{n}");
     let create = |n: &str, flavor: &str, portal: &str| {
@@ -264,7 +253,7 @@ async fn servers_changing_between_refreshes_are_accounted_like_one_query_of_the_
     cli(&["server", "delete", "--wait", &a2]);
     let end = SystemTime::now();
     let third = incremental.refresh(end).await.unwrap();
-    let mut one_shot = source(start, svm);
+    let mut one_shot = source(start, svm, false);
     let whole = one_shot.refresh(end).await.unwrap();
     for id in [&a1, &b1] {
         cli(&["server", "delete", "--wait", id]);
@@ -353,7 +342,7 @@ async fn servers_changing_between_refreshes_are_accounted_like_one_query_of_the_
 /// or metrics.
 #[test]
 fn the_binary_authenticates_with_an_application_credential_from_the_environment() {
-    use std::io::{Read, Write};
+    use std::io::Read;
     if !enabled() {
         eprintln!("skipped: set OPENSTACK_E2E=1 with the real stack running and openrc sourced");
         return;
@@ -379,12 +368,7 @@ fn the_binary_authenticates_with_an_application_credential_from_the_environment(
         "-c",
         "id",
     ]);
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr = format!("127.0.0.1:{port}");
+    let addr = format!("127.0.0.1:{}", common::free_port());
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_site-exporter"));
     for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("OS_")) {
         cmd.env_remove(key);
@@ -409,21 +393,9 @@ fn the_binary_authenticates_with_an_application_credential_from_the_environment(
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let get = |path: &str| -> Option<String> {
-        let mut s = std::net::TcpStream::connect(&addr).ok()?;
-        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-        write!(
-            s,
-            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-        )
-        .ok()?;
-        let mut out = String::new();
-        s.read_to_string(&mut out).ok()?;
-        Some(out)
-    };
     let deadline = std::time::Instant::now() + Duration::from_secs(120);
     let metrics = loop {
-        if let Some(body) = get("/metrics") {
+        if let Some(body) = common::http_get(&addr, "/metrics") {
             if body.contains("site_exporter_source_up{source=\"openstack\"} 1") {
                 break body;
             }

@@ -468,6 +468,11 @@ async fn quotas_are_read_per_project_with_unlimited_left_out() {
     );
 }
 
+/// The error of a refresh at `when` that must fail.
+async fn refresh_error(src: &mut OpenstackSource, when: &str) -> String {
+    src.refresh(at(when)).await.unwrap_err().to_string()
+}
+
 /// The recorded usage the fake serves for every window: (tenant, server usage).
 fn recorded_server_usages() -> Vec<(String, nova::ServerUsage)> {
     let mut out = Vec::new();
@@ -681,11 +686,7 @@ async fn the_portal_start_date_comes_first_and_until_it_answers_nothing_is_read(
         ..settings(&fake)
     };
     let mut src = source_from(&fake, fast(), settings).await;
-    let err = src
-        .refresh(at("2026-11-22T00:00:00Z"))
-        .await
-        .unwrap_err()
-        .to_string();
+    let err = refresh_error(&mut src, "2026-11-22T00:00:00Z").await;
     assert!(
         err.contains("start date URL") && err.contains("503"),
         "{err}"
@@ -781,11 +782,7 @@ async fn keystone_pages_are_followed_and_a_cut_list_is_an_error() {
         st.no_next_link = true;
     }
     let mut src = source(&cut, None, fast()).await;
-    let err = src
-        .refresh(at("2026-11-22T00:00:00Z"))
-        .await
-        .unwrap_err()
-        .to_string();
+    let err = refresh_error(&mut src, "2026-11-22T00:00:00Z").await;
     assert!(
         err.contains("identity /projects") && err.contains("list_limit"),
         "{err}"
