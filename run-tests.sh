@@ -32,7 +32,7 @@ if [ "${OPENSTACK_E2E:-}" = 0 ]; then
   echo "run-tests: OPENSTACK_E2E=0: real-OpenStack tests skipped" >&2
 elif [ ! -x "$os_dir/setup.sh" ] || [ "$(id -u)" -ne 0 ]; then
   echo "run-tests: real-OpenStack tests skipped: need $os_dir/setup.sh and root" >&2
-elif curl -fsS -o /dev/null --max-time 2 http://127.0.0.1:5000/v3; then
+elif curl -fs -o /dev/null --max-time 2 http://127.0.0.1:5000/v3; then
   echo "run-tests: real-OpenStack tests skipped: something already answers on 127.0.0.1:5000" >&2
 else
   (

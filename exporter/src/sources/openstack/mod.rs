@@ -9,7 +9,9 @@
 //!
 //! One refresh reads projects, the usage window `[last end, now)` (all pages) and the current
 //! servers; only when all of it arrived is the window added and the state saved, so a refresh
-//! that fails part-way adds nothing and the next one covers the missed time.
+//! that fails part-way adds nothing and the next one covers the missed time. (A state file that
+//! cannot be written fails the refresh after the window was added: counting goes on in memory
+//! and the next refresh writes the file.)
 //!
 //! The first refresh also settles where accounting starts: the configured `usage_start`, or
 //! the portal's (`usage_start_url`), and the state file if there is one. A state that started
@@ -432,31 +434,48 @@ impl OpenstackSource {
     /// One refresh at `now`; see the module documentation for what is atomic.
     pub async fn refresh(&mut self, now: SystemTime) -> Result<ProjectsSnapshot, OpenstackError> {
         self.settle().await?;
-        let Some(mut next) = self.accounting.clone() else {
-            return Err(OpenstackError::NoStart);
-        };
+        let start = self
+            .accounting
+            .as_ref()
+            .ok_or(OpenstackError::NoStart)?
+            .next_window_start();
         let projects = self.projects().await?;
-        let start = next.next_window_start();
         let end = nova::whole_seconds(now);
-        if end > start {
-            let usage = self.usage(start, end).await?;
-            next.apply_window(end, &usage)?;
-        }
+        let usage = if end > start {
+            Some(self.usage(start, end).await?)
+        } else {
+            None
+        };
         let (servers, flavors) = self.servers().await?;
-        next.note_metadata(servers.iter().map(|s| (s.id.as_str(), &s.metadata)));
         let quotas = if self.settings.quotas {
             Some(self.quotas(&projects).await?)
         } else {
             None
         };
+        // Everything arrived: add the window in place (no copy of the accounting, which holds
+        // a record for every server ever seen).
+        let acc = self.accounting.as_mut().ok_or(OpenstackError::NoStart)?;
+        if let Some(usage) = &usage {
+            acc.apply_window(end, usage)?;
+        }
+        acc.note_metadata(servers.iter().map(|s| (s.id.as_str(), &s.metadata)));
         if let Some(path) = self.settings.state_file.clone() {
+            // Written on the blocking pool; the accounting goes there and comes back. If the
+            // write fails, counting goes on in memory and the next refresh writes the file.
             let cloud = self.settings.cloud.clone();
-            next = tokio::task::spawn_blocking(move || {
-                state::save(&path, &cloud, &next).map(|()| next)
+            let acc = self.accounting.take().ok_or(OpenstackError::NoStart)?;
+            let (acc, saved) = tokio::task::spawn_blocking(move || {
+                let saved = state::save(&path, &cloud, &acc);
+                (acc, saved)
             })
             .await
-            .map_err(|e| OpenstackError::Blocking(e.to_string()))??;
+            // A panic in the write loses the in-memory accounting; the next refresh resumes
+            // from the state file.
+            .map_err(|e| OpenstackError::Blocking(e.to_string()))?;
+            self.accounting = Some(acc);
+            saved?;
         }
+        let next = self.accounting.as_ref().ok_or(OpenstackError::NoStart)?;
         let (current, unknown) = nova::current_state(&servers, &flavors);
         if !unknown.is_empty() {
             tracing::warn!(
@@ -472,7 +491,6 @@ impl OpenstackSource {
             &self.settings.legacy,
             weights.as_deref(),
         );
-        self.accounting = Some(next);
         if let Some(quotas) = quotas {
             for p in &mut snapshot.projects {
                 p.quota = Some(quotas.get(&p.project.id).copied().unwrap_or_default());

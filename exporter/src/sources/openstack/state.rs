@@ -27,6 +27,14 @@ struct StateFile {
     accounting: Accounting,
 }
 
+/// [`StateFile`] borrowed, for writing without copying the accounting.
+#[derive(Serialize)]
+struct StateFileRef<'a> {
+    version: u32,
+    cloud: &'a str,
+    accounting: &'a Accounting,
+}
+
 /// What loading found.
 #[derive(Debug, PartialEq)]
 pub enum Loaded {
@@ -109,10 +117,10 @@ fn set_aside_name(path: &Path) -> PathBuf {
 
 /// Writes `accounting` for `cloud` to `path` atomically.
 pub fn save(path: &Path, cloud: &str, accounting: &Accounting) -> Result<(), StateError> {
-    let file = StateFile {
+    let file = StateFileRef {
         version: VERSION,
-        cloud: cloud.to_owned(),
-        accounting: accounting.clone(),
+        cloud,
+        accounting,
     };
     let bytes = serde_json::to_vec(&file).map_err(|source| StateError::Encode {
         path: path.to_owned(),

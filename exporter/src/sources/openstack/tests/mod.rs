@@ -789,3 +789,33 @@ async fn keystone_pages_are_followed_and_a_cut_list_is_an_error() {
     );
     assert!(cut.seen("/v2.1/os-simple-tenant-usage").is_empty());
 }
+
+#[tokio::test]
+async fn a_state_file_that_cannot_be_written_fails_the_refresh_and_counting_goes_on() {
+    let fake = Fake::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let sub = dir.path().join("state");
+    std::fs::create_dir(&sub).unwrap();
+    let path = sub.join("state.json");
+    let mut src = source(&fake, Some(path.clone()), fast()).await;
+    src.refresh(at("2026-11-22T00:00:00Z")).await.unwrap();
+
+    std::fs::remove_dir_all(&sub).unwrap();
+    let err = refresh_error(&mut src, "2026-11-22T01:00:00Z").await;
+    assert!(
+        err.contains("state file") && err.contains("state.json"),
+        "{err}"
+    );
+    // The window was added in memory; the next refresh continues from it and writes the file.
+    let acc = src.accounting().unwrap();
+    assert_eq!(acc.next_window_start(), at("2026-11-22T01:00:00Z"));
+
+    std::fs::create_dir(&sub).unwrap();
+    src.refresh(at("2026-11-22T02:00:00Z")).await.unwrap();
+    let last = fake.seen("/v2.1/os-simple-tenant-usage").pop().unwrap();
+    assert_eq!(last.query["start"], "2026-11-22T01:00:00");
+    let mut resumed = source(&fake, Some(path), fast()).await;
+    resumed.refresh(at("2026-11-22T03:00:00Z")).await.unwrap();
+    let last = fake.seen("/v2.1/os-simple-tenant-usage").pop().unwrap();
+    assert_eq!(last.query["start"], "2026-11-22T02:00:00");
+}
