@@ -742,10 +742,9 @@ async fn before_microversion_2_47_sizes_come_from_the_flavors_list() {
     assert_eq!(old.seen("/v2.1").len(), 1);
 }
 
-#[tokio::test]
-async fn keystone_pages_are_followed_and_a_cut_list_is_an_error() {
-    let all = Fake::start().await;
-    let want: Vec<String> = source(&all, None, fast())
+/// The project ids a fresh source exports after one refresh against `fake`.
+async fn exported_ids(fake: &Fake) -> Vec<String> {
+    source(fake, None, fast())
         .await
         .refresh(at("2026-11-22T00:00:00Z"))
         .await
@@ -753,21 +752,19 @@ async fn keystone_pages_are_followed_and_a_cut_list_is_an_error() {
         .projects
         .iter()
         .map(|p| p.project.id.clone())
-        .collect();
+        .collect()
+}
+
+#[tokio::test]
+async fn keystone_pages_are_followed_and_a_cut_list_is_an_error() {
+    let all = Fake::start().await;
+    let want = exported_ids(&all).await;
     assert!(want.len() > 3, "{want:?}");
 
     // Keystone with list_limit 3 and marker pagination: every page is read.
     let paged = Fake::start().await;
     paged.state.lock().unwrap().list_limit = Some(3);
-    let got: Vec<String> = source(&paged, None, fast())
-        .await
-        .refresh(at("2026-11-22T00:00:00Z"))
-        .await
-        .unwrap()
-        .projects
-        .iter()
-        .map(|p| p.project.id.clone())
-        .collect();
+    let got = exported_ids(&paged).await;
     assert_eq!(got, want);
     let seen = paged.seen("/v3/projects");
     assert!(seen.len() >= 3, "{} requests", seen.len());
