@@ -753,11 +753,6 @@ struct OpenstackRequestsCollector(
     Option<crate::sources::openstack::UsageStart>,
 );
 
-/// Renders the OpenStack source's API request counts and durations.
-pub fn openstack_requests(stats: crate::sources::openstack::client::RequestStats) -> String {
-    openstack_self_metrics(stats, None)
-}
-
 /// The OpenStack source's self-metrics: its requests and, once settled, where its accounting
 /// starts (`origin="requested"`: configuration or portal; `origin="accounting"`: the
 /// accounting in force, which a state file can hold from an earlier start).

@@ -3,8 +3,6 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::io::Read;
-
 mod common;
 use common::{free_port, http_get};
 use std::process::{Command, Output, Stdio};
@@ -160,13 +158,7 @@ fn serves_then_stops_cleanly_on_sigterm() {
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(exit.success(), "{exit}");
-    let mut logs = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut logs)
-        .unwrap();
+    let logs = common::stderr_of(&mut child);
     for line in logs.lines() {
         assert!(
             line.starts_with('{') && line.ends_with('}'),

@@ -342,7 +342,6 @@ async fn servers_changing_between_refreshes_are_accounted_like_one_query_of_the_
 /// or metrics.
 #[test]
 fn the_binary_authenticates_with_an_application_credential_from_the_environment() {
-    use std::io::Read;
     if !enabled() {
         eprintln!("skipped: set OPENSTACK_E2E=1 with the real stack running and openrc sourced");
         return;
@@ -402,13 +401,7 @@ fn the_binary_authenticates_with_an_application_credential_from_the_environment(
         }
         if std::time::Instant::now() > deadline || child.try_wait().unwrap().is_some() {
             let _ = child.kill();
-            let mut err = String::new();
-            child
-                .stderr
-                .take()
-                .unwrap()
-                .read_to_string(&mut err)
-                .unwrap();
+            let err = common::stderr_of(&mut child);
             cli(&["application", "credential", "delete", &id]);
             panic!("no successful refresh with the application credential:\n{err}");
         }
@@ -416,13 +409,7 @@ fn the_binary_authenticates_with_an_application_credential_from_the_environment(
     };
     let _ = child.kill();
     let _ = child.wait();
-    let mut logs = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut logs)
-        .unwrap();
+    let logs = common::stderr_of(&mut child);
     cli(&["application", "credential", "delete", &id]);
     assert!(
         metrics.contains("openstack_project_vcpu_seconds_total{"),

@@ -81,19 +81,8 @@ async fn source_from(fake: &Fake, limits: Limits, settings: Settings) -> Opensta
 /// vCPU-seconds per tenant over the four recorded pages, computed from the fixtures.
 fn recorded_vcpu_seconds() -> BTreeMap<String, f64> {
     let mut want = BTreeMap::new();
-    for p in 1..=4 {
-        let text = nova::tests::fixture(&format!(
-            "nova_os-simple-tenant-usage_detailed_mv2.40_limit3_page{p}.json"
-        ));
-        for t in serde_json::from_str::<UsagePage>(&text)
-            .unwrap()
-            .tenant_usages
-        {
-            for s in t.server_usages {
-                *want.entry(t.tenant_id.clone()).or_insert(0.0) +=
-                    s.hours * s.vcpus as f64 * 3600.0;
-            }
-        }
+    for (tenant, s) in recorded_server_usages() {
+        *want.entry(tenant).or_insert(0.0) += s.hours * s.vcpus as f64 * 3600.0;
     }
     want
 }
