@@ -8,10 +8,10 @@ use std::time::{Duration, SystemTime};
 use criterion::{criterion_group, criterion_main, Criterion};
 use site_exporter::exposition::{Exposition, Fragment};
 use site_exporter::legacy::LegacyOptions;
-use site_exporter::refresh::{self, Schedule};
-use site_exporter::render::RenderOptions;
+use site_exporter::render::{self, RenderOptions};
+use site_exporter::settings::Schedule;
 use site_exporter::sources::dummy::{CloudSpec, DummyConfig, DummySource, Generate};
-use site_exporter::sources::weights::WeightsInput;
+use site_exporter::weights::WeightsInput;
 
 fn source(projects: u64, guests: u64) -> DummySource {
     let config = DummyConfig {
@@ -41,14 +41,14 @@ fn refresh(c: &mut Criterion) {
     let source = source(10_000, 500);
     let now = SystemTime::now();
     let options = RenderOptions::default();
-    let openmetrics = refresh::render_data(source.snapshot(now), options);
+    let openmetrics = render::source_data(source.snapshot(now), options);
     let fragment = Fragment::from_openmetrics(openmetrics.clone());
 
     let mut group = c.benchmark_group("10k_projects_x5_500_guests");
     group.sample_size(20);
     group.bench_function("snapshot", |b| b.iter(|| source.snapshot(now)));
     group.bench_function("render_openmetrics", |b| {
-        b.iter(|| refresh::render_data(source.snapshot(now), options))
+        b.iter(|| render::source_data(source.snapshot(now), options))
     });
     group.bench_function("join_and_gzip_openmetrics", |b| {
         b.iter(|| Exposition::build([&fragment]))
@@ -58,7 +58,7 @@ fn refresh(c: &mut Criterion) {
     });
     group.bench_function("whole_refresh", |b| {
         b.iter(|| {
-            let om = refresh::render_data(source.snapshot(now), options);
+            let om = render::source_data(source.snapshot(now), options);
             Exposition::build([&Fragment::from_openmetrics(om)])
         })
     });

@@ -42,7 +42,7 @@ pub struct Cli {
         env = "SITE_EXPORTER_LOG_FORMAT",
         value_name = "FORMAT"
     )]
-    pub log_format: Option<crate::config::LogFormat>,
+    pub log_format: Option<crate::settings::LogFormat>,
 
     /// Export the original exporter's project_vcpu_usage and project_mb_usage [default: true].
     #[arg(

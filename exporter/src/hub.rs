@@ -11,17 +11,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::exposition::{Exposition, Fragment};
 use crate::render;
-
-/// Refresh status of one source, as the self-metrics report it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SourceStatus {
-    pub name: &'static str,
-    /// Whether the last refresh succeeded.
-    pub up: bool,
-    pub last_success: Option<SystemTime>,
-    pub last_duration: Option<Duration>,
-    pub errors: u64,
-}
+pub use crate::snapshot::health::SourceStatus;
 
 #[derive(Debug)]
 struct Slot {

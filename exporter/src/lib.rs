@@ -35,7 +35,9 @@ pub mod legacy;
 pub mod refresh;
 pub mod render;
 pub mod server;
+pub mod settings;
 pub mod snapshot;
+pub mod source;
 pub mod sources;
 pub mod weights;
 
@@ -71,7 +73,7 @@ pub async fn run(
     let mut tasks = Vec::new();
     let weights = match &config.weights {
         Some(w) => {
-            let cell = Arc::new(sources::weights::WeightsCell::default());
+            let cell = Arc::new(weights::WeightsCell::default());
             let source = sources::weights::WeightsSource::new(w, Arc::clone(&cell));
             tasks.push(refresh::spawn(
                 source,
@@ -79,9 +81,9 @@ pub async fn run(
                 Arc::clone(&hub),
                 config.render,
             ));
-            sources::weights::WeightsInput::Shared(cell)
+            weights::WeightsInput::Shared(cell)
         }
-        None => sources::weights::WeightsInput::None,
+        None => weights::WeightsInput::None,
     };
     if let Some(dummy) = &config.dummy {
         let source = sources::dummy::DummySource::new(

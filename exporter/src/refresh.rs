@@ -6,43 +6,14 @@
 //! from one second up to the interval), so a brief outage heals fast and a long one does not
 //! hammer the backend.
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::exposition::Fragment;
 use crate::hub::{Hub, SlotId};
 use crate::render::{self, RenderOptions};
-use crate::snapshot::SourceData;
-
-/// A producer of snapshots: the dummy cloud, OpenStack, libvirt.
-pub trait Source: Send + 'static {
-    /// The error of one failed refresh; logged once by the refresh task.
-    type Error: std::error::Error + Send + 'static;
-
-    /// The `source` label of the self-metrics.
-    fn name(&self) -> &'static str;
-
-    /// Reads the source's current state. `now` is the wall-clock time the data is for.
-    fn collect(
-        &mut self,
-        now: SystemTime,
-    ) -> impl Future<Output = Result<SourceData, Self::Error>> + Send;
-
-    /// The source's own metrics (OpenMetrics families from `render`), published after every
-    /// refresh, failed or not. None by default.
-    fn self_metrics(&self) -> Option<String> {
-        None
-    }
-}
-
-/// When a source refreshes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Schedule {
-    pub interval: Duration,
-    /// Longest a single refresh may take before it counts as failed.
-    pub timeout: Duration,
-}
+use crate::settings::Schedule;
+use crate::source::Source;
 
 /// Registers `source` with the hub and refreshes it forever (until the task is dropped).
 pub fn spawn<S: Source>(
@@ -76,14 +47,17 @@ pub async fn refresh_once<S: Source>(
     let outcome = tokio::time::timeout(schedule.timeout, source.collect(now)).await;
     let hub = Arc::clone(hub);
     if let Some(own) = source.self_metrics() {
-        hub.stage_source_metrics(slot, Fragment::from_openmetrics(own));
+        hub.stage_source_metrics(
+            slot,
+            Fragment::from_openmetrics(render::source_metrics(&own)),
+        );
     }
     match outcome {
         Ok(Ok(data)) => {
             // Rendering and compressing a large cloud takes milliseconds of CPU: keep it off
             // the threads that answer scrapes.
             let published = tokio::task::spawn_blocking(move || {
-                let fragment = Fragment::from_openmetrics(render_data(data, options));
+                let fragment = Fragment::from_openmetrics(render::source_data(data, options));
                 hub.succeeded(slot, fragment, now, started.elapsed());
             })
             .await;
@@ -111,20 +85,6 @@ pub async fn refresh_once<S: Source>(
     }
 }
 
-/// Renders whatever a source produced into one OpenMetrics fragment.
-pub fn render_data(data: SourceData, options: RenderOptions) -> String {
-    match data {
-        SourceData::Projects(p) => render::projects(Arc::new(p), options),
-        SourceData::Guests(g) => render::guests(Arc::new(g)),
-        SourceData::Cloud { projects, guests } => {
-            let mut out = render::projects(Arc::new(projects), options);
-            out.push_str(&render::guests(Arc::new(guests)));
-            out
-        }
-        SourceData::Weights(w) => render::weights(w),
-    }
-}
-
 /// The pause before the next refresh after `failures` consecutive failures.
 fn next_delay(interval: Duration, failures: u32) -> Duration {
     if failures == 0 {
@@ -140,7 +100,7 @@ mod tests {
 
     use super::*;
     use crate::exposition::Format;
-    use crate::snapshot::{Project, ProjectUsage, ProjectsSnapshot};
+    use crate::snapshot::{Project, ProjectUsage, ProjectsSnapshot, SourceData};
 
     /// Answers from a script: data, an error, or never.
     struct Scripted {

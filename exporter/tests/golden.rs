@@ -15,10 +15,11 @@ use std::time::{Duration, SystemTime};
 use site_exporter::exposition::Format;
 use site_exporter::hub::Hub;
 use site_exporter::legacy::LegacyOptions;
-use site_exporter::refresh::{self, Schedule};
-use site_exporter::render::RenderOptions;
+use site_exporter::refresh;
+use site_exporter::render::{self, RenderOptions};
+use site_exporter::settings::Schedule;
 use site_exporter::sources::dummy::{CloudSpec, DummyConfig, DummySource};
-use site_exporter::sources::weights::WeightsInput;
+use site_exporter::weights::WeightsInput;
 
 fn here() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests")
@@ -69,7 +70,7 @@ fn check_golden(name: &str, got: &str) {
 #[test]
 fn golden_exposition_in_both_formats() {
     let data = golden_source().snapshot(now());
-    let openmetrics = refresh::render_data(data, RenderOptions::default());
+    let openmetrics = render::source_data(data, RenderOptions::default());
     check_golden("cloud.openmetrics.txt", &format!("{openmetrics}# EOF\n"));
     check_golden(
         "cloud.classic.txt",
@@ -79,7 +80,7 @@ fn golden_exposition_in_both_formats() {
 
 #[test]
 fn rendering_is_deterministic() {
-    let render = || refresh::render_data(golden_source().snapshot(now()), RenderOptions::default());
+    let render = || render::source_data(golden_source().snapshot(now()), RenderOptions::default());
     assert_eq!(render(), render());
 }
 

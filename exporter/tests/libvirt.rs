@@ -14,8 +14,9 @@ use std::time::{Duration, SystemTime};
 
 use site_exporter::cli::Cli;
 use site_exporter::config::{Config, FileConfig, MigrationEnv};
-use site_exporter::refresh::{Schedule, Source};
+use site_exporter::settings::Schedule;
 use site_exporter::snapshot::{Guest, GuestState, GuestsSnapshot, SourceData};
+use site_exporter::source::Source;
 use site_exporter::sources::libvirt::{params, LibvirtConfig, LibvirtSource};
 
 fn fixture_uri() -> String {
@@ -478,7 +479,7 @@ async fn dummy_guests_and_libvirt_guests_have_the_same_families_and_labels() {
             },
         },
         Default::default(),
-        site_exporter::sources::weights::WeightsInput::None,
+        site_exporter::weights::WeightsInput::None,
         now,
     )
     .expect("the built-in dummy cloud loads");

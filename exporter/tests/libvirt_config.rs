@@ -20,7 +20,7 @@ fn load(cli: Cli, yaml: &str) -> Result<Config, String> {
 
 #[cfg(feature = "libvirt")]
 fn libvirt(uri: &str, interval: u64, timeout: u64) -> Option<LibvirtConfig> {
-    use site_exporter::refresh::Schedule;
+    use site_exporter::settings::Schedule;
     use std::time::Duration;
     Some(LibvirtConfig {
         uri: uri.to_string(),

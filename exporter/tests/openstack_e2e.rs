@@ -12,7 +12,7 @@ use site_exporter::legacy::LegacyOptions;
 use site_exporter::sources::openstack::client::{Client, Connect, Limits};
 use site_exporter::sources::openstack::keystone::Filters;
 use site_exporter::sources::openstack::{OpenstackSource, Settings};
-use site_exporter::sources::weights::WeightsInput;
+use site_exporter::weights::WeightsInput;
 
 mod common;
 

@@ -11,13 +11,13 @@ use std::time::{Duration, SystemTime};
 use site_exporter::exposition::{Format, Fragment};
 use site_exporter::hub::Hub;
 use site_exporter::legacy::LegacyOptions;
-use site_exporter::refresh::{self, Schedule};
+use site_exporter::refresh;
 use site_exporter::render::RenderOptions;
+use site_exporter::settings::Schedule;
+use site_exporter::snapshot::health::{RequestStats, Service, SourceMetrics, UsageStart};
 use site_exporter::sources::dummy::{CloudSpec, DummyConfig, DummySource};
-use site_exporter::sources::openstack::client::{RequestStats, Service};
-use site_exporter::sources::weights::{
-    Origin, WeightsCell, WeightsConfig, WeightsInput, WeightsSource,
-};
+use site_exporter::sources::weights::{Origin, WeightsConfig, WeightsSource};
+use site_exporter::weights::{WeightsCell, WeightsInput};
 
 type Families = BTreeMap<String, (String, BTreeSet<String>)>;
 
@@ -132,12 +132,14 @@ async fn readme_metric_reference_matches_the_output() {
     stats.durations.entry(Service::Compute).or_default();
     hub.stage_source_metrics(
         openstack,
-        Fragment::from_openmetrics(site_exporter::render::openstack_self_metrics(
-            stats,
-            Some(site_exporter::sources::openstack::UsageStart {
-                requested: 1_780_272_000,
-                accounting: 1_767_225_600,
-            }),
+        Fragment::from_openmetrics(site_exporter::render::source_metrics(
+            &SourceMetrics::Openstack {
+                requests: stats,
+                start: Some(UsageStart {
+                    requested: 1_780_272_000,
+                    accounting: 1_767_225_600,
+                }),
+            },
         )),
     );
     hub.failed(openstack, Duration::from_millis(1));

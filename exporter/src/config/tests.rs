@@ -1,10 +1,12 @@
 #![allow(clippy::unwrap_used)]
 
 use std::io::Write;
+use std::time::Duration;
 
 use clap::Parser;
 
 use super::*;
+use crate::sources::dummy::{CloudSpec, Generate};
 
 fn cli(args: &[&str]) -> Cli {
     Cli::try_parse_from(std::iter::once("site-exporter").chain(args.iter().copied())).unwrap()

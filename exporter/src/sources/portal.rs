@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
+use crate::settings::ConfigError;
+
 /// A failed GET; the URL is already redacted.
 #[derive(Debug, thiserror::Error)]
 pub enum PortalError {
@@ -39,6 +41,17 @@ pub async fn get(client: &reqwest::Client, url: &str) -> Result<Bytes, PortalErr
         });
     }
     resp.bytes().await.map_err(fetch)
+}
+
+/// An absolute http(s) URL; the error shows it without credentials or query.
+pub fn check_url(key: &'static str, url: &str) -> Result<(), ConfigError> {
+    match reqwest::Url::parse(url) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.has_host() => Ok(()),
+        _ => Err(crate::settings::invalid(
+            key,
+            format!("'{}' is not an http(s) URL", redact(url)),
+        )),
+    }
 }
 
 /// A URL as it may be shown: without user information and query.

@@ -9,6 +9,7 @@
 //! libvirt guests.
 
 mod cloud;
+pub mod config;
 mod file;
 mod generate;
 mod toml_file;
@@ -21,9 +22,10 @@ pub use file::FileError;
 pub use generate::Generate;
 
 use crate::legacy::LegacyOptions;
-use crate::refresh::{Schedule, Source};
+use crate::settings::Schedule;
 use crate::snapshot::{ProjectsSnapshot, SourceData};
-use crate::sources::weights::WeightsInput;
+use crate::source::Source;
+use crate::weights::WeightsInput;
 
 /// The built-in cloud, also a worked example of the file format.
 pub const BUILTIN: &str = include_str!("builtin.yaml");

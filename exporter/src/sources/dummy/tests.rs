@@ -6,8 +6,7 @@ use std::time::Duration;
 use super::*;
 use crate::legacy::{LegacyOptions, MemoryUnit};
 use crate::snapshot::{GuestState, ProjectsSnapshot};
-use crate::sources::weights::WeightsInput;
-use crate::weights::Weights;
+use crate::weights::{Weights, WeightsInput};
 
 const GIB: f64 = (1u64 << 30) as f64;
 const MIB: f64 = (1u64 << 20) as f64;

@@ -3,7 +3,7 @@
 //! The settings ([`LibvirtConfig`]) always exist so that configuration can say clearly when the
 //! binary was built without the `libvirt` cargo feature; everything else needs the feature.
 //!
-//! - `source`: the [`crate::refresh::Source`]; runs refreshes on the blocking pool and never
+//! - `source`: the [`crate::source::Source`]; runs refreshes on the blocking pool and never
 //!   starts one while another is stuck.
 //! - `host`: connection (read-only, reconnect with backoff), one bulk stats call with NOWAIT,
 //!   the domain XML cache, per-domain calls where the driver lacks a bulk group.
@@ -13,7 +13,7 @@
 //! - `metadata` (pure): domain XML -> Nova metadata and device targets.
 //! - `assemble` (pure but for injected calls): record + XML -> one guest.
 
-use crate::refresh::Schedule;
+use crate::settings::Schedule;
 
 /// Default `--libvirt.uri`.
 pub const DEFAULT_URI: &str = "qemu:///system";
@@ -33,6 +33,7 @@ mod assemble;
 #[cfg(feature = "libvirt")]
 #[allow(unsafe_code)]
 mod bulk;
+pub mod config;
 #[cfg(feature = "libvirt")]
 mod host;
 #[cfg(feature = "libvirt")]

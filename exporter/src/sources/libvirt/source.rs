@@ -15,8 +15,8 @@ use tokio::task::JoinHandle;
 
 use super::host::{Blocking, Host};
 use super::LibvirtConfig;
-use crate::refresh::Source;
 use crate::snapshot::{GuestsSnapshot, SourceData};
+use crate::source::Source;
 
 /// A failed libvirt refresh. (An unreachable libvirt is not one: it is `libvirt_up 0`.)
 #[derive(Debug, thiserror::Error)]

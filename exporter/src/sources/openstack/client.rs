@@ -5,7 +5,6 @@
 //! Errors name the service and path, never a token or password (osauth keeps them out of its
 //! own error texts; response bodies are not echoed).
 
-use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -14,25 +13,10 @@ use osauth::Session;
 use serde::de::DeserializeOwned;
 use tokio::sync::Semaphore;
 
+pub use crate::snapshot::health::{RequestStats, Service};
+
 /// Keystone v3 (osauth has no constant for it).
 const IDENTITY: GenericService = GenericService::new("identity", VersionSelector::Major(3));
-
-/// Which API a request goes to; the `service` label of the self-metrics.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Service {
-    Identity,
-    Compute,
-}
-
-impl Service {
-    /// The label value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Service::Identity => "identity",
-            Service::Compute => "compute",
-        }
-    }
-}
 
 /// Request policy. Defaults: 4 in flight, 60 s per request, 3 retries from 1 s.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,51 +61,6 @@ pub enum RequestError {
         #[source]
         source: serde_json::Error,
     },
-}
-
-/// Counts and durations of requests, by service (and status code; `error` for no response).
-#[derive(Debug, Default, Clone, PartialEq)]
-pub struct RequestStats {
-    pub requests: BTreeMap<(Service, String), u64>,
-    /// Per service: bucket upper bounds' counts, sum of seconds, count.
-    pub durations: BTreeMap<Service, Histogram>,
-}
-
-/// A histogram of request durations.
-#[derive(Debug, Default, Clone, PartialEq)]
-pub struct Histogram {
-    /// Per-bucket (not cumulative) counts for [`BUCKETS`], then one for +Inf.
-    pub buckets: Vec<u64>,
-    pub sum: f64,
-    pub count: u64,
-}
-
-/// Upper bounds of the request-duration buckets, seconds.
-pub const BUCKETS: [f64; 10] = [0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
-
-impl Histogram {
-    fn observe(&mut self, seconds: f64) {
-        if self.buckets.len() != BUCKETS.len() + 1 {
-            self.buckets = vec![0; BUCKETS.len() + 1];
-        }
-        let i = BUCKETS
-            .iter()
-            .position(|bound| seconds <= *bound)
-            .unwrap_or(BUCKETS.len());
-        self.buckets[i] += 1;
-        self.sum += seconds;
-        self.count += 1;
-    }
-
-    /// `(upper bound, count)` pairs as the encoder takes them, +Inf last.
-    pub fn pairs(&self) -> Vec<(f64, u64)> {
-        BUCKETS
-            .iter()
-            .copied()
-            .chain(std::iter::once(f64::INFINITY))
-            .zip(self.buckets.iter().copied().chain(std::iter::repeat(0)))
-            .collect()
-    }
 }
 
 /// Makes a new authenticated session (from `OS_*`, clouds.yaml or explicit credentials).

@@ -10,8 +10,7 @@ use serde::Deserialize;
 
 use super::client::Limits;
 use super::keystone::Filters;
-use crate::config::ConfigError;
-use crate::refresh::Schedule;
+use crate::settings::{ConfigError, Schedule};
 
 /// Default refresh interval.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(300);
@@ -23,11 +22,11 @@ pub struct OpenstackSection {
     cloud: Option<String>,
     usage_start: Option<String>,
     state_file: Option<PathBuf>,
-    #[serde(default, deserialize_with = "crate::config::duration::option")]
+    #[serde(default, deserialize_with = "crate::settings::duration::option")]
     interval: Option<Duration>,
-    #[serde(default, deserialize_with = "crate::config::duration::option")]
+    #[serde(default, deserialize_with = "crate::settings::duration::option")]
     timeout: Option<Duration>,
-    #[serde(default, deserialize_with = "crate::config::duration::option")]
+    #[serde(default, deserialize_with = "crate::settings::duration::option")]
     request_timeout: Option<Duration>,
     concurrency: Option<usize>,
     retries: Option<u32>,

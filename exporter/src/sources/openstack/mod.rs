@@ -35,9 +35,11 @@ use keystone::{DomainsPage, Filters, ProjectsPage};
 use nova::{FlavorsPage, ServersPage, UsagePage};
 
 use crate::legacy::LegacyOptions;
+use crate::snapshot::health::SourceMetrics;
+pub use crate::snapshot::health::UsageStart;
 use crate::snapshot::{ProjectsSnapshot, SourceData};
 use crate::sources::start_date::StartDateError;
-use crate::sources::weights::WeightsInput;
+use crate::weights::WeightsInput;
 
 /// Flavor sizes by flavor id.
 type FlavorSizes = std::collections::BTreeMap<String, nova::EmbeddedFlavor>;
@@ -91,14 +93,6 @@ pub struct Settings {
     pub weights: WeightsInput,
     /// Read per-project compute quotas.
     pub quotas: bool,
-}
-
-/// Where accounting starts: what was asked for (configuration or portal) and what the
-/// accounting in force — possibly resumed from a state file — started at; epoch seconds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct UsageStart {
-    pub requested: u64,
-    pub accounting: u64,
 }
 
 /// The source: a client, the settings and the accounting so far.
@@ -513,7 +507,7 @@ fn keystone_marker(href: &str) -> Option<String> {
     }])
 }
 
-impl crate::refresh::Source for OpenstackSource {
+impl crate::source::Source for OpenstackSource {
     type Error = OpenstackError;
 
     fn name(&self) -> &'static str {
@@ -525,11 +519,11 @@ impl crate::refresh::Source for OpenstackSource {
         self.refresh(now).await.map(SourceData::Projects)
     }
 
-    fn self_metrics(&self) -> Option<String> {
-        Some(crate::render::openstack_self_metrics(
-            self.client.stats(),
-            self.start,
-        ))
+    fn self_metrics(&self) -> Option<SourceMetrics> {
+        Some(SourceMetrics::Openstack {
+            requests: self.client.stats(),
+            start: self.start,
+        })
     }
 }
 

@@ -1,10 +1,12 @@
 #![allow(clippy::unwrap_used)]
 
+use std::path::Path;
 use std::time::Duration;
 
 use super::*;
 use crate::legacy::LegacyOptions;
 use crate::sources::dummy::{CloudSpec, DummyConfig, DummySource};
+use crate::weights::WeightsInput;
 
 fn schedule() -> Schedule {
     Schedule {

@@ -3,8 +3,15 @@
 //! Plain data, no I/O and no metric names: a source turns what it read (OpenStack APIs, libvirt,
 //! the dummy cloud) into these types, and `render` turns them into exposition text. Keeping the
 //! two apart is what lets the dummy source and the real sources share every metric family.
+//!
+//! [`health`] holds what the exporter reports about itself: refresh status, request
+//! statistics, the accounting start.
+
+pub mod health;
 
 use std::collections::BTreeMap;
+
+use crate::weights::Weights;
 
 /// What one refresh of one source produced.
 #[derive(Debug, Clone, PartialEq)]
@@ -19,7 +26,7 @@ pub enum SourceData {
         guests: GuestsSnapshot,
     },
     /// The credit weights in force.
-    Weights(std::sync::Arc<crate::weights::Weights>),
+    Weights(std::sync::Arc<Weights>),
 }
 
 /// Per-project usage of a whole site.

@@ -10,10 +10,20 @@
 //!
 //! Three encodings of the same data: the portal's JSON list, YAML (the list, or a mapping with
 //! a `weights` key), and the original's TOML (`[[weights]]` tables).
+//!
+//! This module is the whole domain side of weights: the rule (here), the file formats
+//! ([`parse_file`], [`check_file`]) and the [`WeightsCell`] the projects sources read. The
+//! refresh that loads them is `sources::weights`; their series are `render::weights`.
+
+mod cell;
+mod file;
 
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
+
+pub use cell::{WeightsCell, WeightsInput};
+pub use file::{check_file, parse_file, FileError};
 
 /// The resources a weight applies to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

@@ -1,0 +1,113 @@
+//! Snapshot -> OpenMetrics text: the only place that knows metric names, help texts and labels.
+//!
+//! Each function renders one source's fragment (families only, no `# EOF`), so a source that
+//! did not change is not rendered again; `exposition` joins the fragments. Encoding goes through
+//! `prometheus-client` with typed label sets. Families are always written whole and in a fixed
+//! order, so the output for the same snapshot is byte-for-byte the same.
+//!
+//! Depends on the domain types only (`snapshot`, `weights`), never on a source:
+//! - [`projects`]: `openstack_project_*`, with [`legacy`]'s `project_*_usage` families;
+//! - [`guests`]: the `libvirt_*` families;
+//! - [`weights`]: the `site_exporter_usage_weight` family;
+//! - [`health`]: build info and every source's refresh status;
+//! - [`openstack`]: the OpenStack source's requests and accounting start.
+
+mod guests;
+mod health;
+mod legacy;
+mod openstack;
+mod projects;
+mod weights;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{EncodeLabelSet, LabelSetEncoder};
+use prometheus_client::registry::Registry;
+
+use std::sync::Arc;
+
+use crate::snapshot::health::SourceMetrics;
+use crate::snapshot::{Project, SourceData};
+
+pub use guests::guests;
+pub use health::self_metrics;
+pub use projects::projects;
+pub use weights::weights;
+
+/// Which optional families the projects fragment carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RenderOptions {
+    /// `project_vcpu_usage` and `project_mb_usage`, for portals built on the original exporter.
+    pub legacy_metrics: bool,
+}
+
+impl Default for RenderOptions {
+    fn default() -> Self {
+        Self {
+            legacy_metrics: true,
+        }
+    }
+}
+
+/// Renders whatever a source produced into one OpenMetrics fragment.
+pub fn source_data(data: SourceData, options: RenderOptions) -> String {
+    match data {
+        SourceData::Projects(p) => projects::projects(Arc::new(p), options),
+        SourceData::Guests(g) => guests::guests(Arc::new(g)),
+        SourceData::Cloud { projects, guests } => {
+            let mut out = projects::projects(Arc::new(projects), options);
+            out.push_str(&guests::guests(Arc::new(guests)));
+            out
+        }
+        SourceData::Weights(w) => weights::weights(w),
+    }
+}
+
+/// Renders a source's own metrics.
+pub fn source_metrics(metrics: &SourceMetrics) -> String {
+    match metrics {
+        SourceMetrics::Openstack { requests, start } => {
+            openstack::self_metrics(requests.clone(), *start)
+        }
+    }
+}
+
+/// Encodes one collector into an OpenMetrics fragment without the `# EOF` marker.
+fn encode(collector: impl Collector) -> String {
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(collector));
+    let mut out = String::new();
+    prometheus_client::encoding::text::encode_registry(&mut out, &registry)
+        .expect("encoding into a String cannot fail");
+    out
+}
+
+/// Two label sets written as one, without cloning either.
+#[derive(Debug)]
+struct Join<'a, A, B>(pub &'a A, pub &'a B);
+
+impl<A: EncodeLabelSet, B: EncodeLabelSet> EncodeLabelSet for Join<'_, A, B> {
+    fn encode(&self, encoder: &mut LabelSetEncoder) -> Result<(), std::fmt::Error> {
+        self.0.encode(encoder)?;
+        self.1.encode(encoder)
+    }
+}
+
+/// The labels every project series carries.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, prometheus_client::encoding::EncodeLabelSet)]
+struct ProjectLabels {
+    project_id: String,
+    project_name: String,
+    domain_id: String,
+    domain_name: String,
+}
+
+impl From<&Project> for ProjectLabels {
+    fn from(p: &Project) -> Self {
+        Self {
+            project_id: p.id.clone(),
+            project_name: p.name.clone(),
+            domain_id: p.domain_id.clone(),
+            domain_name: p.domain_name.clone(),
+        }
+    }
+}
