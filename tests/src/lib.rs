@@ -1,11 +1,13 @@
 //! Helpers shared by the end-to-end tests in `tests/tests/` and the `dev-stack` runner: real
 //! Prometheus processes on loopback, in-process exporters and gateways, the whole development
-//! topology ([`stack`]), free ports, a tiny HTTP client, and polling with a deadline.
+//! topology ([`stack`]), free ports, a tiny HTTP client, and polling with a deadline; and
+//! the layer check of both crates' sources ([`layers`]).
 //!
 //! Every server binds 127.0.0.1 with a port the OS chose; nothing is sent anywhere else.
 //! Nothing here sleeps for a fixed time to wait for a server: [`poll`] retries a condition
 //! until it holds or a deadline passes, and then fails with the last observation.
 
+pub mod layers;
 pub mod stack;
 
 use std::net::TcpListener;
@@ -17,8 +19,8 @@ use anyhow::{bail, Context};
 use serde_json::Value;
 use site_exporter::config::{Config, LogConfig, LogFormat};
 use site_exporter::legacy::LegacyOptions;
-use site_exporter::refresh::Schedule;
 use site_exporter::render::RenderOptions;
+use site_exporter::settings::Schedule;
 use site_exporter::sources::dummy::{CloudSpec, DummyConfig};
 
 /// A port that was free a moment ago on 127.0.0.1 (for programs that take an address, not a

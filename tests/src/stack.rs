@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use serde_yaml::Value;
-use site_exporter::refresh::Schedule;
+use site_exporter::settings::Schedule;
 use site_exporter::sources::dummy::{CloudSpec, DummyConfig, Generate};
 
 use crate::{free_port, Exporter, Prometheus};

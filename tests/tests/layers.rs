@@ -1,0 +1,213 @@
+//! Layers point down only, in both crates: every `crate::`/`super::`/`self::` path in their
+//! sources is checked against the short tables below (`stack_tests::layers`). A new module
+//! must be placed in its crate's table; a new edge must be one the table allows, and the
+//! tables themselves have no cycle.
+
+use std::path::{Path, PathBuf};
+
+use stack_tests::layers::{check, read_crate, Table};
+
+/// `site-exporter`, bottom to top. Domain types; the vocabulary of settings and the source
+/// contract; the sources; rendering and the exposition; orchestration; configuration.
+const EXPORTER: &[(&str, &[&str])] = &[
+    ("weights", &[]),
+    ("snapshot", &["weights"]),
+    ("legacy", &["snapshot", "weights"]),
+    ("settings", &[]),
+    ("source", &["snapshot"]),
+    ("test_support", &[]),
+    ("sources", &[]),
+    ("sources::portal", &["settings"]),
+    ("sources::start_date", &["sources::portal"]),
+    (
+        "sources::weights",
+        &[
+            "settings",
+            "snapshot",
+            "source",
+            "sources::portal",
+            "weights",
+        ],
+    ),
+    (
+        "sources::weights::tests",
+        &[
+            "sources::weights",
+            "sources::dummy",
+            "legacy",
+            "settings",
+            "snapshot",
+            "source",
+            "test_support",
+            "weights",
+        ],
+    ),
+    (
+        "sources::dummy",
+        &[
+            "settings",
+            "snapshot",
+            "source",
+            "legacy",
+            "weights",
+            "sources::portal",
+            "sources::start_date",
+        ],
+    ),
+    (
+        "sources::dummy::tests",
+        &[
+            "sources::dummy",
+            "settings",
+            "snapshot",
+            "source",
+            "legacy",
+            "test_support",
+            "weights",
+        ],
+    ),
+    (
+        "sources::openstack",
+        &[
+            "settings",
+            "snapshot",
+            "source",
+            "legacy",
+            "weights",
+            "sources::portal",
+            "sources::start_date",
+            "sources::weights",
+        ],
+    ),
+    // Its tests drive the source through refresh, hub and render: they sit on top.
+    (
+        "sources::openstack::tests",
+        &[
+            "sources::openstack",
+            "exposition",
+            "hub",
+            "refresh",
+            "render",
+            "settings",
+            "snapshot",
+            "source",
+            "sources::weights",
+            "legacy",
+            "test_support",
+            "weights",
+        ],
+    ),
+    ("sources::libvirt", &["settings", "snapshot", "source"]),
+    ("render", &["snapshot", "weights"]),
+    ("classic", &[]),
+    ("exposition", &["classic"]),
+    ("hub", &["exposition", "render", "snapshot"]),
+    (
+        "refresh",
+        &[
+            "exposition",
+            "hub",
+            "render",
+            "settings",
+            "snapshot",
+            "source",
+        ],
+    ),
+    ("server", &["exposition", "hub"]),
+    ("cli", &["settings"]),
+    (
+        "config",
+        &[
+            "cli",
+            "legacy",
+            "render",
+            "settings",
+            "sources",
+            "sources::dummy",
+            "sources::libvirt",
+            "sources::openstack",
+            "sources::portal",
+            "sources::weights",
+        ],
+    ),
+];
+
+fn violations(src: &str, table: &[(&str, &[&str])], plant: Option<(&str, &str)>) -> Vec<String> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(src);
+    let mut files = read_crate(&dir).expect("the crate's sources are readable");
+    assert!(
+        files.len() > 10,
+        "{} holds the crate's sources",
+        dir.display()
+    );
+    if let Some((file, line)) = plant {
+        let (_, text) = files
+            .iter_mut()
+            .find(|(p, _)| p == &PathBuf::from(file))
+            .expect("the file to plant into exists");
+        text.push_str(line);
+    }
+    let table = Table::new(table);
+    assert_eq!(table.cycle(), None, "the table itself has no cycle");
+    match check(&files, &table) {
+        Ok(_) => Vec::new(),
+        Err(v) => v.iter().map(ToString::to_string).collect(),
+    }
+}
+
+#[test]
+fn exporter_layers_point_down() {
+    let found = violations("exporter/src", EXPORTER, None);
+    assert!(found.is_empty(), "{found:#?}");
+}
+
+struct Planted {
+    name: &'static str,
+    file: &'static str,
+    line: &'static str,
+    want: &'static [&'static str],
+}
+
+/// The back edges this layering removed, planted again: each must fail the check.
+#[test]
+fn exporter_back_edges_are_caught() {
+    let cases = [
+        Planted {
+            name: "cli reading the log format from config, as it did",
+            file: "cli.rs",
+            line: "\nfn planted(_: crate::config::LogFormat) {}\n",
+            want: &[
+                "cli -> config is not an allowed edge (cli.rs: config::LogFormat)",
+                "cycle: cli -> config -> cli",
+            ],
+        },
+        Planted {
+            name: "render reaching into a source, as it did",
+            file: "render/openstack.rs",
+            line: "\nuse crate::sources::openstack::UsageStart as Planted;\n",
+            want: &["render -> sources::openstack is not an allowed edge"],
+        },
+        Planted {
+            name: "a source using the refresh task, as they did",
+            file: "sources/libvirt/config.rs",
+            line: "\nuse crate::refresh::spawn as planted;\n",
+            want: &["sources::libvirt -> refresh is not an allowed edge"],
+        },
+        Planted {
+            name: "a serde attribute naming config from a source section",
+            file: "sources/dummy/config.rs",
+            line: "\n#[derive(serde::Deserialize)] struct P { #[serde(deserialize_with = \"crate::config::planted\")] x: u8 }\n",
+            want: &["sources::dummy -> config is not an allowed edge"],
+        },
+    ];
+    for case in cases {
+        let found = violations("exporter/src", EXPORTER, Some((case.file, case.line)));
+        for want in case.want {
+            assert!(
+                found.iter().any(|f| f.starts_with(want)),
+                "{}: want {want:?} in {found:#?}",
+                case.name
+            );
+        }
+    }
+}
