@@ -7,20 +7,41 @@
 //!   (refresh: one task per source, interval + timeout + backoff; hub: last good data)
 //! ```
 //!
-//! - [`cli`]: flags and their `SITE_EXPORTER_*` variables.
-//! - [`config`]: YAML file + flags -> one validated [`Config`].
-//! - [`snapshot`]: the domain model every source produces (projects, usage, guests).
-//! - [`sources`]: one module per source; each turns what it reads into a snapshot
-//!   (`dummy`; `libvirt`, whose source needs the `libvirt` cargo feature).
-//! - [`legacy`]: the original exporter's `project_*_usage` arithmetic.
-//! - [`render`]: snapshot -> OpenMetrics text; the only place metric names live.
-//! - [`classic`]: OpenMetrics -> the classic text format 0.0.4.
-//! - [`exposition`]: the cached bodies `/metrics` serves, plain and gzipped.
-//! - [`refresh`]: the background refresh of each source.
-//! - [`hub`]: last good data per source, self-metrics, readiness.
-//! - [`server`]: HTTP routes and graceful shutdown.
+//! Modules by layer, bottom first; a module uses only layers below it (the `layers` test of
+//! `stack-tests` holds the exact table):
+//!
+//! 1. Domain, no I/O:
+//!    - [`weights`]: the credit-weights rule, its three file formats, the shared cell.
+//!    - [`snapshot`]: what every source produces (projects, usage, guests) and the
+//!      exporter's own health data ([`snapshot::health`]).
+//!    - [`legacy`]: the original exporter's `project_*_usage` arithmetic.
+//! 2. Contracts:
+//!    - [`settings`]: what every config section shares ([`ConfigError`], schedules,
+//!      durations, the original's variables).
+//!    - [`source`]: the [`source::Source`] trait every source implements.
+//! 3. [`sources`]: one module per source, each with its own `config` section: `dummy`,
+//!    `openstack`, `libvirt` (the `libvirt` cargo feature), `weights`; plus the portal's
+//!    `portal` client and `start_date`.
+//! 4. Output:
+//!    - [`render`]: snapshot -> OpenMetrics text; the only place metric names live.
+//!    - [`classic`]: OpenMetrics -> the classic text format 0.0.4.
+//!    - [`exposition`]: the cached bodies `/metrics` serves, plain and gzipped.
+//! 5. Orchestration:
+//!    - [`hub`]: last good data per source, self-metrics, readiness.
+//!    - [`refresh`]: the background refresh of each source.
+//!    - [`server`]: HTTP routes and graceful shutdown.
+//! 6. Start-up:
+//!    - [`cli`]: flags and their `SITE_EXPORTER_*` variables.
+//!    - [`config`]: YAML file + flags -> one validated [`Config`], composed from the
+//!      sources' sections.
+//!    - [`run`] (here): starts every configured source and serves until shutdown.
 //!
 //! `/metrics` never calls a source: a scrape costs a memory copy whatever the cloud's size.
+//! Adding a source: a module under `sources/` with its `config` section, a [`Source`] impl
+//! producing a [`snapshot::SourceData`], its place in `config` and in [`run`], and a row in
+//! the layer table.
+//!
+//! [`Source`]: source::Source
 
 // `deny`, not `forbid`: the libvirt source's `bulk` module alone allows `unsafe` for the FFI
 // calls the `virt` crate does not wrap safely.

@@ -6,11 +6,11 @@
 //! order, so the output for the same snapshot is byte-for-byte the same.
 //!
 //! Depends on the domain types only (`snapshot`, `weights`), never on a source:
-//! - [`projects`]: `openstack_project_*`, with [`legacy`]'s `project_*_usage` families;
-//! - [`guests`]: the `libvirt_*` families;
-//! - [`weights`]: the `site_exporter_usage_weight` family;
-//! - [`health`]: build info and every source's refresh status;
-//! - [`openstack`]: the OpenStack source's requests and accounting start.
+//! - `projects`: `openstack_project_*`, with `legacy`'s `project_*_usage` families;
+//! - `guests`: the `libvirt_*` families;
+//! - `weights`: the `site_exporter_usage_weight` family;
+//! - `health`: build info and every source's refresh status;
+//! - `openstack`: the OpenStack source's requests and accounting start.
 
 mod guests;
 mod health;

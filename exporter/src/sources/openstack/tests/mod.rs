@@ -10,7 +10,9 @@ use fake::{Fake, Fault, PASSWORD};
 use osauth::common::IdOrName;
 
 use super::*;
-use crate::sources::openstack::client::Limits;
+use crate::sources::openstack::client::{Limits, Service};
+use crate::sources::openstack::keystone::ProjectsPage;
+use crate::sources::openstack::nova::UsagePage;
 
 const START: &str = "2026-11-21T00:00:00Z";
 

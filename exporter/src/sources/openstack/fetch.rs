@@ -1,0 +1,225 @@
+//! What one refresh reads: Keystone's projects and domains, Nova's usage window, servers,
+//! flavors and quotas, every list followed page by page. A list that does not end, or that
+//! Keystone cut without a next link, is an error, never a silently shorter list.
+
+use std::collections::BTreeMap;
+use std::time::SystemTime;
+
+use super::client::{RequestError, Service};
+use super::keystone::{self, DomainsPage, ProjectsPage};
+use super::nova::{self, FlavorsPage, ServersPage, UsagePage};
+use super::{OpenstackError, OpenstackSource};
+use crate::snapshot::{Project, Quota};
+
+/// Flavor sizes by flavor id.
+pub(super) type FlavorSizes = BTreeMap<String, nova::EmbeddedFlavor>;
+
+/// Page size asked of Nova.
+const PAGE: usize = 1000;
+/// Microversion for paginated usage.
+const USAGE_MICROVERSION: (u16, u16) = (2, 40);
+/// Microversion with the flavor embedded in servers.
+const SERVERS_MICROVERSION: (u16, u16) = (2, 47);
+
+impl OpenstackSource {
+    pub(super) async fn projects(&self) -> Result<Vec<Project>, OpenstackError> {
+        let projects = self
+            .keystone_pages("identity /projects", "projects", |p: ProjectsPage| {
+                (p.projects, p.links, p.truncated)
+            })
+            .await?;
+        let domains = self
+            .keystone_pages("identity /domains", "domains", |p: DomainsPage| {
+                (p.domains, p.links, p.truncated)
+            })
+            .await?;
+        Ok(keystone::projects(
+            &projects,
+            &domains,
+            &self.settings.filters,
+        ))
+    }
+
+    /// Every item of a Keystone list, following `links.next`. A list Keystone cut at its
+    /// `list_limit` without a next link (releases before marker pagination) is an error, not a
+    /// silently shorter list.
+    async fn keystone_pages<P, T>(
+        &self,
+        endpoint: &'static str,
+        collection: &str,
+        split: impl Fn(P) -> (Vec<T>, keystone::PageLinks, bool),
+    ) -> Result<Vec<T>, OpenstackError>
+    where
+        P: serde::de::DeserializeOwned,
+    {
+        let mut items = Vec::new();
+        let mut query: Vec<(&str, String)> = Vec::new();
+        for page in 0.. {
+            if page >= 10_000 {
+                return Err(OpenstackError::Pagination {
+                    endpoint,
+                    pages: page,
+                });
+            }
+            let p: P = self
+                .client
+                .get_json(Service::Identity, &[collection], &query, None)
+                .await?;
+            let (page_items, links, truncated) = split(p);
+            let empty = page_items.is_empty();
+            items.extend(page_items);
+            match links.next.as_deref().and_then(keystone_marker) {
+                Some(marker) if !empty => query = vec![("marker", marker)],
+                _ if truncated => return Err(OpenstackError::Truncated { endpoint }),
+                _ => break,
+            }
+        }
+        Ok(items)
+    }
+
+    pub(super) async fn usage(
+        &self,
+        start: SystemTime,
+        end: SystemTime,
+    ) -> Result<Vec<nova::TenantUsage>, OpenstackError> {
+        let query = [
+            ("detailed", "1".to_owned()),
+            ("start", nova::query_time(start)),
+            ("end", nova::query_time(end)),
+        ];
+        self.pages(
+            "compute /os-simple-tenant-usage",
+            &["os-simple-tenant-usage"],
+            &query,
+            Some(USAGE_MICROVERSION),
+            |p: UsagePage| (p.tenant_usages, p.tenant_usages_links),
+        )
+        .await
+    }
+
+    /// The existing servers, and the flavor sizes they reference when Nova is older than
+    /// microversion 2.47 (empty otherwise).
+    pub(super) async fn servers(
+        &mut self,
+    ) -> Result<(Vec<nova::Server>, FlavorSizes), OpenstackError> {
+        let embeds = match self.embeds_flavors {
+            Some(e) => e,
+            None => {
+                let e = self.client.compute_supports(SERVERS_MICROVERSION).await?;
+                if !e {
+                    tracing::info!(
+                        "Nova is older than microversion 2.47: server sizes come from the flavors list"
+                    );
+                }
+                self.embeds_flavors = Some(e);
+                e
+            }
+        };
+        let microversion = embeds.then_some(SERVERS_MICROVERSION);
+        let servers = self
+            .pages(
+                "compute /servers/detail",
+                &["servers", "detail"],
+                &[("all_tenants", "1".to_owned())],
+                microversion,
+                |p: ServersPage| (p.servers, p.servers_links),
+            )
+            .await?;
+        let flavors = if embeds {
+            Default::default()
+        } else {
+            let flavors = self
+                .pages(
+                    "compute /flavors/detail",
+                    &["flavors", "detail"],
+                    &[("is_public", "None".to_owned())],
+                    None,
+                    |p: FlavorsPage| (p.flavors, p.flavors_links),
+                )
+                .await?;
+            nova::flavor_sizes(&flavors)
+        };
+        Ok((servers, flavors))
+    }
+
+    /// Every item of a Nova list paginated with `limit` and `marker`.
+    async fn pages<P, T>(
+        &self,
+        endpoint: &'static str,
+        path: &[&str],
+        query: &[(&str, String)],
+        microversion: Option<(u16, u16)>,
+        split: impl Fn(P) -> (Vec<T>, Vec<nova::Link>),
+    ) -> Result<Vec<T>, OpenstackError>
+    where
+        P: serde::de::DeserializeOwned,
+    {
+        let mut items = Vec::new();
+        let mut marker: Option<String> = None;
+        for page in 0.. {
+            if page >= 100_000 {
+                return Err(OpenstackError::Pagination {
+                    endpoint,
+                    pages: page,
+                });
+            }
+            let mut q = query.to_vec();
+            q.push(("limit", PAGE.to_string()));
+            q.extend(marker.take().map(|m| ("marker", m)));
+            let p: P = self
+                .client
+                .get_json(Service::Compute, path, &q, microversion)
+                .await?;
+            let (page_items, links) = split(p);
+            let empty = page_items.is_empty();
+            items.extend(page_items);
+            marker = nova::next_marker(&links);
+            if marker.is_none() || empty {
+                break;
+            }
+        }
+        Ok(items)
+    }
+
+    /// Quota limits of `projects`, fetched concurrently (the client bounds requests in flight).
+    pub(super) async fn quotas(
+        &self,
+        projects: &[Project],
+    ) -> Result<BTreeMap<String, Quota>, OpenstackError> {
+        let mut tasks = tokio::task::JoinSet::new();
+        for p in projects {
+            let client = self.client.clone();
+            let id = p.id.clone();
+            tasks.spawn(async move {
+                let d: Result<nova::QuotaDetail, _> = client
+                    .get_json(
+                        Service::Compute,
+                        &["os-quota-sets", &id, "detail"],
+                        &[],
+                        None,
+                    )
+                    .await;
+                d.map(|d| (id, nova::quota(&d.quota_set)))
+            });
+        }
+        let mut out = std::collections::BTreeMap::new();
+        while let Some(joined) = tasks.join_next().await {
+            // A panicked task is a bug; treat it like a failed request rather than crash.
+            let (id, q) = joined.map_err(|e| RequestError::Transport {
+                service: "compute",
+                path: "/os-quota-sets".into(),
+                kind: e.to_string(),
+            })??;
+            out.insert(id, q);
+        }
+        Ok(out)
+    }
+}
+
+/// The `marker` of a Keystone `next` link.
+fn keystone_marker(href: &str) -> Option<String> {
+    nova::next_marker(&[nova::Link {
+        rel: "next".into(),
+        href: href.into(),
+    }])
+}
