@@ -52,7 +52,8 @@ pub struct Cli {
     )]
     pub legacy_metrics: Option<bool>,
 
-    /// Serve a dummy cloud instead of (or beside) real sources.
+    /// Serve a dummy cloud (a whole fake site: projects, usage, guests) instead of real
+    /// sources; excludes --openstack and --libvirt.
     #[arg(long, env = "SITE_EXPORTER_DUMMY")]
     pub dummy: bool,
 
@@ -212,4 +213,26 @@ pub struct Cli {
         value_name = "DURATION"
     )]
     pub openstack_interval: Option<humantime::Duration>,
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn dummy_help_says_it_replaces_real_sources() {
+        let cmd = Cli::command();
+        let help = cmd
+            .get_arguments()
+            .find(|a| a.get_id() == "dummy")
+            .and_then(|a| a.get_help())
+            .unwrap()
+            .to_string();
+        assert!(help.contains("instead of real"), "{help}");
+        assert!(!help.contains("beside"), "{help}");
+    }
 }

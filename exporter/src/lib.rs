@@ -50,6 +50,7 @@
 pub mod classic;
 pub mod cli;
 pub mod config;
+pub mod dates;
 pub mod exposition;
 pub mod hub;
 pub mod legacy;

@@ -10,6 +10,7 @@ use stack_tests::layers::{check, read_crate, Table};
 /// `site-exporter`, bottom to top. Domain types; the vocabulary of settings and the source
 /// contract; the sources; rendering and the exposition; orchestration; configuration.
 const EXPORTER: &[(&str, &[&str])] = &[
+    ("dates", &[]),
     ("weights", &[]),
     ("snapshot", &["weights"]),
     ("legacy", &["snapshot", "weights"]),
@@ -18,7 +19,7 @@ const EXPORTER: &[(&str, &[&str])] = &[
     ("test_support", &[]),
     ("sources", &[]),
     ("sources::portal", &["settings"]),
-    ("sources::start_date", &["sources::portal"]),
+    ("sources::start_date", &["dates", "sources::portal"]),
     (
         "sources::weights",
         &[
@@ -45,6 +46,7 @@ const EXPORTER: &[(&str, &[&str])] = &[
     (
         "sources::dummy",
         &[
+            "dates",
             "settings",
             "snapshot",
             "source",
@@ -69,6 +71,7 @@ const EXPORTER: &[(&str, &[&str])] = &[
     (
         "sources::openstack",
         &[
+            "dates",
             "settings",
             "snapshot",
             "source",

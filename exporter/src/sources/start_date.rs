@@ -5,7 +5,7 @@
 //! retried with backoff), so the source is not ready and exports nothing it would have to
 //! take back.
 
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use serde::Deserialize;
 
@@ -33,34 +33,9 @@ pub fn parse(body: &[u8]) -> Result<SystemTime, String> {
     parse_time(&first.start_date)
 }
 
-/// `2024-01-01`, `2024-01-01T00:00:00Z`, `2024-01-01 00:00:00`, or with an offset `+02:00`.
+/// Parses one date or time as every date input does (`crate::dates`).
 pub fn parse_time(text: &str) -> Result<SystemTime, String> {
-    let t = text.trim();
-    let invalid = || format!("'{text}' is not a date or an RFC 3339 time");
-    if t.len() == 10 {
-        return humantime::parse_rfc3339_weak(&format!("{t}T00:00:00Z")).map_err(|_| invalid());
-    }
-    if let Ok(utc) = humantime::parse_rfc3339_weak(t) {
-        return Ok(utc);
-    }
-    // An explicit offset other than zero: read the clock time as UTC, then shift.
-    let (clock, offset) = t.split_at(t.len().saturating_sub(6));
-    let sign = match offset.as_bytes().first() {
-        Some(b'+') => 1i64,
-        Some(b'-') => -1,
-        _ => return Err(invalid()),
-    };
-    let (h, m) = offset[1..].split_once(':').ok_or_else(invalid)?;
-    let minutes: i64 =
-        h.parse::<i64>().map_err(|_| invalid())? * 60 + m.parse::<i64>().map_err(|_| invalid())?;
-    let utc = humantime::parse_rfc3339_weak(clock).map_err(|_| invalid())?;
-    let shift = Duration::from_secs((minutes * 60).unsigned_abs());
-    if sign > 0 {
-        utc.checked_sub(shift)
-    } else {
-        utc.checked_add(shift)
-    }
-    .ok_or_else(invalid)
+    crate::dates::parse(text)
 }
 
 /// Fetches the start date once.
@@ -81,7 +56,7 @@ mod tests {
     #[test]
     fn parses_the_portal_answer() {
         let at = |s: &str| humantime::parse_rfc3339(s).unwrap();
-        let cases: [(&str, Result<SystemTime, &str>); 8] = [
+        let cases: [(&str, Result<SystemTime, &str>); 9] = [
             (
                 r#"[{"start_date": "2024-01-01"}]"#,
                 Ok(at("2024-01-01T00:00:00Z")),
@@ -108,6 +83,12 @@ mod tests {
                 Err("missing field `start_date`"),
             ),
             (r#"[{"start_date": "soon"}]"#, Err("'soon' is not a date")),
+            // A multi-byte character where a byte offset used to cut the text: an error, not
+            // a panic.
+            (
+                r#"[{"start_date": "2024-05-01T€€x"}]"#,
+                Err("is not a date"),
+            ),
         ];
         for (body, want) in cases {
             match (parse(body.as_bytes()), want) {

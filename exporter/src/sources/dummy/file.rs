@@ -285,27 +285,16 @@ pub(super) fn derived_id(parts: &[&str]) -> String {
 /// Parses `now`, `-3d`, `+10m`, `2024-05-01` or an RFC 3339 time.
 pub fn time(text: &str, anchor: SystemTime) -> Result<SystemTime, String> {
     let t = text.trim();
-    let relative = |rest: &str| {
-        humantime::parse_duration(rest.trim())
-            .map_err(|e| format!("invalid relative time '{text}': {e}"))
-    };
-    if t == "now" {
-        Ok(anchor)
-    } else if let Some(rest) = t.strip_prefix('-') {
-        let d = relative(rest)?;
-        anchor
-            .checked_sub(d)
-            .ok_or_else(|| format!("'{text}' is before 1970"))
-    } else if let Some(rest) = t.strip_prefix('+') {
-        Ok(anchor + relative(rest)?)
-    } else if t.len() == 10 {
-        humantime::parse_rfc3339_weak(&format!("{t}T00:00:00Z"))
-            .map_err(|e| format!("invalid date '{text}': {e}"))
-    } else {
-        humantime::parse_rfc3339_weak(t).map_err(|e| {
-            format!("invalid time '{text}': {e} (use RFC 3339, a date, now, or -3d / +2h)")
-        })
+    if t == "now" || t.starts_with('-') || t.starts_with('+') {
+        return crate::dates::parse_relative(t, anchor);
     }
+    crate::dates::parse(t).map_err(|e| {
+        if t.len() == 10 {
+            format!("invalid date '{text}': {e}")
+        } else {
+            format!("invalid time '{text}': {e} (use RFC 3339, a date, now, or -3d / +2h)")
+        }
+    })
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! The dummy source: a whole fake OpenStack site through the real metric families.
 //!
 //! Three kinds of cloud: the built-in one (`builtin.yaml`), a file of the operator's — our YAML
-//! format, or the original exporter's TOML format for names ending in `.toml` — or a generated
+//! format, or the original exporter's TOML format (`.toml`, or any name whose content is TOML) — or a generated
 //! one of any size. A file is re-read whenever its content changes; an invalid edit fails the
 //! refresh, so the previous data stays exported and `site_exporter_source_up{source="dummy"}`
 //! drops to 0. Credit weights come from the weights source (`sources::weights`). Each refresh computes usage from the
@@ -96,6 +96,23 @@ fn has_extension(path: &Path, ext: &str) -> bool {
         .is_some_and(|e| e.eq_ignore_ascii_case(ext))
 }
 
+/// Whether a dummy file is in the original's TOML format: by the extension when it names a
+/// format (`.toml`; `.yaml`, `.yml`, `.json`), else by the content, as the original reads any
+/// name as TOML (its stress files are named `dummy_cc_site_a.toml.10000`): TOML when the
+/// text is valid TOML, our YAML otherwise.
+fn is_toml(path: &Path, text: &str) -> bool {
+    if has_extension(path, "toml") {
+        return true;
+    }
+    if ["yaml", "yml", "json"]
+        .iter()
+        .any(|ext| has_extension(path, ext))
+    {
+        return false;
+    }
+    !text.trim().is_empty() && text.parse::<toml::Table>().is_ok()
+}
+
 /// A dummy file in either format; `usage_start` overrides the file's own accounting start.
 fn parse(
     path: &Path,
@@ -103,7 +120,7 @@ fn parse(
     anchor: SystemTime,
     usage_start: Option<SystemTime>,
 ) -> Result<Cloud, DummyError> {
-    let parsed = if has_extension(path, "toml") {
+    let parsed = if is_toml(path, text) {
         toml_file::parse(text, usage_start.unwrap_or(anchor))
     } else {
         file::parse(text, anchor).map(|mut cloud| {

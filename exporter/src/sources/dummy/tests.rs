@@ -319,3 +319,79 @@ async fn the_portal_start_date_wins_and_the_source_waits_for_it() {
     // existence = true counts from the portal's start, not from dummy.usage_start.
     assert_eq!(projects.legacy[0].usage.vcpu_hours, 20.0);
 }
+
+/// The format follows the extension when it names one, else the content: the original's
+/// stress files are TOML named `dummy_cc_site_a.toml.10000`.
+#[tokio::test]
+async fn format_comes_from_the_extension_or_else_the_content() {
+    const TOML: &str = "[default]\ndomain_id = \"default\"\n[[default.projects]]\nproject_name = \"from-toml\"\nproject_id = \"p1\"\nmachines = [{ram = 8, cpus = 2, existence = true, instance_id = \"1\"}]\n";
+    const YAML: &str = "domains: [{name: d, projects: [{name: from-yaml}]}]\n";
+    struct Case {
+        file: &'static str,
+        text: &'static str,
+        want: Result<&'static str, &'static str>,
+    }
+    let cases = [
+        Case {
+            file: "dummy_cc_site_a.toml.10000",
+            text: TOML,
+            want: Ok("from-toml"),
+        },
+        Case {
+            file: "cloud",
+            text: TOML,
+            want: Ok("from-toml"),
+        },
+        Case {
+            file: "cloud.toml",
+            text: TOML,
+            want: Ok("from-toml"),
+        },
+        Case {
+            file: "cloud.txt",
+            text: YAML,
+            want: Ok("from-yaml"),
+        },
+        Case {
+            file: "cloud",
+            text: YAML,
+            want: Ok("from-yaml"),
+        },
+        // A named format is not second-guessed.
+        Case {
+            file: "cloud.yaml",
+            text: TOML,
+            want: Err("dummy file"),
+        },
+        Case {
+            file: "cloud.toml",
+            text: YAML,
+            want: Err("dummy file"),
+        },
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let now = SystemTime::now();
+    for case in cases {
+        let path = dir.path().join(case.file);
+        write(&path, case.text);
+        let got = match DummySource::new(
+            &config(&path),
+            LegacyOptions::default(),
+            WeightsInput::None,
+            now,
+        ) {
+            Ok(mut source) => source
+                .collect(now)
+                .await
+                .map(|d| project_names(&d).join(","))
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        match (got, case.want) {
+            (Ok(got), Ok(want)) => assert_eq!(got, want, "{}", case.file),
+            (Err(got), Err(want)) => assert!(got.contains(want), "{}: {got}", case.file),
+            (got, want) => panic!("{}: got {got:?}, want {want:?}", case.file),
+        }
+        std::fs::remove_file(&path).unwrap();
+    }
+}

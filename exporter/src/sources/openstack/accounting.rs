@@ -103,6 +103,37 @@ impl Accounting {
         }
     }
 
+    /// Why a loaded accounting cannot be trusted, if it cannot: times past what the clock
+    /// and the formats can hold, or later than `now` allows; sums that are not finite
+    /// non-negative numbers. Arithmetic on such values would panic or count nonsense.
+    pub fn implausible(&self, now: SystemTime) -> Option<String> {
+        // Whole days of slack for clocks that disagree.
+        let latest = epoch_secs(now).saturating_add(86_400);
+        if self.window_end < self.usage_start {
+            return Some("window end before usage_start".to_owned());
+        }
+        if self.window_end > latest {
+            return Some(format!(
+                "window end {} is in the future (now {})",
+                self.window_end,
+                epoch_secs(now)
+            ));
+        }
+        let bad = |x: f64| !x.is_finite() || x < 0.0;
+        if let Some((id, _)) = self.projects.iter().find(|(_, t)| {
+            bad(t.vcpu_seconds)
+                || bad(t.memory_byte_seconds)
+                || bad(t.disk_byte_seconds)
+                || bad(t.instance_seconds)
+        }) {
+            return Some(format!("project {id}: a total is negative or not a number"));
+        }
+        if let Some((id, _)) = self.servers.iter().find(|(_, r)| bad(r.hours)) {
+            return Some(format!("server {id}: hours negative or not a number"));
+        }
+        None
+    }
+
     /// Start of the next window to query.
     pub fn next_window_start(&self) -> SystemTime {
         UNIX_EPOCH + Duration::from_secs(self.window_end)

@@ -76,20 +76,6 @@ fn invalid(key: &'static str, problem: impl Into<String>) -> ConfigError {
     }
 }
 
-/// Parses `2026-11-21`, `2026-11-21T00:00:00`, `2026-11-21 00:00:00` or RFC 3339; UTC unless
-/// a zone is given.
-pub fn parse_start(text: &str) -> Result<SystemTime, String> {
-    let t = text.trim();
-    let full = if t.len() == 10 {
-        format!("{t}T00:00:00Z")
-    } else {
-        t.to_owned()
-    };
-    humantime::parse_rfc3339_weak(&full)
-        .or_else(|_| humantime::parse_rfc3339(&full))
-        .map_err(|e| format!("'{text}' is not a date or RFC 3339 time: {e}"))
-}
-
 /// Builds the configuration, or `None` when the source is not enabled. `env` reads the
 /// original exporter's `USAGE_EXPORTER_*` variables; `usage_start_url` is the top-level
 /// setting (already validated), which makes `usage_start` optional.
@@ -103,6 +89,12 @@ pub fn from_parts(
     if !enabled {
         return Ok(None);
     }
+    // Empty values count as unset, as in the original.
+    let env = |key: &str| {
+        env(key)
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+    };
     let s = section.unwrap_or_default();
     let start_text = flags
         .usage_start
@@ -111,7 +103,7 @@ pub fn from_parts(
         .or_else(|| env("USAGE_EXPORTER_START_DATE"));
     let usage_start = match start_text {
         Some(text) => {
-            let start = parse_start(&text)
+            let start = crate::dates::parse(&text)
                 .map_err(|e| invalid("openstack.usage_start (--openstack.usage-start)", e))?;
             if start > SystemTime::now() {
                 return Err(invalid(
@@ -145,16 +137,14 @@ pub fn from_parts(
         .or(s.interval)
         .or(legacy_interval)
         .unwrap_or(DEFAULT_INTERVAL);
-    if interval.is_zero() {
-        return Err(invalid(
+    let schedule = Schedule::try_new(
+        interval,
+        s.timeout,
+        (
             "openstack.interval (--openstack.interval)",
-            "must be greater than zero",
-        ));
-    }
-    let timeout = s.timeout.unwrap_or(interval);
-    if timeout.is_zero() {
-        return Err(invalid("openstack.timeout", "must be greater than zero"));
-    }
+            "openstack.timeout",
+        ),
+    )?;
     let defaults = Limits::default();
     let limits = Limits {
         concurrency: s.concurrency.unwrap_or(defaults.concurrency),
@@ -191,7 +181,7 @@ pub fn from_parts(
         usage_start,
         usage_start_url: usage_start_url.map(str::to_owned),
         state_file: flags.state_file.clone().or(s.state_file),
-        schedule: Schedule { interval, timeout },
+        schedule,
         limits,
         filters: Filters {
             domains,

@@ -193,11 +193,9 @@ pub fn query_time(t: SystemTime) -> String {
 }
 
 /// Seconds since 1970 of a Nova timestamp (`2026-11-20T12:00:00.000000`, UTC without a
-/// zone; an explicit `Z` or `+00:00` is accepted too).
+/// zone; an explicit `Z` or offset is accepted too), read by `crate::dates`.
 pub fn epoch_seconds(text: &str) -> Option<f64> {
-    let t = text.trim();
-    let t = t.strip_suffix("+00:00").unwrap_or(t);
-    let at = humantime::parse_rfc3339_weak(t).ok()?;
+    let at = crate::dates::parse(text).ok()?;
     at.duration_since(UNIX_EPOCH).ok().map(|d| d.as_secs_f64())
 }
 

@@ -85,19 +85,25 @@ pub fn load(path: &Path, cloud: &str) -> Result<Loaded, StateError> {
             format!("unknown version {} (this build reads {VERSION})", s.version)
         }
         Ok(s) if s.cloud != cloud => format!("belongs to cloud {:?}, not {cloud:?}", s.cloud),
-        Ok(s) if s.accounting.window_end < s.accounting.usage_start => {
-            "window end before usage_start".to_owned()
-        }
-        Ok(s) => return Ok(Loaded::Resumed(s.accounting)),
+        Ok(s) => match s.accounting.implausible(SystemTime::now()) {
+            Some(reason) => reason,
+            None => return Ok(Loaded::Resumed(s.accounting)),
+        },
     };
     let moved_to = set_aside_name(path);
     fs::rename(path, &moved_to).map_err(io(path, "setting aside"))?;
     Ok(Loaded::SetAside { reason, moved_to })
 }
 
-/// An epoch second as RFC 3339.
+/// An epoch second as RFC 3339 (the number itself when no date can show it).
 pub fn fmt_epoch(secs: u64) -> String {
-    humantime::format_rfc3339_seconds(UNIX_EPOCH + std::time::Duration::from_secs(secs)).to_string()
+    UNIX_EPOCH
+        .checked_add(std::time::Duration::from_secs(secs))
+        .filter(|t| *t < UNIX_EPOCH + std::time::Duration::from_secs(253_402_300_800))
+        .map_or_else(
+            || secs.to_string(),
+            |t| humantime::format_rfc3339_seconds(t).to_string(),
+        )
 }
 
 /// `<path>.set-aside-<unix seconds>[-n]`, a name not yet taken.

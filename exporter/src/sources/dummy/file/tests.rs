@@ -45,9 +45,19 @@ fn times() {
             input: "2023-11-14 22:13:20",
             want: Ok(0),
         },
+        // One date parser for every input: offsets are honoured.
         Case {
             input: "2023-11-14T22:13:20+01:00",
-            want: Err("invalid time"),
+            want: Ok(-3600),
+        },
+        // Offsets that leave the representable range are errors, not panics.
+        Case {
+            input: "+300000000000y",
+            want: Err("too far in the future"),
+        },
+        Case {
+            input: "-300000000000y",
+            want: Err("before 1970"),
         },
         Case {
             input: "yesterday",

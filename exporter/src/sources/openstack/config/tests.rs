@@ -60,6 +60,32 @@ fn openstack_config_cases() {
             }),
         },
         Case {
+            name: "an RFC 3339 offset is honoured",
+            flags: OpenstackFlags::default(),
+            yaml: Some("usage_start: 2024-05-01T00:00:00+02:00"),
+            env: &[],
+            start_url: None,
+            want: Ok(|c| c.as_ref().unwrap().usage_start == Some(at("2024-04-30T22:00:00Z"))),
+        },
+        Case {
+            name: "empty variables of the original count as unset",
+            flags: on(),
+            yaml: Some("usage_start: 2026-01-01"),
+            env: &[
+                ("USAGE_EXPORTER_START_DATE", ""),
+                ("USAGE_EXPORTER_UPDATE_INTERVAL", " "),
+                ("USAGE_EXPORTER_PROJECT_DOMAINS", ""),
+                ("USAGE_EXPORTER_PROJECT_DOMAIN_ID", ""),
+            ],
+            start_url: None,
+            want: Ok(|c| {
+                let c = c.as_ref().unwrap();
+                c.usage_start == Some(at("2026-01-01T00:00:00Z"))
+                    && c.schedule.interval == DEFAULT_INTERVAL
+                    && c.filters == Filters::default()
+            }),
+        },
+        Case {
             name: "bad date names the key",
             flags: on(),
             yaml: Some("usage_start: yesterday"),

@@ -261,13 +261,16 @@ fn recorded_quota_details_parse() {
 
 #[test]
 fn epoch_seconds_cases() {
-    let cases: [(&str, Option<f64>); 6] = [
+    let cases: [(&str, Option<f64>); 8] = [
         ("2026-11-20T12:00:00.000000", Some(1_795_176_000.0)),
         ("2026-11-20T12:00:00", Some(1_795_176_000.0)),
         ("2026-11-20T12:00:00Z", Some(1_795_176_000.0)),
         ("2026-11-20T12:00:00.500000+00:00", Some(1_795_176_000.5)),
-        ("2026-11-20", None),
+        ("2026-11-20T13:00:00+01:00", Some(1_795_176_000.0)),
+        // One parser for every date input (`crate::dates`): a bare date is midnight UTC.
+        ("2026-11-20", Some(1_795_132_800.0)),
         ("", None),
+        ("2026-11-20T12:00:00€", None),
     ];
     for (input, want) in cases {
         assert_eq!(epoch_seconds(input), want, "{input}");

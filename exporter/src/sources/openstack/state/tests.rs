@@ -68,6 +68,17 @@ fn a_state_written_by_the_previous_build_resumes() {
     );
 }
 
+/// A version-1 state of this cloud with the given fields, written by hand.
+fn raw(usage_start: u64, window_end: u64, vcpu_seconds: &str, hours: &str) -> Vec<u8> {
+    format!(
+        r#"{{"version":1,"cloud":"{CLOUD}","accounting":{{"usage_start":{usage_start},"window_end":{window_end},
+           "projects":{{"p":{{"vcpu_seconds":{vcpu_seconds},"memory_byte_seconds":0.0,"disk_byte_seconds":0.0,"instance_seconds":0.0}}}},
+           "servers":{{"s":{{"project_id":"p","name":"s","hours":{hours},"vcpus":1,"memory_mb":512,"local_gb":1,
+           "flavor":null,"started_at":null,"ended_at":null,"state":null}}}}}}}}"#
+    )
+    .into_bytes()
+}
+
 #[test]
 fn untrusted_files_are_set_aside_not_deleted() {
     struct Case {
@@ -104,6 +115,37 @@ fn untrusted_files_are_set_aside_not_deleted() {
             input: good("https://other:5000/v3", 1000, VERSION),
             want_reason: "belongs to cloud",
         },
+        // Values that parse but would panic or count nonsense later.
+        Case {
+            name: "window end past any clock",
+            input: raw(1000, u64::MAX, "1.0", "1.0"),
+            want_reason: "in the future",
+        },
+        Case {
+            name: "start and end past any clock",
+            input: raw(u64::MAX - 1, u64::MAX, "1.0", "1.0"),
+            want_reason: "in the future",
+        },
+        Case {
+            name: "window end before the start",
+            input: raw(5000, 1000, "1.0", "1.0"),
+            want_reason: "window end before usage_start",
+        },
+        Case {
+            name: "negative total",
+            input: raw(1000, 8200, "-5.0", "1.0"),
+            want_reason: "project p: a total is negative",
+        },
+        Case {
+            name: "negative hours",
+            input: raw(1000, 8200, "1.0", "-2.0"),
+            want_reason: "server s: hours negative",
+        },
+        Case {
+            name: "a total out of range",
+            input: raw(1000, 8200, "1e999", "1.0"),
+            want_reason: "not a state file",
+        },
     ];
     for c in cases {
         let dir = tempfile::tempdir().unwrap();
@@ -129,6 +171,23 @@ fn untrusted_files_are_set_aside_not_deleted() {
             c.name
         );
     }
+}
+
+#[test]
+fn a_hand_written_plausible_state_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.json");
+    std::fs::write(&path, raw(1000, 8200, "9000.0", "1.25")).unwrap();
+    let Loaded::Resumed(acc) = load(&path, CLOUD).unwrap() else {
+        panic!("resumed")
+    };
+    assert_eq!(acc.window_end, 8200);
+}
+
+#[test]
+fn dates_past_any_clock_print_as_numbers() {
+    assert_eq!(fmt_epoch(0), "1970-01-01T00:00:00Z");
+    assert_eq!(fmt_epoch(u64::MAX), u64::MAX.to_string());
 }
 
 #[test]
