@@ -13,6 +13,7 @@
 //! so a [`Daemon`] holds one.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use site_exporter::sources::libvirt::{Blocking, Host};
@@ -188,8 +189,9 @@ fn runtime() -> tokio::runtime::Runtime {
         .expect("a runtime")
 }
 
-/// What `f` logged at WARN and above, with `f`'s result (`f` runs on this thread).
-fn warnings<T>(f: impl FnOnce() -> T) -> (T, String) {
+/// What `f` logged at DEBUG and above, one line per event, with `f`'s result (`f` runs on this
+/// thread).
+fn logged<T>(f: impl FnOnce() -> T) -> (T, String) {
     #[derive(Clone, Default)]
     struct Buf(Arc<Mutex<Vec<u8>>>);
     impl std::io::Write for Buf {
@@ -207,7 +209,7 @@ fn warnings<T>(f: impl FnOnce() -> T) -> (T, String) {
     let buf = Buf::default();
     let writer = buf.clone();
     let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::WARN)
+        .with_max_level(tracing::Level::DEBUG)
         .with_ansi(false)
         .with_writer(move || writer.clone())
         .finish();
@@ -215,6 +217,13 @@ fn warnings<T>(f: impl FnOnce() -> T) -> (T, String) {
     let text =
         String::from_utf8_lossy(&buf.0.lock().unwrap_or_else(PoisonError::into_inner)).into_owned();
     (out, text)
+}
+
+/// The WARN and ERROR lines of [`logged`] output.
+fn warnings(log: &str) -> Vec<&str> {
+    log.lines()
+        .filter(|l| l.contains(" WARN ") || l.contains(" ERROR "))
+        .collect()
 }
 
 /// The fixture's four guests, complete: states, and every disk and NIC of the running ones.
@@ -272,10 +281,85 @@ fn bulk_stats_with_nowait_refresh_without_warnings() {
     };
     let mut host = Host::new(d.ro_uri());
     for k in 0..3 {
-        let (snapshot, logged) = warnings(|| host.refresh());
+        let (snapshot, log) = logged(|| host.refresh());
         assert_fixture(&snapshot, &format!("refresh {k}"));
-        assert_eq!(logged, "", "refresh {k} warned");
+        assert_eq!(warnings(&log), [""; 0], "refresh {k} warned");
     }
+}
+
+/// A transient copy of plain-guest that another client creates and destroys in a loop.
+fn vanishing_xml() -> String {
+    let node = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/libvirt-node.xml"
+    ))
+    .expect("the fixture reads");
+    let plain = node.rfind("<domain ").expect("plain-guest is last");
+    let end = node.rfind("</domain>").expect("</domain>") + "</domain>".len();
+    node[plain..end]
+        .replace("<name>plain-guest</name>", "<name>vanishing</name>")
+        .replace(
+            "2b4a0a6e-77f4-4d8f-9a3c-0d6c1a5e0004",
+            "2b4a0a6e-77f4-4d8f-9a3c-0d6c1a5e0099",
+        )
+}
+
+/// Another client creates and destroys a guest as fast as it can while the source refreshes:
+/// the guest sometimes vanishes between the bulk call and its per-domain calls. Every refresh
+/// still has the other four whole, and a vanished guest is skipped quietly.
+#[test]
+fn a_guest_vanishing_during_refreshes_leaves_the_others_whole() {
+    let test = "daemon::a_guest_vanishing_during_refreshes_leaves_the_others_whole";
+    let Some(d) = Daemon::get(test) else {
+        return;
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let cycles = Arc::new(AtomicUsize::new(0));
+    let churner = {
+        let (stop, cycles, rw, xml) = (
+            Arc::clone(&stop),
+            Arc::clone(&cycles),
+            d.rw_uri(),
+            vanishing_xml(),
+        );
+        std::thread::spawn(move || {
+            let conn = Connect::open(Some(&rw)).expect("a second client connects");
+            while !stop.load(Ordering::SeqCst) {
+                let dom = conn
+                    .create_domain_xml(&xml, 0)
+                    .expect("create the transient guest");
+                dom.destroy().expect("destroy it");
+                cycles.fetch_add(1, Ordering::SeqCst);
+            }
+        })
+    };
+    let mut host = Host::new(d.ro_uri());
+    let (mut whole, mut logs) = (0, String::new());
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    for k in 0..200 {
+        let (snapshot, log) = logged(|| host.refresh());
+        assert_fixture(&snapshot, &format!("refresh {k}"));
+        whole += usize::from(snapshot.guests.iter().any(|g| g.name == "vanishing"));
+        logs.push_str(&log);
+        assert!(
+            std::time::Instant::now() < deadline,
+            "200 refreshes took over 60 s"
+        );
+    }
+    stop.store(true, Ordering::SeqCst);
+    churner.join().expect("the churning client ends");
+    let cycles = cycles.load(Ordering::SeqCst);
+    let vanished = logs.matches("domain vanished since the bulk call").count();
+    eprintln!(
+        "{test}: {cycles} create/destroy cycles; the guest vanished between the bulk call and \
+         its XML in {vanished} of 200 refreshes, was exported whole in {whole}"
+    );
+    assert_eq!(
+        warnings(&logs),
+        [""; 0],
+        "warnings while a guest came and went"
+    );
+    assert!(vanished > 0, "the race this test is about never happened");
 }
 
 /// The daemon restarts between two refreshes: the old connection does not know yet, its bulk
@@ -293,9 +377,11 @@ fn a_restarted_daemon_is_reached_again_in_the_same_refresh() {
     assert_fixture(&host.refresh(), "before the restart");
     d.stop();
     d.start();
-    let (snapshot, logged) = warnings(|| host.refresh());
+    let (snapshot, log) = logged(|| host.refresh());
     assert_fixture(&snapshot, "the first refresh after the restart");
-    assert!(logged.contains("bulk domain statistics failed"), "{logged}");
+    let warned = warnings(&log);
+    assert_eq!(warned.len(), 1, "{log}");
+    assert!(warned[0].contains("bulk domain statistics failed"), "{log}");
 }
 
 /// The exporter while the daemon is down and after it is back: `libvirt_up` 1, 0, 1, the

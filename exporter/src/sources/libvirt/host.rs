@@ -147,27 +147,34 @@ impl Host {
         }
     }
 
-    /// The cached XML of a domain, fetched when new or changed.
-    fn domain_xml(&mut self, domain: &Domain, uuid: &str, name: &str) -> DomainXml {
+    /// The cached XML of a domain, fetched when new or changed; `None` when the domain has
+    /// vanished since the bulk call (the caller skips it quietly).
+    fn domain_xml(&mut self, domain: &Domain, uuid: &str, name: &str) -> Option<DomainXml> {
         let id = domain.id();
         if let Some(c) = self
             .cache
             .get(uuid)
             .filter(|c| c.name == name && c.id == id)
         {
-            return c.xml.clone();
+            return Some(c.xml.clone());
         }
         self.xml_fetches += 1;
-        let xml = match domain
-            .xml_desc(0)
-            .map_err(|e| e.to_string())
-            .and_then(|x| metadata::parse_domain(&x).map_err(|e| e.to_string()))
-        {
+        let text = match domain.xml_desc(0) {
+            Err(e) if e.code().is(ErrorNumber::NoDomain) => {
+                tracing::debug!(
+                    domain = name,
+                    "domain vanished since the bulk call; skipped"
+                );
+                return None;
+            }
+            text => text.map_err(|e| e.to_string()),
+        };
+        let xml = match text.and_then(|x| metadata::parse_domain(&x).map_err(|e| e.to_string())) {
             Ok(xml) => xml,
             Err(error) => {
                 // Not cached: the next refresh tries again.
                 tracing::warn!(domain = name, %error, "cannot read domain XML; no Nova metadata");
-                return DomainXml::default();
+                return Some(DomainXml::default());
             }
         };
         let entry = Cached {
@@ -176,7 +183,7 @@ impl Host {
             xml: xml.clone(),
         };
         self.cache.insert(uuid.to_string(), entry);
-        xml
+        Some(xml)
     }
 }
 
@@ -194,11 +201,13 @@ impl Blocking for Host {
         let mut seen = HashSet::with_capacity(records.len());
         for (record, d) in records.into_iter().zip(decoded) {
             let dom = record.domain;
-            // A domain that vanished since the bulk call fails these two: skip it quietly.
+            // A domain that vanished since the bulk call fails these: skip it quietly.
             let (Ok(name), Ok(uuid)) = (dom.name(), dom.uuid_string()) else {
                 continue;
             };
-            let xml = self.domain_xml(&dom, &uuid, &name);
+            let Some(xml) = self.domain_xml(&dom, &uuid, &name) else {
+                continue;
+            };
             seen.insert(uuid.clone());
             match assemble(name.clone(), uuid, d, support, &xml, &Calls(&dom)) {
                 Ok(Some(g)) => guests.push(g),
