@@ -426,3 +426,41 @@ fn the_exporter_reports_a_stopped_daemon_and_recovers() {
     }
     rt.block_on(served.stop());
 }
+
+/// Nova redefines a stopped guest with new metadata (a resize of a stopped instance on the same
+/// host): name and UUID stay, and the domain has no run id before or after. The next refresh
+/// shows the new flavor.
+#[test]
+fn a_stopped_guest_redefined_by_another_client_shows_its_new_metadata() {
+    let test = "daemon::a_stopped_guest_redefined_by_another_client_shows_its_new_metadata";
+    let Some(d) = Daemon::get(test) else {
+        return;
+    };
+    let flavor = |s: &GuestsSnapshot| {
+        guest(s, "instance-00000003")
+            .openstack
+            .as_ref()
+            .map(|n| n.flavor_name.clone())
+    };
+    let mut host = Host::new(d.ro_uri());
+    assert_eq!(flavor(&host.refresh()).as_deref(), Some("m1.large"));
+
+    let rw = d.rw_uri();
+    let xml = virsh(&rw, &["dumpxml", "instance-00000003"]);
+    assert!(xml.contains("name=\"m1.large\""), "{xml}");
+    let files = tempfile::tempdir().expect("temp dir");
+    let path = files.path().join("resized.xml");
+    std::fs::write(
+        &path,
+        xml.replace("name=\"m1.large\"", "name=\"m1.xlarge\""),
+    )
+    .expect("write the XML");
+    virsh(&rw, &["define", &path.display().to_string()]);
+
+    let after = host.refresh();
+    assert_eq!(
+        guest(&after, "instance-00000003").state,
+        GuestState::Shutoff
+    );
+    assert_eq!(flavor(&after).as_deref(), Some("m1.xlarge"));
+}

@@ -2,8 +2,9 @@
 //!
 //! [`Host::refresh`] runs on the blocking pool (see `source`). It (re)connects read-only with
 //! backoff, makes one bulk `virConnectGetAllDomainStats` call with NOWAIT, fetches the XML of
-//! new or changed domains (cached by UUID; a domain counts as changed when its name or its
-//! run id changes, which a redefinition by Nova always comes with), and assembles the guests.
+//! new or changed domains (cached by UUID; a running domain counts as changed when its name or
+//! its run id changes, which a redefinition by Nova comes with; an inactive domain's XML is read
+//! on every refresh), and assembles the guests.
 //! A libvirt that cannot be reached gives `up: false` and no guests; one guest failing is
 //! logged and skipped, never the whole refresh.
 
@@ -149,12 +150,16 @@ impl Host {
 
     /// The cached XML of a domain, fetched when new or changed; `None` when the domain has
     /// vanished since the bulk call (the caller skips it quietly).
+    ///
+    /// An inactive domain has no run id that a redefinition would change (Nova redefines a
+    /// stopped instance it resizes without starting it), so its XML is read on every refresh;
+    /// that call takes no job and never reaches a guest.
     fn domain_xml(&mut self, domain: &Domain, uuid: &str, name: &str) -> Option<DomainXml> {
         let id = domain.id();
         if let Some(c) = self
             .cache
             .get(uuid)
-            .filter(|c| c.name == name && c.id == id)
+            .filter(|c| id.is_some() && c.name == name && c.id == id)
         {
             return Some(c.xml.clone());
         }
@@ -349,7 +354,7 @@ mod tests {
     }
 
     #[test]
-    fn domain_xml_is_fetched_once_per_domain() {
+    fn domain_xml_is_fetched_once_per_running_domain() {
         let mut host = Host::new(fixture());
         let first = host.refresh();
         assert!(first.up);
@@ -357,7 +362,10 @@ mod tests {
         assert_eq!(host.xml_fetches, 4);
         let second = host.refresh();
         assert_eq!(second.guests.len(), 4);
-        assert_eq!(host.xml_fetches, 4, "the second refresh uses the cache");
+        assert_eq!(
+            host.xml_fetches, 5,
+            "the second refresh uses the cache but for the shut-off domain"
+        );
         assert_eq!(host.cache.len(), 4);
     }
 
