@@ -37,7 +37,20 @@ struct Daemon {
     dir: PathBuf,
     /// Keeps the test instance (and what was defined in it) alive.
     hold: Option<Connect>,
+    /// Stopped by this test and not started again (yet).
+    stopped: bool,
     _one: MutexGuard<'static, ()>,
+}
+
+impl Drop for Daemon {
+    /// A test that failed while the daemon was stopped starts it again for the next tests.
+    fn drop(&mut self) {
+        if self.stopped {
+            if let Err(e) = self.control("start") {
+                skipped("the next real-libvirtd tests", &e);
+            }
+        }
+    }
 }
 
 impl Daemon {
@@ -57,6 +70,7 @@ impl Daemon {
         let mut daemon = Self {
             dir,
             hold: None,
+            stopped: false,
             _one: one,
         };
         daemon.load_fixture();
@@ -127,30 +141,34 @@ impl Daemon {
     }
 
     /// `tests/libvirtd.sh stop|start` on this daemon's directory.
-    fn control(&self, what: &str) {
+    fn control(&self, what: &str) -> Result<(), String> {
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/libvirtd.sh");
         let out = Command::new(script)
             .arg(what)
             .arg(&self.dir)
             .output()
-            .unwrap_or_else(|e| panic!("{script}: {e}"));
-        assert!(
-            out.status.success(),
+            .map_err(|e| format!("{script}: {e}"))?;
+        if out.status.success() {
+            return Ok(());
+        }
+        Err(format!(
             "libvirtd.sh {what} {}: {}",
             self.dir.display(),
             String::from_utf8_lossy(&out.stderr)
-        );
+        ))
     }
 
     fn stop(&mut self) {
         // Our own connection goes first: it would only notice the daemon's end on its next call.
         self.hold = None;
-        self.control("stop");
+        self.stopped = true;
+        self.control("stop").unwrap_or_else(|e| panic!("{e}"));
     }
 
     /// Starts the stopped daemon again and loads the fixture into its new, empty instance.
     fn start(&mut self) {
-        self.control("start");
+        self.control("start").unwrap_or_else(|e| panic!("{e}"));
+        self.stopped = false;
         self.load_fixture();
     }
 }
