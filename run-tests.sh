@@ -1,11 +1,37 @@
 #!/usr/bin/env bash
 # Runs every test of the workspace. Installs what the tests need first when it is missing:
 # Debian's prometheus (prometheus, promtool), libvirt's client tools and development files,
-# docker-compose (to validate the compose files; no Docker engine is needed) and curl.
+# docker-compose (to validate the compose files; no Docker engine is needed) and curl; as root
+# also libvirt's daemon, for the libvirt source's real-daemon tests (see below).
 set -euo pipefail
 cd "$(dirname "$0")"
 
+# The libvirt source against a real libvirtd (exporter/tests/libvirt/daemon.rs): the test
+# driver's shared instance, test+unix:///default, through the daemon's sockets.
+# - LIBVIRTD_E2E=0 skips these tests;
+# - LIBVIRTD_E2E_SOCKET_DIR=DIR uses the daemon answering there as is (no restart tests);
+# - otherwise, as root: a daemon answering on /run/libvirt is used as is (no restart tests);
+#   when no libvirtd runs, Debian's libvirt-daemon is installed if missing and a private
+#   daemon is started with its sockets in a temporary directory (exporter/tests/libvirtd.sh),
+#   restarted by the restart tests and stopped when this script exits;
+# - not root, or a libvirtd that runs elsewhere: skipped, saying so.
+libvirtd_skip() {
+  echo "run-tests: *** SKIPPING the libvirt source's real-libvirtd tests: $* ***" >&2
+  export LIBVIRTD_E2E=0
+}
+libvirtd_mode=
+if [ "${LIBVIRTD_E2E:-}" = 0 ]; then
+  libvirtd_skip "LIBVIRTD_E2E=0"
+elif [ -n "${LIBVIRTD_E2E_SOCKET_DIR:-}" ]; then
+  libvirtd_mode=given
+elif [ "$(id -u)" -ne 0 ]; then
+  libvirtd_skip "they start libvirtd and need root (or set LIBVIRTD_E2E_SOCKET_DIR to a running daemon's socket directory)"
+else
+  libvirtd_mode=root
+fi
+
 need=()
+[ "$libvirtd_mode" != root ] || [ -x /usr/sbin/libvirtd ] || need+=(libvirt-daemon)
 { command -v prometheus && command -v promtool; } >/dev/null 2>&1 || need+=(prometheus)
 command -v virsh >/dev/null 2>&1 || need+=(libvirt-clients)
 command -v docker-compose >/dev/null 2>&1 || need+=(docker-compose)
@@ -17,6 +43,36 @@ if ((${#need[@]})); then
   [ "$(id -u)" -eq 0 ] || sudo=(sudo)
   "${sudo[@]}" apt-get update -qq
   DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+libvirtd_answers() {
+  virsh -q -c "test+unix:///default?socket=$1/libvirt-sock" uri >/dev/null 2>&1
+}
+if [ "$libvirtd_mode" = given ]; then
+  libvirtd_answers "$LIBVIRTD_E2E_SOCKET_DIR" \
+    || { echo "run-tests: no libvirtd answers in LIBVIRTD_E2E_SOCKET_DIR=$LIBVIRTD_E2E_SOCKET_DIR" >&2; exit 1; }
+  echo "run-tests: real-libvirtd tests use the libvirtd in $LIBVIRTD_E2E_SOCKET_DIR (restart tests skipped)" >&2
+  export LIBVIRTD_E2E=1 LIBVIRTD_E2E_RESTART=0
+elif [ "$libvirtd_mode" = root ] && libvirtd_answers /run/libvirt; then
+  echo "run-tests: real-libvirtd tests use the libvirtd running on /run/libvirt (restart tests skipped)" >&2
+  export LIBVIRTD_E2E=1 LIBVIRTD_E2E_SOCKET_DIR=/run/libvirt LIBVIRTD_E2E_RESTART=0
+elif [ "$libvirtd_mode" = root ] && pids=$(pgrep -x -r D,R,S,T,I libvirtd); then
+  # Only one libvirtd can run per machine (its drivers lock files under /run/libvirt). A
+  # stopped one can linger as a zombie until init reaps it: not counted (-r).
+  libvirtd_skip "a libvirtd runs (pid $(echo $pids)) but not on /run/libvirt; set LIBVIRTD_E2E_SOCKET_DIR to its socket directory"
+elif [ "$libvirtd_mode" = root ]; then
+  # The daemon's QEMU driver refuses to start without its user and groups.
+  getent group kvm >/dev/null || groupadd --system kvm
+  getent group libvirt-qemu >/dev/null || groupadd --system libvirt-qemu
+  id libvirt-qemu >/dev/null 2>&1 \
+    || useradd --system --no-create-home --home-dir /var/lib/libvirt --shell /usr/sbin/nologin \
+      -g kvm -G libvirt-qemu libvirt-qemu
+  libvirtd_dir=$(mktemp -d /tmp/site-exporter-libvirtd.XXXXXX)
+  trap 'exporter/tests/libvirtd.sh stop "$libvirtd_dir" || true; rm -rf "$libvirtd_dir"' EXIT
+  started=$SECONDS
+  exporter/tests/libvirtd.sh start "$libvirtd_dir"
+  echo "run-tests: started libvirtd in $libvirtd_dir in $((SECONDS - started)) s for the real-libvirtd tests" >&2
+  export LIBVIRTD_E2E=1 LIBVIRTD_E2E_SOCKET_DIR=$libvirtd_dir LIBVIRTD_E2E_RESTART=1
 fi
 
 cargo fmt --all -- --check

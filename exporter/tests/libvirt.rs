@@ -4,6 +4,8 @@
 //! The test driver computes CPU times and I/O counters from the wall clock at each call, so
 //! every counter is read by virsh before and after our refresh and ours must lie between the
 //! two; values that do not move (memory, vCPU count, capacity, state) must be equal.
+//!
+//! The `daemon` module runs the same checks on a real libvirtd (with `LIBVIRTD_E2E=1`).
 
 #![cfg(feature = "libvirt")]
 
@@ -18,6 +20,9 @@ use site_exporter::settings::Schedule;
 use site_exporter::snapshot::{Guest, GuestState, GuestsSnapshot, SourceData};
 use site_exporter::source::Source;
 use site_exporter::sources::libvirt::{params, LibvirtConfig, LibvirtSource};
+
+#[path = "libvirt/daemon.rs"]
+mod daemon;
 
 fn fixture_uri() -> String {
     format!(
@@ -178,10 +183,14 @@ fn guest<'a>(snapshot: &'a GuestsSnapshot, name: &str) -> &'a Guest {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn guests_match_virsh() {
-    let uri = fixture_uri();
-    let before = virsh_guests(&uri);
-    let ours = collect(&uri).await;
-    let after = virsh_guests(&uri);
+    check_guests_match_virsh(&fixture_uri()).await;
+}
+
+/// The fixture's guests as the source reads them from `uri` equal what virsh reads there.
+async fn check_guests_match_virsh(uri: &str) {
+    let before = virsh_guests(uri);
+    let ours = collect(uri).await;
+    let after = virsh_guests(uri);
 
     assert!(ours.up);
     let names: BTreeSet<&str> = ours.guests.iter().map(|g| g.name.as_str()).collect();
@@ -313,8 +322,12 @@ async fn guests_match_virsh() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn nova_metadata_and_states() {
-    let ours = collect(&fixture_uri()).await;
-    let web = guest(&ours, "instance-00000001");
+    check_nova_metadata_and_states(&collect(&fixture_uri()).await);
+}
+
+/// The fixture's Nova metadata (1.1, 1.0, none) and states in a snapshot of its guests.
+fn check_nova_metadata_and_states(ours: &GuestsSnapshot) {
+    let web = guest(ours, "instance-00000001");
     let nova = web.openstack.as_ref().expect("nova 1.1 metadata");
     assert_eq!(nova.instance_id, web.uuid);
     assert_eq!(
@@ -329,19 +342,19 @@ async fn nova_metadata_and_states() {
     assert_eq!(nova.project_id, "9e8d7c6b5a4f4e3d8c2b1a0f9e8d7c61");
     assert_eq!(nova.user_id, "0f3b8a2f6c9d4b1e8a7f6e5d4c3b2a11");
 
-    let old = guest(&ours, "instance-00000002");
+    let old = guest(ours, "instance-00000002");
     assert_eq!(old.state, GuestState::Paused);
     let nova = old.openstack.as_ref().expect("nova 1.0 metadata");
     assert_eq!(nova.instance_name, "legacy & old");
 
-    let off = guest(&ours, "instance-00000003");
+    let off = guest(ours, "instance-00000003");
     assert_eq!(off.state, GuestState::Shutoff);
     assert_eq!(
         off.openstack.as_ref().map(|n| n.flavor_name.as_str()),
         Some("m1.large")
     );
 
-    assert_eq!(guest(&ours, "plain-guest").openstack, None);
+    assert_eq!(guest(ours, "plain-guest").openstack, None);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -377,38 +390,63 @@ async fn get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
     (status, body)
 }
 
+/// The exporter with `--libvirt --libvirt.uri uri`, served in this runtime on 127.0.0.1.
+struct Served {
+    addr: std::net::SocketAddr,
+    stop: tokio::sync::oneshot::Sender<()>,
+    server: tokio::task::JoinHandle<Result<(), site_exporter::StartError>>,
+}
+
+impl Served {
+    /// Serves with the libvirt source refreshed every `interval` (the default without one).
+    async fn start(uri: &str, interval: Option<Duration>) -> Self {
+        let cli = Cli {
+            libvirt: true,
+            libvirt_uri: Some(uri.to_string()),
+            libvirt_interval: interval.map(Into::into),
+            ..Cli::default()
+        };
+        let config = Config::merge(&cli, FileConfig::default(), &MigrationEnv::default())
+            .expect("valid config");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(site_exporter::run(config, listener, async {
+            let _ = stopped.await;
+        }));
+        Self { addr, stop, server }
+    }
+
+    /// Scrapes until the body has every line of `want` (polling, 30 s at most).
+    async fn until(&self, want: &[&str]) -> String {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let (status, body) = get(self.addr, "/metrics").await;
+            assert_eq!(status, 200, "the scrape succeeds");
+            if want.iter().all(|w| body.contains(w)) {
+                return body;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no {want:?} within 30 s:\n{body}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.server.await;
+    }
+}
+
 /// Serves the exporter with `--libvirt --libvirt.uri uri` until the body has `want`.
 async fn scrape_until(uri: &str, want: &str) -> String {
-    let cli = Cli {
-        libvirt: true,
-        libvirt_uri: Some(uri.to_string()),
-        ..Cli::default()
-    };
-    let config =
-        Config::merge(&cli, FileConfig::default(), &MigrationEnv::default()).expect("valid config");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(site_exporter::run(config, listener, async {
-        let _ = stopped.await;
-    }));
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    let body = loop {
-        let (status, body) = get(addr, "/metrics").await;
-        assert_eq!(status, 200, "the scrape succeeds");
-        if body.contains(want) {
-            break body;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no '{want}' within 20 s:\n{body}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    let _ = stop.send(());
-    let _ = server.await;
+    let served = Served::start(uri, None).await;
+    let body = served.until(&[want]).await;
+    served.stop().await;
     body
 }
 
@@ -421,7 +459,12 @@ async fn an_unreachable_uri_scrapes_as_libvirt_up_0() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_exporter_serves_every_guest() {
-    let body = scrape_until(&fixture_uri(), "\nlibvirt_up ").await;
+    check_the_exporter_serves_every_guest(&fixture_uri()).await;
+}
+
+/// The exporter on `uri` serves the fixture's four guests.
+async fn check_the_exporter_serves_every_guest(uri: &str) {
+    let body = scrape_until(uri, "\nlibvirt_up ").await;
     assert!(body.contains("\nlibvirt_up 1\n"), "{body}");
     assert!(body.contains("\nlibvirt_domains 4\n"), "{body}");
     assert!(

@@ -2,8 +2,9 @@
 //!
 //! [`Host::refresh`] runs on the blocking pool (see `source`). It (re)connects read-only with
 //! backoff, makes one bulk `virConnectGetAllDomainStats` call with NOWAIT, fetches the XML of
-//! new or changed domains (cached by UUID; a domain counts as changed when its name or its
-//! run id changes, which a redefinition by Nova always comes with), and assembles the guests.
+//! new or changed domains (cached by UUID; a running domain counts as changed when its name or
+//! its run id changes, which a redefinition by Nova comes with; an inactive domain's XML is read
+//! on every refresh), and assembles the guests.
 //! A libvirt that cannot be reached gives `up: false` and no guests; one guest failing is
 //! logged and skipped, never the whole refresh.
 
@@ -147,27 +148,38 @@ impl Host {
         }
     }
 
-    /// The cached XML of a domain, fetched when new or changed.
-    fn domain_xml(&mut self, domain: &Domain, uuid: &str, name: &str) -> DomainXml {
+    /// The cached XML of a domain, fetched when new or changed; `None` when the domain has
+    /// vanished since the bulk call (the caller skips it quietly).
+    ///
+    /// An inactive domain has no run id that a redefinition would change (Nova redefines a
+    /// stopped instance it resizes without starting it), so its XML is read on every refresh;
+    /// that call takes no job and never reaches a guest.
+    fn domain_xml(&mut self, domain: &Domain, uuid: &str, name: &str) -> Option<DomainXml> {
         let id = domain.id();
         if let Some(c) = self
             .cache
             .get(uuid)
-            .filter(|c| c.name == name && c.id == id)
+            .filter(|c| id.is_some() && c.name == name && c.id == id)
         {
-            return c.xml.clone();
+            return Some(c.xml.clone());
         }
         self.xml_fetches += 1;
-        let xml = match domain
-            .xml_desc(0)
-            .map_err(|e| e.to_string())
-            .and_then(|x| metadata::parse_domain(&x).map_err(|e| e.to_string()))
-        {
+        let text = match domain.xml_desc(0) {
+            Err(e) if e.code().is(ErrorNumber::NoDomain) => {
+                tracing::debug!(
+                    domain = name,
+                    "domain vanished since the bulk call; skipped"
+                );
+                return None;
+            }
+            text => text.map_err(|e| e.to_string()),
+        };
+        let xml = match text.and_then(|x| metadata::parse_domain(&x).map_err(|e| e.to_string())) {
             Ok(xml) => xml,
             Err(error) => {
                 // Not cached: the next refresh tries again.
                 tracing::warn!(domain = name, %error, "cannot read domain XML; no Nova metadata");
-                return DomainXml::default();
+                return Some(DomainXml::default());
             }
         };
         let entry = Cached {
@@ -176,7 +188,7 @@ impl Host {
             xml: xml.clone(),
         };
         self.cache.insert(uuid.to_string(), entry);
-        xml
+        Some(xml)
     }
 }
 
@@ -194,11 +206,13 @@ impl Blocking for Host {
         let mut seen = HashSet::with_capacity(records.len());
         for (record, d) in records.into_iter().zip(decoded) {
             let dom = record.domain;
-            // A domain that vanished since the bulk call fails these two: skip it quietly.
+            // A domain that vanished since the bulk call fails these: skip it quietly.
             let (Ok(name), Ok(uuid)) = (dom.name(), dom.uuid_string()) else {
                 continue;
             };
-            let xml = self.domain_xml(&dom, &uuid, &name);
+            let Some(xml) = self.domain_xml(&dom, &uuid, &name) else {
+                continue;
+            };
             seen.insert(uuid.clone());
             match assemble(name.clone(), uuid, d, support, &xml, &Calls(&dom)) {
                 Ok(Some(g)) => guests.push(g),
@@ -340,7 +354,7 @@ mod tests {
     }
 
     #[test]
-    fn domain_xml_is_fetched_once_per_domain() {
+    fn domain_xml_is_fetched_once_per_running_domain() {
         let mut host = Host::new(fixture());
         let first = host.refresh();
         assert!(first.up);
@@ -348,7 +362,10 @@ mod tests {
         assert_eq!(host.xml_fetches, 4);
         let second = host.refresh();
         assert_eq!(second.guests.len(), 4);
-        assert_eq!(host.xml_fetches, 4, "the second refresh uses the cache");
+        assert_eq!(
+            host.xml_fetches, 5,
+            "the second refresh uses the cache but for the shut-off domain"
+        );
         assert_eq!(host.cache.len(), 4);
     }
 
