@@ -67,6 +67,7 @@ impl Hub {
                 last_success: None,
                 last_duration: None,
                 errors: 0,
+                panics: 0,
             },
             fragment: None,
             source_metrics: None,
@@ -93,6 +94,16 @@ impl Hub {
         slot.status.up = false;
         slot.status.errors += 1;
         slot.status.last_duration = Some(took);
+        self.publish(&slots);
+    }
+
+    /// Records that the source's task panicked: down until a rebuilt source refreshes; its
+    /// last good data stays published.
+    pub fn panicked(&self, id: SlotId) {
+        let mut slots = self.lock_slots();
+        let slot = &mut slots[id.0];
+        slot.status.up = false;
+        slot.status.panics += 1;
         self.publish(&slots);
     }
 

@@ -96,9 +96,15 @@ pub async fn run(
     let weights = match &config.weights {
         Some(w) => {
             let cell = Arc::new(weights::WeightsCell::default());
-            let source = sources::weights::WeightsSource::new(w, Arc::clone(&cell));
+            let (w2, c2) = (w.clone(), Arc::clone(&cell));
             tasks.push(refresh::spawn(
-                source,
+                "weights",
+                move || {
+                    Ok::<_, std::convert::Infallible>(sources::weights::WeightsSource::new(
+                        &w2,
+                        Arc::clone(&c2),
+                    ))
+                },
                 w.schedule,
                 Arc::clone(&hub),
                 config.render,
@@ -108,27 +114,39 @@ pub async fn run(
         None => weights::WeightsInput::None,
     };
     if let Some(dummy) = &config.dummy {
-        let source = sources::dummy::DummySource::new(
-            dummy,
-            config.legacy.clone(),
-            weights.clone(),
-            SystemTime::now(),
-        )?;
+        // The dummy cloud's clock starts with the exporter, also for a rebuilt source.
+        let started = SystemTime::now();
+        let (legacy, weights) = (config.legacy.clone(), weights.clone());
+        let build = move |d: &sources::dummy::DummyConfig| {
+            sources::dummy::DummySource::new(d, legacy.clone(), weights.clone(), started)
+        };
+        // Built once here so that a bad file stops the start.
+        let mut first = Some(build(dummy)?);
+        let d = dummy.clone();
         tasks.push(refresh::spawn(
-            source,
+            "dummy",
+            move || first.take().map_or_else(|| build(&d), Ok),
             dummy.schedule,
             Arc::clone(&hub),
             config.render,
         ));
     }
     if let Some(openstack) = &config.openstack {
-        let source = sources::openstack::OpenstackSource::from_config(
-            openstack,
-            config.legacy.clone(),
-            weights.clone(),
-        );
+        // Request counters outlive a rebuilt source: they only ever grow.
+        let stats = Arc::default();
+        let (o, legacy, weights) = (openstack.clone(), config.legacy.clone(), weights.clone());
         tasks.push(refresh::spawn(
-            source,
+            "openstack",
+            move || {
+                Ok::<_, std::convert::Infallible>(
+                    sources::openstack::OpenstackSource::from_config(
+                        &o,
+                        legacy.clone(),
+                        weights.clone(),
+                    )
+                    .sharing_stats(Arc::clone(&stats)),
+                )
+            },
             openstack.schedule,
             Arc::clone(&hub),
             config.render,
@@ -136,8 +154,10 @@ pub async fn run(
     }
     #[cfg(feature = "libvirt")]
     if let Some(libvirt) = &config.libvirt {
+        let l = libvirt.clone();
         tasks.push(refresh::spawn(
-            sources::libvirt::LibvirtSource::new(libvirt),
+            "libvirt",
+            move || Ok::<_, std::convert::Infallible>(sources::libvirt::LibvirtSource::new(&l)),
             libvirt.schedule,
             Arc::clone(&hub),
             config.render,

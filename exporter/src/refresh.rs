@@ -15,22 +15,104 @@ use crate::render::{self, RenderOptions};
 use crate::settings::Schedule;
 use crate::source::Source;
 
-/// Registers `source` with the hub and refreshes it forever (until the task is dropped).
-pub fn spawn<S: Source>(
-    mut source: S,
+/// Registers a source with the hub and refreshes it forever, under supervision: `build`
+/// makes the source (from its configuration and, for OpenStack, its state file); a panic in
+/// the source is caught, logged with the source's name, counted in
+/// `site_exporter_source_panics_total`, reported as down, and answered by building the source
+/// afresh after the usual backoff, never by resuming its half-changed memory. The last good
+/// data stays published meanwhile, its age visible in the last-success timestamp. Aborting
+/// the returned task stops the source too.
+pub fn spawn<S, E, F>(
+    name: &'static str,
+    mut build: F,
     schedule: Schedule,
     hub: Arc<Hub>,
     options: RenderOptions,
-) -> tokio::task::JoinHandle<()> {
-    let slot = hub.register(source.name());
+) -> tokio::task::JoinHandle<()>
+where
+    S: Source,
+    E: std::fmt::Display + Send,
+    F: FnMut() -> Result<S, E> + Send + 'static,
+{
+    let slot = hub.register(name);
     tokio::spawn(async move {
-        let mut failures: u32 = 0;
+        let mut panics: u32 = 0;
         loop {
-            let ok = refresh_once(&mut source, schedule, &hub, slot, options).await;
-            failures = if ok { 0 } else { failures.saturating_add(1) };
-            tokio::time::sleep(next_delay(schedule.interval, failures)).await;
+            // A panic while building is caught too: this task must not die unnoticed.
+            let built = std::panic::catch_unwind(std::panic::AssertUnwindSafe(&mut build));
+            let source = match built {
+                Ok(Ok(source)) => source,
+                Ok(Err(error)) => {
+                    tracing::error!(source = name, %error, "cannot build the source; retrying");
+                    hub.failed(slot, Duration::ZERO);
+                    panics = panics.saturating_add(1);
+                    tokio::time::sleep(next_delay(schedule.interval, panics)).await;
+                    continue;
+                }
+                Err(payload) => {
+                    let message = panic_message(payload);
+                    tracing::error!(source = name, panic = %message, "building the source panicked; retrying");
+                    hub.panicked(slot);
+                    panics = panics.saturating_add(1);
+                    tokio::time::sleep(next_delay(schedule.interval, panics)).await;
+                    continue;
+                }
+            };
+            let mut task = AbortOnDrop(tokio::spawn(run(
+                source,
+                schedule,
+                Arc::clone(&hub),
+                slot,
+                options,
+            )));
+            let outcome = (&mut task.0).await;
+            match outcome {
+                Err(e) if e.is_panic() => {
+                    let message = panic_message(e.into_panic());
+                    tracing::error!(source = name, panic = %message, "the source panicked; rebuilding it");
+                    hub.panicked(slot);
+                    panics = panics.saturating_add(1);
+                    tokio::time::sleep(next_delay(schedule.interval, panics)).await;
+                }
+                // Cancelled (the runtime is shutting down) or, impossibly, returned.
+                _ => return,
+            }
         }
     })
+}
+
+/// Aborts the inner task when the supervisor itself is aborted or dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// The text a panic was raised with, when it has one.
+fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(no message)".to_owned())
+}
+
+/// Refreshes `source` until it panics or the task is aborted.
+async fn run<S: Source>(
+    mut source: S,
+    schedule: Schedule,
+    hub: Arc<Hub>,
+    slot: SlotId,
+    options: RenderOptions,
+) {
+    let mut failures: u32 = 0;
+    loop {
+        let ok = refresh_once(&mut source, schedule, &hub, slot, options).await;
+        failures = if ok { 0 } else { failures.saturating_add(1) };
+        tokio::time::sleep(next_delay(schedule.interval, failures)).await;
+    }
 }
 
 /// Runs one refresh and records its outcome in the hub. Returns whether it succeeded.
@@ -111,6 +193,7 @@ mod tests {
         Data(&'static str),
         Fail,
         Hang,
+        Panic,
     }
 
     #[derive(Debug, thiserror::Error)]
@@ -144,6 +227,7 @@ mod tests {
                 })),
                 Step::Fail => Err(Failure),
                 Step::Hang => std::future::pending().await,
+                Step::Panic => panic!("scripted panic"),
             }
         }
     }
@@ -209,6 +293,163 @@ mod tests {
             b.contains("site_exporter_source_up{source=\"scripted\"} 1"),
             "{b}"
         );
+    }
+
+    /// A source built from a shared script: `Panic` steps panic inside `collect`.
+    struct Shared {
+        script: Arc<std::sync::Mutex<Vec<Step>>>,
+    }
+
+    impl Source for Shared {
+        type Error = Failure;
+
+        fn name(&self) -> &'static str {
+            "scripted"
+        }
+
+        async fn collect(&mut self, now: SystemTime) -> Result<SourceData, Failure> {
+            let step = {
+                let mut script = self.script.lock().unwrap();
+                if script.is_empty() {
+                    Step::Data("steady")
+                } else {
+                    script.remove(0)
+                }
+            };
+            if let Step::Panic = step {
+                panic!("scripted panic");
+            }
+            Scripted { script: vec![step] }.collect(now).await
+        }
+    }
+
+    /// Waits (in paused time) until the exposition satisfies `ok`.
+    async fn until(hub: &Hub, ok: impl Fn(&str) -> bool) -> String {
+        for _ in 0..600 {
+            let b = body(hub);
+            if ok(&b) {
+                return b;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        panic!("condition never held: {}", body(hub));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_panicking_source_is_counted_reported_down_and_rebuilt() {
+        struct Case {
+            name: &'static str,
+            script: Vec<Step>,
+            /// After the panics: the text that must appear.
+            want: &'static [&'static str],
+        }
+        let cases = [
+            Case {
+                name: "panics once, then works",
+                script: vec![Step::Data("first"), Step::Panic],
+                want: &[
+                    "site_exporter_source_panics_total{source=\"scripted\"} 1\n",
+                    "site_exporter_source_up{source=\"scripted\"} 1\n",
+                    "project_name=\"steady\"",
+                ],
+            },
+            Case {
+                name: "panics every time after one success",
+                script: std::iter::once(Step::Data("first"))
+                    .chain((0..1000).map(|_| Step::Panic))
+                    .collect(),
+                want: &[
+                    "site_exporter_source_panics_total{source=\"scripted\"} 5\n",
+                    "site_exporter_source_up{source=\"scripted\"} 0\n",
+                    // The last good data stays, with its age in the last-success time.
+                    "project_name=\"first\"",
+                    "site_exporter_source_last_success_timestamp_seconds{source=\"scripted\"}",
+                ],
+            },
+        ];
+        for case in cases {
+            let hub = Arc::new(Hub::new("test"));
+            let script = Arc::new(std::sync::Mutex::new(case.script));
+            let builds = Arc::new(std::sync::atomic::AtomicU32::new(0));
+            let (s, b) = (Arc::clone(&script), Arc::clone(&builds));
+            let task = spawn(
+                "scripted",
+                move || {
+                    b.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    Ok::<_, Failure>(Shared {
+                        script: Arc::clone(&s),
+                    })
+                },
+                Schedule {
+                    interval: Duration::from_secs(15),
+                    timeout: Duration::from_secs(5),
+                },
+                Arc::clone(&hub),
+                RenderOptions::default(),
+            );
+            let got = until(&hub, |b| case.want.iter().all(|w| b.contains(w))).await;
+            assert!(hub.ready(), "{}: data once means ready", case.name);
+            // Each panic was answered by a fresh source, never by the old one (the latest
+            // may still be waiting out its backoff).
+            let panics = hub.statuses()[0].panics;
+            let built = u64::from(builds.load(std::sync::atomic::Ordering::SeqCst));
+            assert!(
+                built == panics || built == panics + 1,
+                "{}: {built} builds, {panics} panics: {got}",
+                case.name
+            );
+            task.abort();
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_source_that_panics_before_any_data_is_not_ready_and_keeps_being_retried() {
+        let hub = Arc::new(Hub::new("test"));
+        let task = spawn(
+            "scripted",
+            || -> Result<Shared, Failure> { panic!("build panics are the caller's") },
+            Schedule {
+                interval: Duration::from_secs(15),
+                timeout: Duration::from_secs(5),
+            },
+            Arc::clone(&hub),
+            RenderOptions::default(),
+        );
+        // A panic while building is caught, counted and retried like any other.
+        until(&hub, |b| {
+            b.contains("site_exporter_source_panics_total{source=\"scripted\"} 2\n")
+        })
+        .await;
+        assert!(!hub.ready());
+        assert!(!task.is_finished());
+        task.abort();
+
+        let hub = Arc::new(Hub::new("test"));
+        let script = Arc::new(std::sync::Mutex::new(
+            (0..1000).map(|_| Step::Panic).collect::<Vec<_>>(),
+        ));
+        let s = Arc::clone(&script);
+        let task = spawn(
+            "scripted",
+            move || {
+                Ok::<_, Failure>(Shared {
+                    script: Arc::clone(&s),
+                })
+            },
+            Schedule {
+                interval: Duration::from_secs(15),
+                timeout: Duration::from_secs(5),
+            },
+            Arc::clone(&hub),
+            RenderOptions::default(),
+        );
+        until(&hub, |b| {
+            b.contains("site_exporter_source_panics_total{source=\"scripted\"} 3\n")
+        })
+        .await;
+        assert!(!hub.ready(), "never produced data: not ready");
+        assert!(body(&hub).contains("site_exporter_source_up{source=\"scripted\"} 0\n"));
+        task.abort();
     }
 
     #[test]

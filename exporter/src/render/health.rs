@@ -96,6 +96,15 @@ impl Collector for SelfCollector {
         for (s, l) in self.statuses.iter().zip(&labels) {
             ConstCounter::new(s.errors).encode(family.encode_family(l)?)?;
         }
+        let mut family = encoder.encode_descriptor(
+            "site_exporter_source_panics",
+            "Panics of the source's refresh task; each is followed by a rebuild of the source from its configuration and state",
+            None,
+            MetricType::Counter,
+        )?;
+        for (s, l) in self.statuses.iter().zip(&labels) {
+            ConstCounter::new(s.panics).encode(family.encode_family(l)?)?;
+        }
         Ok(())
     }
 }

@@ -16,6 +16,8 @@ pub struct SourceStatus {
     pub last_success: Option<SystemTime>,
     pub last_duration: Option<Duration>,
     pub errors: u64,
+    /// Panics of the source's task, each answered by rebuilding the source.
+    pub panics: u64,
 }
 
 /// A source's own metrics, published after every refresh, failed or not.

@@ -120,9 +120,19 @@ impl Client {
         }
     }
 
+    /// Records into `stats`, which may outlive this client (a rebuilt source keeps counting).
+    pub fn sharing_stats(mut self, stats: Arc<Mutex<RequestStats>>) -> Self {
+        self.stats = stats;
+        self
+    }
+
     /// A copy of the request statistics so far.
     pub fn stats(&self) -> RequestStats {
-        self.stats.lock().map(|s| s.clone()).unwrap_or_default()
+        // A panic while counting leaves whole numbers behind: keep them.
+        self.stats
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     /// Whether the compute endpoint supports microversion `version` (from its version

@@ -221,6 +221,15 @@ impl OpenstackSource {
         self.start
     }
 
+    /// Shares request statistics with earlier incarnations of this source.
+    pub fn sharing_stats(
+        mut self,
+        stats: std::sync::Arc<std::sync::Mutex<client::RequestStats>>,
+    ) -> Self {
+        self.client = self.client.sharing_stats(stats);
+        self
+    }
+
     /// The request client (its statistics feed the self-metrics).
     pub fn client(&self) -> &Client {
         &self.client
