@@ -15,7 +15,8 @@
 //!
 //! 1. Leaves, knowing nothing of the others: [`selectors`] (parse + allow rule), [`auth`]
 //!    (Bearer check), [`ratelimit`] (per-client limiter), [`tls`] (certificates, CA bundles,
-//!    with its own error), [`cli`] (flags).
+//!    with its own error), [`cli`] (flags), [`intake`] (the bytes before hyper: a deadline for
+//!    the first request, raw `"` in an HTTP/1 query percent-encoded).
 //! 2. [`query`]: the `match[]` query string -> selectors. [`config`]: the YAML file ->
 //!    validated [`config::Config`], building the TLS and selector values it names.
 //! 3. [`error`]: every outcome, and the one error-to-HTTP mapping.
@@ -24,7 +25,7 @@
 //! 5. [`state`]: the configuration in force with what is built from it, swapped whole on
 //!    SIGHUP.
 //! 6. [`routes`]: the pipeline above, recording each outcome once.
-//! 7. [`server`]: the public and internal listeners; [`run`] below starts both.
+//! 7. [`server`]: the public and internal listeners, each connection read through [`intake`]; [`run`] below starts both.
 
 #![forbid(unsafe_code)]
 
@@ -32,6 +33,7 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod intake;
 pub mod metrics;
 pub mod query;
 pub mod ratelimit;

@@ -19,6 +19,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("ratelimit", &[]),
     ("tls", &[]),
     ("cli", &[]),
+    ("intake", &[]),
     ("query", &["selectors"]),
     ("config", &["ratelimit", "selectors", "tls"]),
     ("error", &["auth", "query", "ratelimit"]),
@@ -29,7 +30,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ),
     ("state", &["config", "metrics", "upstream"]),
     ("routes", &["auth", "error", "query", "state", "upstream"]),
-    ("server", &["routes", "state"]),
+    ("server", &["intake", "routes", "state"]),
 ];
 
 /// The top-level module a source file belongs to (`lib` for the crate root).
