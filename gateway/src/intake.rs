@@ -130,6 +130,9 @@ pub struct Intake<S> {
     /// Runs until the first head or preface has arrived.
     deadline: Option<Pin<Box<Sleep>>>,
     received: usize,
+    /// Whether `pending` may now hold a whole head: a head ends with a newline, so bytes
+    /// without one cannot complete it (and a slow sender does not make us parse it again).
+    rescan: bool,
 }
 
 impl<S> Intake<S> {
@@ -152,6 +155,7 @@ impl<S> Intake<S> {
             max_head,
             deadline: Some(Box::pin(tokio::time::sleep(timeout))),
             received: 0,
+            rescan: true,
         }
     }
 
@@ -214,7 +218,13 @@ impl<S: AsyncRead + Unpin> AsyncRead for Intake<S> {
                 }
                 Mode::Head => {}
             }
-            match scan(&this.pending, this.max_head) {
+            let scanned = if this.rescan || this.pending.len() >= this.max_head {
+                scan(&this.pending, this.max_head)
+            } else {
+                Scan::Partial
+            };
+            this.rescan = false;
+            match scanned {
                 Scan::Head {
                     len,
                     head,
@@ -223,6 +233,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for Intake<S> {
                     this.deadline = None;
                     this.pending.advance(len);
                     this.ready.extend_from_slice(&head);
+                    this.rescan = true;
                     if body_follows {
                         this.pass_rest();
                     }
@@ -249,6 +260,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for Intake<S> {
                 this.mode = Mode::Eof;
                 continue;
             }
+            this.rescan = buf.filled().contains(&b'\n');
             this.pending.extend_from_slice(buf.filled());
         }
     }
