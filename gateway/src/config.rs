@@ -25,6 +25,7 @@ use serde::Deserialize;
 
 use crate::ratelimit::{Limiter, RateLimit};
 use crate::selectors::Selector;
+use crate::tls::{self, TlsError};
 
 /// Default `upstream.timeout`.
 pub const DEFAULT_UPSTREAM_TIMEOUT: Duration = Duration::from_secs(60);
@@ -204,10 +205,16 @@ impl Config {
         };
 
         let tls = match &file.tls {
-            Some(t) => Some(Arc::new(crate::tls::server_config(
-                &resolve(&t.cert_file),
-                &resolve(&t.key_file),
-            )?)),
+            Some(t) => Some(Arc::new(
+                tls::server_config(&resolve(&t.cert_file), &resolve(&t.key_file)).map_err(|e| {
+                    let key = match e {
+                        TlsError::Certificate(_) => "tls.cert_file",
+                        TlsError::Key(_) => "tls.key_file",
+                        TlsError::Bundle(_) | TlsError::Protocol(_) => "tls",
+                    };
+                    invalid(key, e.to_string())
+                })?,
+            )),
             None => None,
         };
 
@@ -237,7 +244,7 @@ impl Config {
             return Err(invalid("upstream.timeout", "must be greater than zero"));
         }
         if let Some(ca) = &upstream.ca_file {
-            crate::tls::root_store(ca).map_err(|e| invalid("upstream.ca_file", e.to_string()))?;
+            tls::root_store(ca).map_err(|e| invalid("upstream.ca_file", e.to_string()))?;
         }
 
         let d = Limits::default();

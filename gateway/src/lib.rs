@@ -10,12 +10,22 @@
 //!   -> upstream (fresh request, canonical selectors, streamed back)
 //! ```
 //!
-//! - [`cli`]: flags; [`config`]: the YAML file -> validated [`config::Config`].
-//! - [`state`]: the configuration in force, swapped whole on SIGHUP; [`metrics`].
-//! - [`routes`]: the pipeline; [`error`]: outcomes and the error-to-HTTP mapping.
-//! - [`auth`], [`ratelimit`], [`query`], [`selectors`]: the phases.
-//! - [`upstream`]: the pooled client to the site Prometheus; [`tls`]: certificates.
-//! - [`server`]: the public and internal listeners.
+//! The modules, in layers; a module uses only modules of layers below its own (checked by
+//! `tests/layers.rs`):
+//!
+//! 1. Leaves, knowing nothing of the others: [`selectors`] (parse + allow rule), [`auth`]
+//!    (Bearer check), [`ratelimit`] (per-client limiter), [`tls`] (certificates, CA bundles,
+//!    with its own error), [`cli`] (flags), [`intake`] (the bytes before hyper: a deadline for
+//!    the first request, raw `"` in an HTTP/1 query percent-encoded).
+//! 2. [`query`]: the `match[]` query string -> selectors. [`config`]: the YAML file ->
+//!    validated [`config::Config`], building the TLS and selector values it names.
+//! 3. [`error`]: every outcome, and the one error-to-HTTP mapping.
+//! 4. [`metrics`]: the gateway's own metrics. [`upstream`]: the pooled client to the site
+//!    Prometheus.
+//! 5. [`state`]: the configuration in force with what is built from it, swapped whole on
+//!    SIGHUP.
+//! 6. [`routes`]: the pipeline above, recording each outcome once.
+//! 7. [`server`]: the public and internal listeners, each connection read through [`intake`]; [`run`] below starts both.
 
 #![forbid(unsafe_code)]
 
@@ -23,6 +33,7 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod intake;
 pub mod metrics;
 pub mod query;
 pub mod ratelimit;

@@ -1,6 +1,7 @@
 //! Listeners: the public one (TLS when configured, HTTP/1.1 and HTTP/2) and the internal one
-//! (metrics and health). Connections are capped, slow header senders are cut off, oversized
-//! headers get 431, and shutdown drains open connections for a bounded time.
+//! (metrics and health). Connections are capped, slow header senders are cut off (also before
+//! their first byte: `intake`), oversized headers get 431, and shutdown drains open
+//! connections for a bounded time.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -18,6 +19,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
+use crate::intake::Intake;
 use crate::routes::{self, Peer};
 use crate::state::State;
 
@@ -77,12 +79,18 @@ pub async fn serve_public(
         let watcher = graceful.watcher();
         tokio::spawn(async move {
             let _permit = permit;
+            let first_bytes = limits.header_read_timeout;
             let result = match tls {
                 Some(acceptor) => {
                     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                         Ok(Ok(tls)) => {
+                            let io = if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
+                                Intake::http2(tls, first_bytes)
+                            } else {
+                                Intake::new(tls, limits.max_header_bytes, first_bytes)
+                            };
                             let conn = builder
-                                .serve_connection(TokioIo::new(tls), service)
+                                .serve_connection(TokioIo::new(io), service)
                                 .into_owned();
                             watcher.watch(conn).await
                         }
@@ -97,8 +105,9 @@ pub async fn serve_public(
                     }
                 }
                 None => {
+                    let io = Intake::new(stream, limits.max_header_bytes, first_bytes);
                     let conn = builder
-                        .serve_connection(TokioIo::new(stream), service)
+                        .serve_connection(TokioIo::new(io), service)
                         .into_owned();
                     watcher.watch(conn).await
                 }

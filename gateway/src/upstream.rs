@@ -38,7 +38,7 @@ impl UpstreamClient {
             .map_err(|e| e.to_string())?;
         let tls = match &upstream.ca_file {
             Some(ca) => builder
-                .with_root_certificates(crate::tls::root_store(ca)?)
+                .with_root_certificates(crate::tls::root_store(ca).map_err(|e| e.to_string())?)
                 .with_no_client_auth(),
             None => builder
                 .with_root_certificates(rustls::RootCertStore::from_iter(
