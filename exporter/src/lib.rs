@@ -11,6 +11,7 @@
 //! `stack-tests` holds the exact table):
 //!
 //! 1. Domain, no I/O:
+//!    - [`dates`]: the one parser of every date and time read from outside.
 //!    - [`weights`]: the credit-weights rule, its three file formats, the shared cell.
 //!    - [`snapshot`]: what every source produces (projects, usage, guests) and the
 //!      exporter's own health data ([`snapshot::health`]).

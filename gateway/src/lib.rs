@@ -11,7 +11,7 @@
 //! ```
 //!
 //! The modules, in layers; a module uses only modules of layers below its own (checked by
-//! `tests/layers.rs`):
+//! the workspace's `tests/tests/layers.rs`):
 //!
 //! 1. Leaves, knowing nothing of the others: [`selectors`] (parse + allow rule), [`auth`]
 //!    (Bearer check), [`ratelimit`] (per-client limiter), [`tls`] (certificates, CA bundles,
