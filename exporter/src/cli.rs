@@ -198,7 +198,8 @@ pub struct Cli {
     )]
     pub openstack_usage_start: Option<String>,
 
-    /// File the running totals are kept in across restarts [default: none, memory only].
+    /// File the running totals are kept in across restarts; an empty value keeps them in
+    /// memory only [default: data/openstack-state.json, relative to the working directory].
     #[arg(
         long = "openstack.state-file",
         env = "SITE_EXPORTER_OPENSTACK_STATE_FILE",

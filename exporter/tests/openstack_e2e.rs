@@ -16,6 +16,16 @@ use site_exporter::weights::WeightsInput;
 
 mod common;
 
+/// The stack is shared: archiving deleted rows changes every usage answer, so that test runs
+/// alone (write) while the others share it (read).
+static STACK: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+fn shared() -> std::sync::RwLockReadGuard<'static, ()> {
+    STACK
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 fn enabled() -> bool {
     std::env::var("OPENSTACK_E2E").ok().as_deref() == Some("1")
 }
@@ -70,12 +80,14 @@ fn official(start: SystemTime, end: SystemTime) -> BTreeMap<String, f64> {
         .collect()
 }
 
+#[allow(clippy::await_holding_lock)] // the guard serializes tests on the shared stack
 #[tokio::test]
 async fn totals_equal_openstack_usage_list_for_the_same_window() {
     if !enabled() {
         eprintln!("skipped: set OPENSTACK_E2E=1 with the real stack running and openrc sourced");
         return;
     }
+    let _stack = shared();
     let start = midnight_days_ago(3);
     let end = midnight_days_ago(0);
     let mut source = source(start, LegacyOptions::default(), true);
@@ -145,13 +157,22 @@ fn wait_status(server: &str, want: &str) {
 }
 
 fn source(start: SystemTime, legacy: LegacyOptions, quotas: bool) -> OpenstackSource {
+    source_with_state(start, legacy, quotas, None)
+}
+
+fn source_with_state(
+    start: SystemTime,
+    legacy: LegacyOptions,
+    quotas: bool,
+    state_file: Option<std::path::PathBuf>,
+) -> OpenstackSource {
     let connect: Connect = Arc::new(|| Box::pin(async { osauth::Session::from_env().await }));
     OpenstackSource::new(
         Client::new(connect, Limits::default()),
         Settings {
             usage_start: Some(start),
             start_url: None,
-            state_file: None,
+            state_file,
             cloud: std::env::var("OS_AUTH_URL").unwrap(),
             filters: Filters::default(),
             legacy,
@@ -200,12 +221,14 @@ fn near(a: f64, b: f64) -> bool {
 /// server, except the hours a resize hides from that query; the legacy values equal release
 /// 3.0.0's one-query computation (all hours at the current size) except that a deleted
 /// server's hours stay with its portal project and a resized one keeps its earlier hours.
+#[allow(clippy::await_holding_lock)] // the guard serializes tests on the shared stack
 #[tokio::test]
 async fn servers_changing_between_refreshes_are_accounted_like_one_query_of_the_window() {
     if !enabled() {
         eprintln!("skipped: set OPENSTACK_E2E=1 with the real stack running and openrc sourced");
         return;
     }
+    let _stack = shared();
     let pool = cli(&["project", "show", "admin", "-f", "value", "-c", "id"]);
     let svm = LegacyOptions {
         simple_vm: Some(site_exporter::legacy::SimpleVm {
@@ -346,6 +369,7 @@ fn the_binary_authenticates_with_an_application_credential_from_the_environment(
         eprintln!("skipped: set OPENSTACK_E2E=1 with the real stack running and openrc sourced");
         return;
     }
+    let _stack = shared();
     let secret = format!(
         "e2e-Secret-{}-{}",
         std::process::id(),
@@ -372,7 +396,10 @@ fn the_binary_authenticates_with_an_application_credential_from_the_environment(
     for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("OS_")) {
         cmd.env_remove(key);
     }
+    // No --openstack.state-file: the default (data/ under the working directory) is used.
+    let workdir = tempfile::tempdir().unwrap();
     let mut child = cmd
+        .current_dir(workdir.path())
         .env("OS_AUTH_URL", std::env::var("OS_AUTH_URL").unwrap())
         .env("OS_AUTH_TYPE", "v3applicationcredential")
         .env("OS_APPLICATION_CREDENTIAL_ID", &id)
@@ -407,6 +434,10 @@ fn the_binary_authenticates_with_an_application_credential_from_the_environment(
         }
         std::thread::sleep(Duration::from_millis(200));
     };
+    assert!(
+        workdir.path().join("data/openstack-state.json").exists(),
+        "the state file is on by default"
+    );
     let _ = child.kill();
     let _ = child.wait();
     let logs = common::stderr_of(&mut child);
@@ -417,4 +448,100 @@ fn the_binary_authenticates_with_an_application_credential_from_the_environment(
     );
     assert!(!metrics.contains(&secret) && !logs.contains(&secret));
     assert!(!logs.is_empty(), "debug logs were written");
+}
+
+/// `nova-manage db archive_deleted_rows` removes deleted servers from Nova's usage answers: a
+/// restart that recomputed the window would lower counters and legacy values. The state file is
+/// on by default for this reason; resumed from it, nothing is lower.
+#[tokio::test]
+#[allow(clippy::await_holding_lock)] // the guard serializes tests on the shared stack
+async fn after_archiving_deleted_rows_a_restart_from_the_state_file_lowers_nothing() {
+    if !enabled() {
+        eprintln!("skipped: set OPENSTACK_E2E=1 with the real stack running and openrc sourced");
+        return;
+    }
+    let _stack = STACK
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.json");
+    let start = SystemTime::now() - Duration::from_secs(60);
+    let name = format!("e2e-{}-archived", std::process::id());
+    let id = cli(&[
+        "server",
+        "create",
+        "--image",
+        "fake-raw-1m",
+        "--flavor",
+        "m1.tiny",
+        "--nic",
+        "none",
+        "--wait",
+        "-f",
+        "value",
+        "-c",
+        "id",
+        &name,
+    ]);
+    cli(&["server", "delete", "--wait", &id]);
+
+    let options = LegacyOptions::default();
+    let before = source_with_state(start, options.clone(), false, Some(state.clone()))
+        .refresh(SystemTime::now())
+        .await
+        .unwrap();
+
+    let dir_env = std::env::var("REALSTACK_DIR").unwrap_or_else(|_| "/tmp/realstack".into());
+    let out = std::process::Command::new(format!("{dir_env}/venv/bin/nova-manage"))
+        .args([
+            "--config-file",
+            &format!("{dir_env}/etc/nova/nova.conf"),
+            "--config-file",
+            &format!("{dir_env}/etc/nova/nova-db.conf"),
+            "db",
+            "archive_deleted_rows",
+            "--until-complete",
+            "--all-cells",
+        ])
+        .output()
+        .unwrap();
+    // Exit 1 means "rows were archived", 0 "nothing to archive" (nova-manage's convention).
+    assert!(
+        matches!(out.status.code(), Some(0 | 1)),
+        "nova-manage: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let end = SystemTime::now();
+    // What a restart without a state file computes: the archived server is gone.
+    let fresh = source(start, options.clone(), false)
+        .refresh(end)
+        .await
+        .unwrap();
+    // A restart from the state file.
+    let resumed = source_with_state(start, options, false, Some(state))
+        .refresh(end)
+        .await
+        .unwrap();
+
+    let (b, f, r) = (totals(&before), totals(&fresh), totals(&resumed));
+    assert!(
+        b.iter().any(|(p, (v, _))| f.get(p).map_or(0.0, |t| t.0) < *v - 1e-6),
+        "archiving removed nothing from the usage answer, so this test proves nothing: {b:?} vs {f:?}"
+    );
+    for (p, (v, m)) in &b {
+        let (rv, rm) = r[p];
+        assert!(
+            rv >= *v - 1e-6 && rm >= *m - 1e-3,
+            "{p}: {v},{m} -> {rv},{rm}"
+        );
+    }
+    let (lb, lr) = (legacy(&before), legacy(&resumed));
+    for (k, (v, m)) in &lb {
+        let (rv, rm) = lr[k];
+        assert!(
+            rv >= *v - 1e-9 && rm >= *m - 1e-9,
+            "{k:?}: {v},{m} -> {rv},{rm}"
+        );
+    }
 }

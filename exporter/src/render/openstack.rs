@@ -93,6 +93,13 @@ impl Collector for OpenstackRequestsCollector {
                     None,
                 )?;
         }
+        let family = encoder.encode_descriptor(
+            "site_exporter_openstack_state_write_errors",
+            "State file writes of the OpenStack source that failed; it counts on in memory and retries at the next refresh",
+            None,
+            MetricType::Counter,
+        )?;
+        ConstCounter::new(self.0.state_write_errors).encode(family)?;
         if let Some(start) = self.1 {
             encode_usage_start(&mut encoder, start)?;
         }

@@ -53,6 +53,8 @@ pub struct RequestStats {
     pub requests: BTreeMap<(Service, String), u64>,
     /// Per service: bucket upper bounds' counts, sum of seconds, count.
     pub durations: BTreeMap<Service, Histogram>,
+    /// State file writes that failed (the source counted on in memory).
+    pub state_write_errors: u64,
 }
 
 /// A histogram of request durations.

@@ -126,6 +126,15 @@ impl Client {
         self
     }
 
+    /// Counts a state file that could not be written (kept with the request statistics so
+    /// that it, too, survives a rebuilt source).
+    pub fn count_state_write_error(&self) {
+        self.stats
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .state_write_errors += 1;
+    }
+
     /// A copy of the request statistics so far.
     pub fn stats(&self) -> RequestStats {
         // A panic while counting leaves whole numbers behind: keep them.

@@ -12,6 +12,10 @@ use super::client::Limits;
 use super::keystone::Filters;
 use crate::settings::{ConfigError, Schedule};
 
+/// Default state file, relative to the working directory (as Prometheus keeps `data/`); in
+/// the image the working directory is the state volume.
+pub const DEFAULT_STATE_FILE: &str = "data/openstack-state.json";
+
 /// Default refresh interval.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(300);
 
@@ -180,7 +184,13 @@ pub fn from_parts(
         cloud: flags.cloud.clone().or(s.cloud),
         usage_start,
         usage_start_url: usage_start_url.map(str::to_owned),
-        state_file: flags.state_file.clone().or(s.state_file),
+        // On by default: without it a restart re-reads the whole window, and rows Nova has
+        // archived since are gone from the answer, so counters would drop. Empty turns it off.
+        state_file: match flags.state_file.clone().or(s.state_file) {
+            None => Some(PathBuf::from(DEFAULT_STATE_FILE)),
+            Some(p) if p.as_os_str().is_empty() => None,
+            Some(p) => Some(p),
+        },
         schedule,
         limits,
         filters: Filters {

@@ -87,6 +87,12 @@ pub struct Settings {
     pub quotas: bool,
 }
 
+/// Clouds whose next refresh panics between applying a window and saving the state (tests of
+/// the supervisor: the rebuilt source must not count that window twice).
+#[cfg(test)]
+pub(crate) static PANIC_BEFORE_SAVE: std::sync::Mutex<std::collections::BTreeSet<String>> =
+    std::sync::Mutex::new(std::collections::BTreeSet::new());
+
 /// The source: a client, the settings and the accounting so far.
 #[derive(Debug)]
 pub struct OpenstackSource {
@@ -263,9 +269,19 @@ impl OpenstackSource {
             acc.apply_window(end, usage)?;
         }
         acc.note_metadata(servers.iter().map(|s| (s.id.as_str(), &s.metadata)));
+        #[cfg(test)]
+        if PANIC_BEFORE_SAVE
+            .lock()
+            .map(|mut clouds| clouds.remove(&self.settings.cloud))
+            .unwrap_or(false)
+        {
+            panic!("planted: the window is applied in memory, the state file not yet written");
+        }
         if let Some(path) = self.settings.state_file.clone() {
             // Written on the blocking pool; the accounting goes there and comes back. If the
-            // write fails, counting goes on in memory and the next refresh writes the file.
+            // write fails, counting goes on in memory, the data is published all the same, and
+            // the next refresh writes the file; the failure is logged and counted (alert
+            // OpenstackStateNotSaved).
             let cloud = self.settings.cloud.clone();
             let acc = self.accounting.take().ok_or(OpenstackError::NoStart)?;
             let (acc, saved) = tokio::task::spawn_blocking(move || {
@@ -277,7 +293,10 @@ impl OpenstackSource {
             // from the state file.
             .map_err(|e| OpenstackError::Blocking(e.to_string()))?;
             self.accounting = Some(acc);
-            saved?;
+            if let Err(error) = saved {
+                tracing::error!(%error, "state file not written; counting goes on in memory");
+                self.client.count_state_write_error();
+            }
         }
         let next = self.accounting.as_ref().ok_or(OpenstackError::NoStart)?;
         let (current, unknown) = nova::current_state(&servers, &flavors);

@@ -132,6 +132,10 @@ pub fn save(path: &Path, cloud: &str, accounting: &Accounting) -> Result<(), Sta
         path: path.to_owned(),
         source,
     })?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        // The default path's `data/` may not exist yet.
+        fs::create_dir_all(dir).map_err(io(dir, "creating the directory"))?;
+    }
     let tmp = PathBuf::from(format!("{}.tmp", path.display()));
     {
         let mut f = fs::File::create(&tmp).map_err(io(&tmp, "creating"))?;

@@ -60,6 +60,25 @@ fn openstack_config_cases() {
             }),
         },
         Case {
+            name: "the state file is on by default",
+            flags: on(),
+            yaml: Some("usage_start: 2026-01-01"),
+            env: &[],
+            start_url: None,
+            want: Ok(|c| {
+                c.as_ref().unwrap().state_file.as_deref()
+                    == Some(std::path::Path::new(DEFAULT_STATE_FILE))
+            }),
+        },
+        Case {
+            name: "an empty state file keeps the totals in memory only",
+            flags: on(),
+            yaml: Some("usage_start: 2026-01-01\nstate_file: ''"),
+            env: &[],
+            start_url: None,
+            want: Ok(|c| c.as_ref().unwrap().state_file.is_none()),
+        },
+        Case {
             name: "an RFC 3339 offset is honoured",
             flags: OpenstackFlags::default(),
             yaml: Some("usage_start: 2024-05-01T00:00:00+02:00"),

@@ -193,6 +193,8 @@ fn dates_past_any_clock_print_as_numbers() {
 #[test]
 fn unwritable_directory_is_an_error_naming_the_path() {
     let dir = tempfile::tempdir().unwrap();
+    // A directory that cannot be created: a regular file stands in its way.
+    std::fs::write(dir.path().join("missing-dir"), "a file").unwrap();
     let path = dir.path().join("missing-dir").join("state.json");
     let err = save(&path, CLOUD, &accounting(0)).unwrap_err();
     assert!(err.to_string().contains("missing-dir"), "{err}");

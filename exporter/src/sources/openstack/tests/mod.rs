@@ -777,31 +777,146 @@ async fn keystone_pages_are_followed_and_a_cut_list_is_an_error() {
 }
 
 #[tokio::test]
-async fn a_state_file_that_cannot_be_written_fails_the_refresh_and_counting_goes_on() {
+async fn a_state_file_that_cannot_be_written_is_counted_and_counting_goes_on() {
     let fake = Fake::start().await;
     let dir = tempfile::tempdir().unwrap();
     let sub = dir.path().join("state");
-    std::fs::create_dir(&sub).unwrap();
     let path = sub.join("state.json");
     let mut src = source(&fake, Some(path.clone()), fast()).await;
+    // The directory is created when missing.
     src.refresh(at("2026-11-22T00:00:00Z")).await.unwrap();
+    assert!(path.exists());
+    assert_eq!(src.client().stats().state_write_errors, 0);
 
+    // A file where the directory should be: the write fails, the refresh does not.
     std::fs::remove_dir_all(&sub).unwrap();
-    let err = refresh_error(&mut src, "2026-11-22T01:00:00Z").await;
+    std::fs::write(&sub, "in the way").unwrap();
+    let snap = src.refresh(at("2026-11-22T01:00:00Z")).await.unwrap();
+    let doubled: BTreeMap<_, _> = recorded_vcpu_seconds()
+        .into_iter()
+        .map(|(k, v)| (k, 2.0 * v))
+        .collect();
     assert!(
-        err.contains("state file") && err.contains("state.json"),
-        "{err}"
+        close(&vcpu_seconds(&snap), &doubled),
+        "published all the same"
     );
+    assert_eq!(src.client().stats().state_write_errors, 1);
     // The window was added in memory; the next refresh continues from it and writes the file.
     let acc = src.accounting().unwrap();
     assert_eq!(acc.next_window_start(), at("2026-11-22T01:00:00Z"));
 
-    std::fs::create_dir(&sub).unwrap();
+    std::fs::remove_file(&sub).unwrap();
     src.refresh(at("2026-11-22T02:00:00Z")).await.unwrap();
+    assert_eq!(src.client().stats().state_write_errors, 1);
     let last = fake.seen("/v2.1/os-simple-tenant-usage").pop().unwrap();
     assert_eq!(last.query["start"], "2026-11-22T01:00:00");
     let mut resumed = source(&fake, Some(path), fast()).await;
     resumed.refresh(at("2026-11-22T03:00:00Z")).await.unwrap();
     let last = fake.seen("/v2.1/os-simple-tenant-usage").pop().unwrap();
     assert_eq!(last.query["start"], "2026-11-22T02:00:00");
+}
+
+/// `openstack_project_vcpu_seconds_total` per project id, as scraped.
+fn scraped_vcpu_seconds(hub: &crate::hub::Hub) -> BTreeMap<String, f64> {
+    let body = hub
+        .exposition()
+        .body(crate::exposition::Format::Classic, false)
+        .to_bytes();
+    String::from_utf8_lossy(&body)
+        .lines()
+        .filter_map(|l| l.strip_prefix("openstack_project_vcpu_seconds_total{project_id=\""))
+        .filter_map(|rest| {
+            let (id, rest) = rest.split_once('"')?;
+            let value: f64 = rest.rsplit_once(' ')?.1.parse().ok()?;
+            (value > 0.0).then(|| (id.to_owned(), value))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_panic_mid_refresh_is_answered_by_a_source_rebuilt_from_the_state_file() {
+    use crate::hub::Hub;
+    use crate::settings::Schedule;
+
+    let fake = Fake::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let settings = Settings {
+        state_file: Some(dir.path().join("state.json")),
+        ..settings(&fake)
+    };
+    let cloud = settings.cloud.clone();
+    let f = fake.clone();
+    let connect: client::Connect = std::sync::Arc::new(move || {
+        let f = f.clone();
+        Box::pin(async move { session(&f).await })
+    });
+    let hub = std::sync::Arc::new(Hub::new("test"));
+    let task = crate::refresh::spawn(
+        "openstack",
+        move || {
+            Ok::<_, std::convert::Infallible>(OpenstackSource::new(
+                Client::new(connect.clone(), fast()),
+                settings.clone(),
+            ))
+        },
+        Schedule {
+            interval: Duration::from_secs(4),
+            timeout: Duration::from_secs(30),
+        },
+        std::sync::Arc::clone(&hub),
+        crate::render::RenderOptions::default(),
+    );
+    let status = |hub: &Hub| hub.statuses()[0].clone();
+    // The first window: counted and saved.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while status(&hub).last_success.is_none() {
+        assert!(std::time::Instant::now() < deadline, "no first refresh");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let want = recorded_vcpu_seconds();
+    let first = scraped_vcpu_seconds(&hub);
+    assert!(close(&first, &want), "{first:?} != {want:?}");
+    let first_success = status(&hub).last_success;
+
+    // The next refresh applies its window, then panics before saving it.
+    PANIC_BEFORE_SAVE.lock().unwrap().insert(cloud.clone());
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let s = status(&hub);
+        if s.panics == 1 && s.up && s.last_success > first_success {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no rebuild: {s:?}");
+        // Never lower than before, at any scrape.
+        let now = scraped_vcpu_seconds(&hub);
+        assert!(
+            now.iter().all(|(k, v)| *v >= first[k] - 1e-6),
+            "{now:?} < {first:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    task.abort();
+    assert!(
+        !PANIC_BEFORE_SAVE.lock().unwrap().contains(&cloud),
+        "the panic happened"
+    );
+
+    // The rebuilt source resumed from the state file and asked for the lost window again: two
+    // distinct windows, each counted once (three applications would be 3x).
+    let starts: std::collections::BTreeSet<String> = fake
+        .seen("/v2.1/os-simple-tenant-usage")
+        .iter()
+        .filter(|u| !u.query.contains_key("marker"))
+        .map(|u| u.query["start"].clone())
+        .collect();
+    assert_eq!(starts.len(), 2, "{starts:?}");
+    let twice: BTreeMap<_, _> = want.iter().map(|(k, v)| (k.clone(), 2.0 * v)).collect();
+    let after = scraped_vcpu_seconds(&hub);
+    assert!(close(&after, &twice), "{after:?} != {twice:?}");
+    let body = hub
+        .exposition()
+        .body(crate::exposition::Format::Classic, false)
+        .to_bytes();
+    assert!(String::from_utf8_lossy(&body)
+        .contains("site_exporter_source_panics_total{source=\"openstack\"} 1\n"));
 }
