@@ -166,6 +166,12 @@ impl Chunks {
     }
 }
 
+impl From<String> for Chunks {
+    fn from(text: String) -> Self {
+        Self::one(Bytes::from(text))
+    }
+}
+
 impl From<&'static str> for Chunks {
     fn from(text: &'static str) -> Self {
         Self::one(Bytes::from_static(text.as_bytes()))

@@ -68,6 +68,7 @@ impl Hub {
                 last_duration: None,
                 errors: 0,
                 panics: 0,
+                last_error: None,
             },
             fragment: None,
             source_metrics: None,
@@ -82,16 +83,18 @@ impl Hub {
         let slot = &mut slots[id.0];
         slot.fragment = Some(fragment);
         slot.status.up = true;
+        slot.status.last_error = None;
         slot.status.last_success = Some(at);
         slot.status.last_duration = Some(took);
         self.publish(&slots);
     }
 
     /// Records a failed refresh; the source's last good data stays published.
-    pub fn failed(&self, id: SlotId, took: Duration) {
+    pub fn failed(&self, id: SlotId, took: Duration, error: String) {
         let mut slots = self.lock_slots();
         let slot = &mut slots[id.0];
         slot.status.up = false;
+        slot.status.last_error = Some(error);
         slot.status.errors += 1;
         slot.status.last_duration = Some(took);
         self.publish(&slots);
@@ -99,10 +102,11 @@ impl Hub {
 
     /// Records that the source's task panicked: down until a rebuilt source refreshes; its
     /// last good data stays published.
-    pub fn panicked(&self, id: SlotId) {
+    pub fn panicked(&self, id: SlotId, message: &str) {
         let mut slots = self.lock_slots();
         let slot = &mut slots[id.0];
         slot.status.up = false;
+        slot.status.last_error = Some(format!("panicked: {message}"));
         slot.status.panics += 1;
         self.publish(&slots);
     }
@@ -115,6 +119,20 @@ impl Hub {
     /// True once every registered source has produced data at least once.
     pub fn ready(&self) -> bool {
         self.read_published().ready
+    }
+
+    /// What `/-/ready` says while not ready: each source without data yet, and why its last
+    /// refresh failed (the portal's start date, the weights, OpenStack, ...).
+    pub fn waiting_for(&self) -> String {
+        let mut out = String::from("not ready; waiting for the first data of:\n");
+        for slot in self.lock_slots().iter().filter(|s| s.fragment.is_none()) {
+            let why = match &slot.status.last_error {
+                Some(e) => format!("last refresh failed: {e}"),
+                None => "no refresh finished yet".to_owned(),
+            };
+            out.push_str(&format!("- {} ({why})\n", slot.status.name));
+        }
+        out
     }
 
     /// The refresh status of every source, in registration order.

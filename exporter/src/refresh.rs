@@ -44,7 +44,11 @@ where
                 Ok(Ok(source)) => source,
                 Ok(Err(error)) => {
                     tracing::error!(source = name, %error, "cannot build the source; retrying");
-                    hub.failed(slot, Duration::ZERO);
+                    hub.failed(
+                        slot,
+                        Duration::ZERO,
+                        format!("cannot build the source: {error}"),
+                    );
                     panics = panics.saturating_add(1);
                     tokio::time::sleep(next_delay(schedule.interval, panics)).await;
                     continue;
@@ -52,7 +56,7 @@ where
                 Err(payload) => {
                     let message = panic_message(payload);
                     tracing::error!(source = name, panic = %message, "building the source panicked; retrying");
-                    hub.panicked(slot);
+                    hub.panicked(slot, &message);
                     panics = panics.saturating_add(1);
                     tokio::time::sleep(next_delay(schedule.interval, panics)).await;
                     continue;
@@ -70,7 +74,7 @@ where
                 Err(e) if e.is_panic() => {
                     let message = panic_message(e.into_panic());
                     tracing::error!(source = name, panic = %message, "the source panicked; rebuilding it");
-                    hub.panicked(slot);
+                    hub.panicked(slot, &message);
                     panics = panics.saturating_add(1);
                     tokio::time::sleep(next_delay(schedule.interval, panics)).await;
                 }
@@ -152,7 +156,9 @@ pub async fn refresh_once<S: Source>(
         }
         Ok(Err(error)) => {
             tracing::warn!(source = name, %error, "refresh failed; keeping the last good data");
-            let _ = tokio::task::spawn_blocking(move || hub.failed(slot, started.elapsed())).await;
+            let error = error.to_string();
+            let _ = tokio::task::spawn_blocking(move || hub.failed(slot, started.elapsed(), error))
+                .await;
             false
         }
         Err(_) => {
@@ -161,7 +167,9 @@ pub async fn refresh_once<S: Source>(
                 timeout = ?schedule.timeout,
                 "refresh timed out; keeping the last good data"
             );
-            let _ = tokio::task::spawn_blocking(move || hub.failed(slot, started.elapsed())).await;
+            let error = format!("timed out after {:?}", schedule.timeout);
+            let _ = tokio::task::spawn_blocking(move || hub.failed(slot, started.elapsed(), error))
+                .await;
             false
         }
     }

@@ -106,10 +106,7 @@ pub(crate) fn route_parts(
         "/metrics" => metrics(headers, hub),
         "/-/healthy" => text(StatusCode::OK, "healthy\n"),
         "/-/ready" if hub.ready() => text(StatusCode::OK, "ready\n"),
-        "/-/ready" => text(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not ready: a source has not produced data yet\n",
-        ),
+        "/-/ready" => text(StatusCode::SERVICE_UNAVAILABLE, hub.waiting_for()),
         _ => {
             let mut r = Response::new(Chunks::from(INDEX));
             r.headers_mut().insert(
@@ -145,8 +142,8 @@ fn metrics(headers: &HeaderMap, hub: &Hub) -> Response<Chunks> {
     resp
 }
 
-fn text(status: StatusCode, body: &'static str) -> Response<Chunks> {
-    let mut r = Response::new(Chunks::from(body));
+fn text(status: StatusCode, body: impl Into<Chunks>) -> Response<Chunks> {
+    let mut r = Response::new(body.into());
     *r.status_mut() = status;
     r.headers_mut().insert(
         CONTENT_TYPE,

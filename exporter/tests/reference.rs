@@ -142,7 +142,7 @@ async fn readme_metric_reference_matches_the_output() {
             },
         )),
     );
-    hub.failed(openstack, Duration::from_millis(1));
+    hub.failed(openstack, Duration::from_millis(1), "planted".into());
     // Quota families appear only when the OpenStack source reads quotas.
     let with_quota = hub.register("openstack-quotas");
     let mut projects = match source.snapshot(SystemTime::now()) {

@@ -166,12 +166,24 @@ async fn ready_only_once_every_source_has_data() {
     );
     let a = hub.register("a");
     let b = hub.register("b");
-    assert_eq!(ready(&hub), StatusCode::SERVICE_UNAVAILABLE);
+    let resp = route_parts(&Method::GET, "/-/ready", &none, &hub);
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let text = String::from_utf8(body(resp).await.to_vec()).unwrap();
+    assert!(
+        text.contains("- a (no refresh finished yet)\n- b (no refresh finished yet)"),
+        "{text}"
+    );
     let now = std::time::SystemTime::now();
     hub.succeeded(a, Default::default(), now, Duration::ZERO);
     assert_eq!(ready(&hub), StatusCode::SERVICE_UNAVAILABLE);
-    hub.failed(b, Duration::ZERO);
-    assert_eq!(ready(&hub), StatusCode::SERVICE_UNAVAILABLE);
+    hub.failed(b, Duration::ZERO, "portal start date: HTTP 503".into());
+    let resp = route_parts(&Method::GET, "/-/ready", &none, &hub);
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let text = String::from_utf8(body(resp).await.to_vec()).unwrap();
+    assert_eq!(
+        text,
+        "not ready; waiting for the first data of:\n- b (last refresh failed: portal start date: HTTP 503)\n"
+    );
     hub.succeeded(b, Default::default(), now, Duration::ZERO);
     assert_eq!(ready(&hub), StatusCode::OK);
     assert_eq!(

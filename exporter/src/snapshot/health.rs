@@ -18,6 +18,9 @@ pub struct SourceStatus {
     pub errors: u64,
     /// Panics of the source's task, each answered by rebuilding the source.
     pub panics: u64,
+    /// Why the last refresh failed (as logged; errors never carry secrets); `None` after a
+    /// success.
+    pub last_error: Option<String>,
 }
 
 /// A source's own metrics, published after every refresh, failed or not.
