@@ -331,6 +331,35 @@ mod tests {
         }
     }
 
+    /// A supervised `Shared` source on `script`; also returns how many sources were built.
+    fn spawn_scripted(
+        hub: &Arc<Hub>,
+        script: Vec<Step>,
+    ) -> (
+        tokio::task::JoinHandle<()>,
+        Arc<std::sync::atomic::AtomicU32>,
+    ) {
+        let script = Arc::new(std::sync::Mutex::new(script));
+        let builds = Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let b = Arc::clone(&builds);
+        let task = spawn(
+            "scripted",
+            move || {
+                b.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                Ok::<_, Failure>(Shared {
+                    script: Arc::clone(&script),
+                })
+            },
+            Schedule {
+                interval: Duration::from_secs(15),
+                timeout: Duration::from_secs(5),
+            },
+            Arc::clone(hub),
+            RenderOptions::default(),
+        );
+        (task, builds)
+    }
+
     /// Waits (in paused time) until the exposition satisfies `ok`.
     async fn until(hub: &Hub, ok: impl Fn(&str) -> bool) -> String {
         for _ in 0..600 {
@@ -377,24 +406,7 @@ mod tests {
         ];
         for case in cases {
             let hub = Arc::new(Hub::new("test"));
-            let script = Arc::new(std::sync::Mutex::new(case.script));
-            let builds = Arc::new(std::sync::atomic::AtomicU32::new(0));
-            let (s, b) = (Arc::clone(&script), Arc::clone(&builds));
-            let task = spawn(
-                "scripted",
-                move || {
-                    b.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                    Ok::<_, Failure>(Shared {
-                        script: Arc::clone(&s),
-                    })
-                },
-                Schedule {
-                    interval: Duration::from_secs(15),
-                    timeout: Duration::from_secs(5),
-                },
-                Arc::clone(&hub),
-                RenderOptions::default(),
-            );
+            let (task, builds) = spawn_scripted(&hub, case.script);
             let got = until(&hub, |b| case.want.iter().all(|w| b.contains(w))).await;
             assert!(hub.ready(), "{}: data once means ready", case.name);
             // Each panic was answered by a fresh source, never by the old one (the latest
@@ -433,24 +445,7 @@ mod tests {
         task.abort();
 
         let hub = Arc::new(Hub::new("test"));
-        let script = Arc::new(std::sync::Mutex::new(
-            (0..1000).map(|_| Step::Panic).collect::<Vec<_>>(),
-        ));
-        let s = Arc::clone(&script);
-        let task = spawn(
-            "scripted",
-            move || {
-                Ok::<_, Failure>(Shared {
-                    script: Arc::clone(&s),
-                })
-            },
-            Schedule {
-                interval: Duration::from_secs(15),
-                timeout: Duration::from_secs(5),
-            },
-            Arc::clone(&hub),
-            RenderOptions::default(),
-        );
+        let (task, _) = spawn_scripted(&hub, (0..1000).map(|_| Step::Panic).collect());
         until(&hub, |b| {
             b.contains("site_exporter_source_panics_total{source=\"scripted\"} 3\n")
         })
