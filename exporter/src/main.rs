@@ -17,7 +17,7 @@ fn main() -> ExitCode {
         }
     };
     if cli.check_config {
-        println!("configuration is valid");
+        println!("configuration is valid:\n{}", config.summary());
         return ExitCode::SUCCESS;
     }
     init_tracing(&config);

@@ -105,10 +105,15 @@ fn check_config_accepts_a_valid_configuration() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout),
-        "configuration is valid\n"
-    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.starts_with("configuration is valid:\n"), "{stdout}");
+    for line in [
+        "listen address: 0.0.0.0:9184",
+        "legacy families: on",
+        "source dummy: the built-in cloud, every 15s, timeout 15s",
+    ] {
+        assert!(stdout.contains(line), "{line} in {stdout}");
+    }
 }
 
 #[test]

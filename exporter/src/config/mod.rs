@@ -280,5 +280,76 @@ impl Config {
     }
 }
 
+impl Config {
+    /// What `--check-config` checked, one line per setting that matters, without secrets
+    /// (URLs without user information or query; credentials are never part of the config).
+    pub fn summary(&self) -> String {
+        let mut out = vec![
+            format!("listen address: {}", self.listen_address),
+            format!("log: {} as {:?}", self.log.filter, self.log.format),
+            format!(
+                "legacy families: {} (memory unit {:?}{})",
+                if self.render.legacy_metrics {
+                    "on"
+                } else {
+                    "off"
+                },
+                self.legacy.memory_unit,
+                self.legacy
+                    .simple_vm
+                    .as_ref()
+                    .map_or(String::new(), |s| format!(
+                        ", SimpleVM project {} split by {}",
+                        s.project_id, s.tag
+                    )),
+            ),
+        ];
+        let every = |s: &crate::settings::Schedule| {
+            format!("every {:?}, timeout {:?}", s.interval, s.timeout)
+        };
+        if let Some(d) = &self.dummy {
+            let cloud = match &d.cloud {
+                crate::sources::dummy::CloudSpec::BuiltIn => "the built-in cloud".to_owned(),
+                crate::sources::dummy::CloudSpec::File(p) => format!("file {} (read)", p.display()),
+                crate::sources::dummy::CloudSpec::Generated(g) => format!(
+                    "{} generated projects of {} servers (seed {})",
+                    g.projects, g.servers_per_project, g.seed
+                ),
+            };
+            out.push(format!("source dummy: {cloud}, {}", every(&d.schedule)));
+        }
+        if let Some(o) = &self.openstack {
+            let start = match (&o.usage_start_url, o.usage_start) {
+                (Some(url), _) => format!("start from the portal ({})", portal::redact(url)),
+                (None, Some(t)) => format!("start {}", humantime::format_rfc3339_seconds(t)),
+                (None, None) => "no start".to_owned(),
+            };
+            let state = o.state_file.as_ref().map_or_else(
+                || "memory only (no state file)".to_owned(),
+                |p| format!("state file {}", p.display()),
+            );
+            let cloud = o.cloud.as_deref().map_or("OS_* variables".to_owned(), |c| {
+                format!("clouds.yaml entry {c}")
+            });
+            out.push(format!(
+                "source openstack: {cloud}, {start}, {state}, quotas {}, {} (Keystone and Nova are not contacted by this check)",
+                if o.quotas { "on" } else { "off" },
+                every(&o.schedule)
+            ));
+        }
+        if let Some(l) = &self.libvirt {
+            out.push(format!("source libvirt: {}, {}", l.uri, every(&l.schedule)));
+        }
+        if let Some(w) = &self.weights {
+            let origin = match &w.origin {
+                crate::sources::weights::Origin::Url(u) => format!("URL {}", portal::redact(u)),
+                crate::sources::weights::Origin::File(p) => format!("file {} (read)", p.display()),
+            };
+            out.push(format!("credit weights: {origin}, {}", every(&w.schedule)));
+        }
+        out.join("\n")
+    }
+}
+
 #[cfg(test)]
 mod tests;

@@ -460,3 +460,22 @@ fn environment_variables_set_flags() {
         assert_eq!(got.as_deref(), Some(want.as_str()), "flag --{long}");
     }
 }
+
+#[test]
+fn the_summary_names_every_source_without_secrets() {
+    let config = load(
+        &["--openstack"],
+        "usage_start_url: https://user:secret@portal.example/start?token=t0ps3cret\nopenstack:\n  quotas: true\n  state_file: /var/lib/site-exporter/state.json\nweights:\n  url: https://portal.example/weights?key=k3y\n",
+    )
+    .unwrap();
+    let text = config.summary();
+    for want in [
+        "source openstack: OS_* variables, start from the portal (https://portal.example/start), state file /var/lib/site-exporter/state.json, quotas on, every 300s",
+        "credit weights: URL https://portal.example/weights,",
+    ] {
+        assert!(text.contains(want), "{want} in {text}");
+    }
+    for secret in ["secret", "t0ps3cret", "k3y", "user"] {
+        assert!(!text.contains(secret), "{secret} in {text}");
+    }
+}
