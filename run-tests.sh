@@ -36,6 +36,7 @@ need=()
 command -v virsh >/dev/null 2>&1 || need+=(libvirt-clients)
 command -v docker-compose >/dev/null 2>&1 || need+=(docker-compose)
 command -v curl >/dev/null 2>&1 || need+=(curl ca-certificates)
+command -v python3 >/dev/null 2>&1 || need+=(python3)
 { command -v pkg-config && pkg-config --exists libvirt; } >/dev/null 2>&1 || need+=(libvirt-dev pkg-config)
 if ((${#need[@]})); then
   echo "run-tests: installing ${need[*]}" >&2
