@@ -20,6 +20,11 @@ pub struct Cli {
     #[arg(long = "check-config")]
     pub check_config: bool,
 
+    /// With --check-config: also reach every backend once (portal URLs, Keystone and Nova,
+    /// libvirt) and report each; status 1 when one cannot be reached.
+    #[arg(long, requires = "check_config")]
+    pub probe: bool,
+
     /// Address to serve metrics on [default: 0.0.0.0:9184].
     #[arg(
         long = "web.listen-address",

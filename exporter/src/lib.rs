@@ -35,6 +35,7 @@
 //!    - [`cli`]: flags and their `SITE_EXPORTER_*` variables.
 //!    - [`config`]: YAML file + flags -> one validated [`Config`], composed from the
 //!      sources' sections.
+//!    - [`probe`]: `--check-config --probe`, every backend reached once.
 //!    - [`run`] (here): starts every configured source and serves until shutdown.
 //!
 //! `/metrics` never calls a source: a scrape costs a memory copy whatever the cloud's size.
@@ -55,6 +56,7 @@ pub mod dates;
 pub mod exposition;
 pub mod hub;
 pub mod legacy;
+pub mod probe;
 pub mod refresh;
 pub mod render;
 pub mod server;

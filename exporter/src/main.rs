@@ -18,6 +18,9 @@ fn main() -> ExitCode {
     };
     if cli.check_config {
         println!("configuration is valid:\n{}", config.summary());
+        if cli.probe {
+            return probe(&config);
+        }
         return ExitCode::SUCCESS;
     }
     init_tracing(&config);
@@ -27,6 +30,36 @@ fn main() -> ExitCode {
             tracing::error!("{error:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Reaches every backend once and prints one line each; 1 when one failed.
+fn probe(config: &Config) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(error) => {
+            eprintln!("site-exporter: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let outcomes = runtime.block_on(site_exporter::probe::run(config));
+    let mut failed = false;
+    for o in outcomes {
+        match o.result {
+            Ok(answer) => println!("probe {}: ok: {answer}", o.what),
+            Err(error) => {
+                failed = true;
+                println!("probe {}: FAILED: {error}", o.what);
+            }
+        }
+    }
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
     }
 }
 

@@ -172,3 +172,38 @@ fn serves_then_stops_cleanly_on_sigterm() {
     }
     assert!(logs.contains("shutdown signal received"), "{logs}");
 }
+
+/// `--probe` reaches libvirt once (the test driver stands in for a hypervisor) and says so;
+/// a socket that is not there fails with status 1, naming the URI.
+#[cfg(feature = "libvirt")]
+#[test]
+fn probe_reaches_libvirt_and_reports_each_backend() {
+    let out = run(exporter().args([
+        "--libvirt",
+        "--libvirt.uri",
+        "test:///default",
+        "--check-config",
+        "--probe",
+    ]));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(
+        stdout.contains("probe libvirt test:///default: ok: 1 domains"),
+        "{stdout}"
+    );
+
+    let out = run(exporter().args([
+        "--libvirt",
+        "--libvirt.uri",
+        "qemu+unix:///system?socket=/nonexistent/libvirt-sock",
+        "--check-config",
+        "--probe",
+    ]));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout
+            .contains("probe libvirt qemu+unix:///system?socket=/nonexistent/libvirt-sock: FAILED"),
+        "{stdout}"
+    );
+}

@@ -545,3 +545,49 @@ async fn after_archiving_deleted_rows_a_restart_from_the_state_file_lowers_nothi
         );
     }
 }
+
+/// `--check-config --probe` authenticates with Keystone and reaches Nova once; a wrong password
+/// fails with status 1, naming authentication, and the password appears nowhere.
+#[test]
+fn probe_reaches_keystone_and_nova() {
+    if !enabled() {
+        eprintln!("skipped: set OPENSTACK_E2E=1 with the real stack running and openrc sourced");
+        return;
+    }
+    let _stack = shared();
+    let probe = |password: Option<&str>| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_site-exporter"));
+        if let Some(p) = password {
+            cmd.env("OS_PASSWORD", p);
+        }
+        let out = cmd
+            .args([
+                "--openstack",
+                "--openstack.usage-start",
+                "2026-01-01",
+                "--openstack.state-file",
+                "",
+                "--check-config",
+                "--probe",
+            ])
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let (code, text) = probe(None);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        text.contains("probe openstack: ok: Keystone authenticated, Nova reached"),
+        "{text}"
+    );
+    if std::env::var("OS_PASSWORD").is_ok() {
+        let (code, text) = probe(Some("wrong-e2e-password"));
+        assert_eq!(code, Some(1), "{text}");
+        assert!(text.contains("probe openstack: FAILED"), "{text}");
+        assert!(!text.contains("wrong-e2e-password"), "{text}");
+    }
+}

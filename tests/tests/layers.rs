@@ -119,6 +119,24 @@ const EXPORTER: &[(&str, &[&str])] = &[
     ("server", &["exposition", "hub"]),
     ("cli", &["settings"]),
     (
+        "probe",
+        &[
+            "config",
+            "settings",
+            "snapshot",
+            "source",
+            "sources",
+            "sources::libvirt",
+            "sources::openstack",
+            "sources::portal",
+            "sources::start_date",
+            "sources::weights",
+            "test_support",
+            "weights",
+            "cli",
+        ],
+    ),
+    (
         "config",
         &[
             "cli",
