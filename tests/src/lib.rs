@@ -6,6 +6,7 @@
 //! Nothing here sleeps for a fixed time to wait for a server: [`poll`] retries a condition
 //! until it holds or a deadline passes, and then fails with the last observation.
 
+pub mod compose;
 pub mod stack;
 
 use std::net::TcpListener;

@@ -1,0 +1,167 @@
+//! The stacks as sites run them: containers from the images `compose/local-images.sh` builds
+//! (compose/Dockerfile's stages, Debian's Prometheus), started by `docker-compose` from the
+//! repository's compose files with only the overrides in `tests/compose/`.
+//!
+//! These tests need a Docker engine and those images, so they are `#[ignore]`d: `cargo test`
+//! lists them as ignored, and `run-tests.sh` runs them with `--ignored` and `DOCKER_E2E=1`
+//! once it has an engine and the images (it prints a SKIPPED line when it cannot). Run by
+//! hand without `DOCKER_E2E=1` they fail rather than pass.
+//!
+//! Every published port is bound to 127.0.0.1; requests go there and to the containers the
+//! test started. Waits poll with a deadline.
+
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeSet;
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::Value;
+use stack_tests::compose::Compose;
+use stack_tests::stack::{repo, DEV_TOKEN};
+use stack_tests::{encode, get, poll};
+
+/// Fails unless run-tests.sh (or someone by hand) set up the engine and the images.
+fn require_engine() {
+    assert_eq!(
+        std::env::var("DOCKER_E2E").as_deref(),
+        Ok("1"),
+        "set DOCKER_E2E=1 once a Docker engine answers and compose/local-images.sh has run \
+         (run-tests.sh does both)"
+    );
+    for var in ["EXPORTER_IMAGE", "GATEWAY_IMAGE", "PROMETHEUS_IMAGE"] {
+        assert!(
+            std::env::var_os(var).is_some(),
+            "{var} is not set: export what compose/local-images.sh prints"
+        );
+    }
+}
+
+/// An instant query against a Prometheus at `url`; returns the result vector.
+fn query(url: &str, promql: &str) -> anyhow::Result<Vec<Value>> {
+    let (status, body) = get(&format!("{url}/api/v1/query?query={}", encode(promql)))?;
+    let v: Value = serde_json::from_str(&body)?;
+    anyhow::ensure!(
+        status == 200 && v["status"] == "success",
+        "{promql}: {body}"
+    );
+    Ok(v["data"]["result"].as_array().cloned().unwrap_or_default())
+}
+
+/// The HTTP status of a federation request with `token` to the gateway on `port`, over TLS
+/// verified against the development certificate.
+fn federate_status(port: u16, token: &str) -> String {
+    let selector = encode("{job=\"project_usages\",__name__=~\"project_.*_usage\"}");
+    let out = Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--cacert"])
+        .arg(repo().join("compose/dev/secrets/dev-tls.crt"))
+        .args(["-H", &format!("Authorization: Bearer {token}")])
+        .arg(format!(
+            "https://127.0.0.1:{port}/federate?match[]={selector}"
+        ))
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout).unwrap()
+}
+
+const DEV_SERVICES: [&str; 7] = [
+    "exporter-a",
+    "prometheus-a",
+    "gateway-a",
+    "exporter-b",
+    "prometheus-b",
+    "gateway-b",
+    "portal",
+];
+
+#[test]
+#[ignore = "needs a Docker engine and compose/local-images.sh: run-tests.sh runs it"]
+fn the_dev_stack_federates_both_sites_through_their_gateways() {
+    require_engine();
+    // Grafana has no Debian package, so no local image: everything else of the dev stack.
+    let compose = Compose::new(
+        "sm-e2e-dev",
+        &[
+            "compose/docker-compose.dev.yml",
+            "tests/compose/dev.test.yml",
+        ],
+        &[("PORTAL_PORT", "")],
+    )
+    .unwrap();
+    let mut up = vec!["up", "-d", "--no-build"];
+    up.extend(DEV_SERVICES);
+    compose.run(&up).unwrap();
+
+    // Every health check passes: the tools they run exist in the images, the services answer.
+    compose
+        .wait_healthy(&DEV_SERVICES, Duration::from_secs(120))
+        .unwrap();
+
+    // Our processes run as the images' user, and the gateways read the development secrets
+    // with the modes they have in git.
+    for service in ["exporter-a", "exporter-b", "gateway-a", "gateway-b"] {
+        assert_eq!(compose.process_uid(service).unwrap(), 10001, "{service}");
+    }
+
+    // The portal holds each site's usage, federated through that site's gateway over TLS with
+    // the token from its secret file; each site carries its own `site` label.
+    let portal = format!("http://127.0.0.1:{}", compose.port("portal", 9090).unwrap());
+    let pairs = poll(
+        "both sites' project_vcpu_usage at the portal",
+        Duration::from_secs(180),
+        || {
+            let got: BTreeSet<(String, String)> =
+                query(&portal, "count by (site, location) (project_vcpu_usage)")?
+                    .iter()
+                    .map(|s| {
+                        let label = |l: &str| s["metric"][l].as_str().unwrap_or("").to_owned();
+                        (label("site"), label("location"))
+                    })
+                    .collect();
+            Ok((got.len() >= 2).then_some(got))
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        pairs,
+        BTreeSet::from([
+            ("site-a".to_owned(), "site-a".to_owned()),
+            ("site-b".to_owned(), "site-b".to_owned()),
+        ])
+    );
+    let (status, body) = get(&format!("{portal}/api/v1/targets?state=active")).unwrap();
+    assert_eq!(status, 200, "{body}");
+    let targets: Value = serde_json::from_str(&body).unwrap();
+    let mut federated = Vec::new();
+    for t in targets["data"]["activeTargets"].as_array().unwrap() {
+        let job = t["labels"]["job"].as_str().unwrap();
+        if job.starts_with("federate_") {
+            assert_eq!(t["health"], "up", "{t}");
+            federated.push(t["scrapeUrl"].as_str().unwrap().to_owned());
+        }
+    }
+    federated.sort();
+    assert_eq!(federated.len(), 2, "{federated:?}");
+    for (url, gateway) in federated.iter().zip(["gateway-a", "gateway-b"]) {
+        assert!(
+            url.starts_with(&format!("https://{gateway}:9443/federate?")),
+            "{url}"
+        );
+    }
+
+    // At each gateway's published TLS port: the development token is let through, a wrong
+    // one gets 401.
+    let wrong = "wrong-token-0123456789abcdef";
+    for gateway in ["gateway-a", "gateway-b"] {
+        let port = compose.port(gateway, 9443).unwrap();
+        assert_eq!(federate_status(port, DEV_TOKEN), "200", "{gateway}");
+        assert_eq!(federate_status(port, wrong), "401", "{gateway}");
+    }
+
+    // No token ever reaches a log.
+    let logs = compose.logs().unwrap();
+    assert!(!logs.is_empty());
+    for token in [DEV_TOKEN, wrong] {
+        assert!(!logs.contains(token), "a token is in docker-compose logs");
+    }
+}
