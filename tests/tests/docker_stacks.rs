@@ -7,6 +7,11 @@
 //! once it has an engine and the images (it prints a SKIPPED line when it cannot). Run by
 //! hand without `DOCKER_E2E=1` they fail rather than pass.
 //!
+//! - dev stack: health, uid 10001, each site's usage at the portal with its own `site` label
+//!   through its gateway's TLS port, 200/401 by token, gateway reload on SIGHUP (and why an
+//!   edit by rename needs a restart), no token in the logs;
+//! - hypervisor stack: the libvirt test driver on a node file, health, uid 10001, the guests.
+//!
 //! Every published port is bound to 127.0.0.1; requests go there and to the containers the
 //! test started. Waits poll with a deadline.
 
@@ -79,13 +84,19 @@ const DEV_SERVICES: [&str; 7] = [
 fn the_dev_stack_federates_both_sites_through_their_gateways() {
     require_engine();
     // Grafana has no Debian package, so no local image: everything else of the dev stack.
+    let tmp = tempfile::tempdir().unwrap();
+    let gateway_a_config = tmp.path().join("gateway-a.yml");
+    std::fs::copy(repo().join("compose/dev/gateway.yml"), &gateway_a_config).unwrap();
     let compose = Compose::new(
         "sm-e2e-dev",
         &[
             "compose/docker-compose.dev.yml",
             "tests/compose/dev.test.yml",
         ],
-        &[("PORTAL_PORT", "")],
+        &[
+            ("PORTAL_PORT", ""),
+            ("GATEWAY_A_CONFIG", gateway_a_config.to_str().unwrap()),
+        ],
     )
     .unwrap();
     let mut up = vec!["up", "-d", "--no-build"];
@@ -158,10 +169,114 @@ fn the_dev_stack_federates_both_sites_through_their_gateways() {
         assert_eq!(federate_status(port, wrong), "401", "{gateway}");
     }
 
+    // SIGHUP (`docker-compose kill -s HUP`) reloads the gateway's config edited in place: the
+    // file keeps its inode, which is what a single-file bind mount shows the container.
+    // Dropping the legacy selector from site-a's allow-list makes gateway-a refuse it.
+    let original = std::fs::read_to_string(&gateway_a_config).unwrap();
+    let legacy = "      - '{job=\"project_usages\",__name__=~\"project_.*_usage\"}'\n";
+    assert!(original.contains(legacy), "{original}");
+    let (port_a, port_b) = (
+        compose.port("gateway-a", 9443).unwrap(),
+        compose.port("gateway-b", 9443).unwrap(),
+    );
+    let reloads = || {
+        compose
+            .run(&["logs", "--no-color", "gateway-a"])
+            .unwrap()
+            .matches("configuration reloaded")
+            .count()
+    };
+    let before = reloads();
+    // `write` truncates the file it opens: same inode.
+    std::fs::write(&gateway_a_config, original.replace(legacy, "")).unwrap();
+    compose.run(&["kill", "-s", "HUP", "gateway-a"]).unwrap();
+    poll("gateway-a to reload", Duration::from_secs(30), || {
+        Ok((reloads() > before).then_some(()))
+    })
+    .unwrap();
+    assert_eq!(
+        federate_status(port_a, DEV_TOKEN),
+        "403",
+        "gateway-a after the reload"
+    );
+    assert_eq!(federate_status(port_b, DEV_TOKEN), "200", "gateway-b");
+    let metrics = compose
+        .exec(
+            "gateway-a",
+            &["curl", "-fsS", "http://127.0.0.1:9444/metrics"],
+        )
+        .unwrap();
+    assert!(
+        metrics.contains("\nfederation_gateway_config_last_reload_success 1\n"),
+        "{metrics}"
+    );
+
+    // An edit by rename (sed -i, editors that write a new file) gives the path a new inode that
+    // the running container never sees: SIGHUP reloads the old file. Restarting the container
+    // mounts the new one (README, "Site stack (Docker)").
+    let renamed = gateway_a_config.with_extension("new");
+    std::fs::write(&renamed, &original).unwrap();
+    std::fs::rename(&renamed, &gateway_a_config).unwrap();
+    let before = reloads();
+    compose.run(&["kill", "-s", "HUP", "gateway-a"]).unwrap();
+    poll("gateway-a to reload", Duration::from_secs(30), || {
+        Ok((reloads() > before).then_some(()))
+    })
+    .unwrap();
+    assert_eq!(
+        federate_status(port_a, DEV_TOKEN),
+        "403",
+        "a renamed file reached the running container"
+    );
+    compose.run(&["restart", "gateway-a"]).unwrap();
+    compose
+        .wait_healthy(&["gateway-a"], Duration::from_secs(60))
+        .unwrap();
+    let port_a = compose.port("gateway-a", 9443).unwrap();
+    assert_eq!(
+        federate_status(port_a, DEV_TOKEN),
+        "200",
+        "after the restart"
+    );
+
     // No token ever reaches a log.
     let logs = compose.logs().unwrap();
     assert!(!logs.is_empty());
     for token in [DEV_TOKEN, wrong] {
         assert!(!logs.contains(token), "a token is in docker-compose logs");
     }
+}
+
+#[test]
+#[ignore = "needs a Docker engine and compose/local-images.sh: run-tests.sh runs it"]
+fn the_hypervisor_stack_exports_the_guests_of_a_libvirt_node() {
+    require_engine();
+    let compose = Compose::new(
+        "sm-e2e-hypervisor",
+        &[
+            "compose/docker-compose.hypervisor.yml",
+            "tests/compose/hypervisor.test.yml",
+        ],
+        &[("EXPORTER_PUBLISH", "127.0.0.1:")],
+    )
+    .unwrap();
+    compose.run(&["up", "-d", "--no-build"]).unwrap();
+    compose
+        .wait_healthy(&["exporter"], Duration::from_secs(60))
+        .unwrap();
+    assert_eq!(compose.process_uid("exporter").unwrap(), 10001);
+
+    // The guests of the mounted node file (four, as the libvirt source's own tests count),
+    // through libvirt0 of the image, on the port published on 127.0.0.1.
+    let url = format!(
+        "http://127.0.0.1:{}/metrics",
+        compose.port("exporter", 9184).unwrap()
+    );
+    let body = poll("the node's guests", Duration::from_secs(60), || {
+        let (status, body) = get(&url)?;
+        Ok((status == 200 && body.contains("\nlibvirt_up ")).then_some(body))
+    })
+    .unwrap();
+    assert!(body.contains("\nlibvirt_up 1\n"), "{body}");
+    assert!(body.contains("\nlibvirt_domains 4\n"), "{body}");
 }
