@@ -10,7 +10,9 @@
 //! - dev stack: health, uid 10001, each site's usage at the portal with its own `site` label
 //!   through its gateway's TLS port, 200/401 by token, gateway reload on SIGHUP (and why an
 //!   edit by rename needs a restart), no token in the logs;
-//! - hypervisor stack: the libvirt test driver on a node file, health, uid 10001, the guests.
+//! - hypervisor stack: the libvirt test driver on a node file, health, uid 10001, the guests;
+//! - portal stack (without Grafana): health, the config loads with its secrets mounted as the
+//!   README says, the series survive `down`/`up` on the named volume.
 //!
 //! Every published port is bound to 127.0.0.1; requests go there and to the containers the
 //! test started. Waits poll with a deadline.
@@ -279,4 +281,101 @@ fn the_hypervisor_stack_exports_the_guests_of_a_libvirt_node() {
     .unwrap();
     assert!(body.contains("\nlibvirt_up 1\n"), "{body}");
     assert!(body.contains("\nlibvirt_domains 4\n"), "{body}");
+}
+
+#[test]
+#[ignore = "needs a Docker engine and compose/local-images.sh: run-tests.sh runs it"]
+fn the_portal_stack_loads_its_config_and_keeps_its_series() {
+    require_engine();
+    // Stand-ins for the operator's per-site secrets, with the modes its README gives.
+    let secrets = tempfile::tempdir().unwrap();
+    std::fs::write(
+        secrets.path().join("site-a.token"),
+        "0123456789abcdef0123456789abcdef\n",
+    )
+    .unwrap();
+    std::fs::copy(
+        repo().join("compose/dev/secrets/dev-tls.crt"),
+        secrets.path().join("site-a-ca.pem"),
+    )
+    .unwrap();
+    let status = Command::new("chmod")
+        .arg("0755")
+        .arg(secrets.path())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let compose = Compose::new(
+        "sm-e2e-portal",
+        &[
+            "compose/docker-compose.portal.yml",
+            "tests/compose/portal.test.yml",
+        ],
+        &[
+            ("PORTAL_PORT", ""),
+            ("PORTAL_SECRETS", secrets.path().to_str().unwrap()),
+        ],
+    )
+    .unwrap();
+    // Grafana has no Debian package, so no local image.
+    compose
+        .run(&["up", "-d", "--no-build", "prometheus"])
+        .unwrap();
+    compose
+        .wait_healthy(&["prometheus"], Duration::from_secs(60))
+        .unwrap();
+    let url = format!(
+        "http://127.0.0.1:{}",
+        compose.port("prometheus", 9090).unwrap()
+    );
+
+    // prometheus/portal/ loads as it is (rules included) in this Prometheus, and the federation
+    // job is there (its example gateway does not answer here).
+    let jobs = poll("both scrape jobs", Duration::from_secs(60), || {
+        let got: BTreeSet<String> = query(&url, "up")?
+            .iter()
+            .filter_map(|s| s["metric"]["job"].as_str().map(str::to_owned))
+            .collect();
+        Ok((got.len() >= 2).then_some(got))
+    })
+    .unwrap();
+    assert_eq!(
+        jobs,
+        BTreeSet::from(["federate_site-a".to_owned(), "prometheus".to_owned()])
+    );
+    let loaded = query(&url, "prometheus_config_last_reload_successful").unwrap();
+    assert_eq!(loaded.len(), 1);
+    assert_eq!(loaded[0]["value"][1], "1", "{loaded:?}");
+    let (status, rules) = get(&format!("{url}/api/v1/rules")).unwrap();
+    assert_eq!(status, 200);
+    assert!(rules.contains("\"type\":\"alerting\""), "{rules}");
+
+    // The series live on the named volume, which the image's user can write: after `down`
+    // (without -v) and `up`, the samples from before are still there.
+    let before = query(&url, "up{job=\"prometheus\"}").unwrap()[0]["value"][0]
+        .as_f64()
+        .unwrap();
+    compose.run(&["down", "--timeout", "10"]).unwrap();
+    compose
+        .run(&["up", "-d", "--no-build", "prometheus"])
+        .unwrap();
+    compose
+        .wait_healthy(&["prometheus"], Duration::from_secs(60))
+        .unwrap();
+    let url = format!(
+        "http://127.0.0.1:{}",
+        compose.port("prometheus", 9090).unwrap()
+    );
+    let (status, body) = get(&format!(
+        "{url}/api/v1/query?query={}&time={before}",
+        encode("up{job=\"prometheus\"}")
+    ))
+    .unwrap();
+    assert_eq!(status, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        v["data"]["result"].as_array().map(Vec::len),
+        Some(1),
+        "the series from before `down` are gone: {body}"
+    );
 }
