@@ -131,7 +131,7 @@ fn mounted(file: &Path) -> Vec<PathBuf> {
                 .collect(),
         };
         for e in env_files {
-            out.push(normal(&dir.join(e)));
+            out.push(normal(&dir.join(variable_default(e))));
         }
         if let Some(build) = service["build"].as_mapping() {
             let context = dir.join(build[&Value::from("context")].as_str().unwrap());
@@ -384,7 +384,7 @@ fn the_site_stack_publishes_only_the_gateway_and_runs_unattended() {
         if name == "gateway" {
             let ports = s["ports"].as_sequence().unwrap();
             assert_eq!(ports.len(), 1, "{ports:?}");
-            assert_eq!(ports[0], "9443:9443");
+            assert_eq!(ports[0], "${GATEWAY_PUBLISH:-9443}:9443");
         } else {
             assert!(s["ports"].is_null(), "{name} publishes {:?}", s["ports"]);
         }
@@ -398,13 +398,13 @@ fn the_site_stack_publishes_only_the_gateway_and_runs_unattended() {
     // The same Prometheus as every other stack.
     let image = site["services"]["prometheus"]["image"].as_str().unwrap();
     assert!(
-        image_default(image).starts_with("prom/prometheus:v"),
+        variable_default(image).starts_with("prom/prometheus:v"),
         "{image}"
     );
     for file in compose_files() {
         for (_, s) in yaml(&file)["services"].as_mapping().unwrap() {
             if let Some(other) = s["image"].as_str() {
-                if image_default(other).starts_with("prom/prometheus") {
+                if variable_default(other).starts_with("prom/prometheus") {
                     assert_eq!(other, image, "{}", file.display());
                 }
             }
@@ -709,13 +709,13 @@ fn the_openrc_example_is_an_env_file_with_every_credential() {
     }
 }
 
-/// The default of an image reference written `${VARIABLE:-default}`, else the reference.
-fn image_default(image: &str) -> &str {
-    image
+/// The default of a value written `${VARIABLE:-default}`, else the value.
+fn variable_default(value: &str) -> &str {
+    value
         .strip_prefix("${")
         .and_then(|r| r.strip_suffix('}'))
         .and_then(|r| r.split_once(":-"))
-        .map_or(image, |(_, default)| default)
+        .map_or(value, |(_, default)| default)
 }
 
 #[test]

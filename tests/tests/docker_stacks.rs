@@ -11,6 +11,9 @@
 //!   through its gateway's TLS port, 200/401 by token, gateway reload on SIGHUP (and why an
 //!   edit by rename needs a restart), no token in the logs;
 //! - hypervisor stack: the libvirt test driver on a node file, health, uid 10001, the guests;
+//! - site stack (no OpenStack reachable): health, uid 10001, secrets with the modes the README
+//!   gives, the exporter's own metrics through Prometheus and the gateway, 200/401 by token, no
+//!   token or password in the logs, the state volume writable;
 //! - portal stack (without Grafana): health, the config loads with its secrets mounted as the
 //!   README says, the series survive `down`/`up` on the named volume.
 //!
@@ -377,5 +380,126 @@ fn the_portal_stack_loads_its_config_and_keeps_its_series() {
         v["data"]["result"].as_array().map(Vec::len),
         Some(1),
         "the series from before `down` are gone: {body}"
+    );
+}
+
+/// Something no log may contain, different for every run.
+fn unique_secret(what: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{what}-{}-{nanos:x}", std::process::id())
+}
+
+#[test]
+#[ignore = "needs a Docker engine and compose/local-images.sh: run-tests.sh runs it"]
+fn the_site_stack_serves_the_portal_through_its_gateway() {
+    use std::os::unix::fs::PermissionsExt;
+
+    require_engine();
+    // The operator's files, as compose/site/secrets/README.md and openrc.env.example say:
+    // secrets owned by uid 10001 with mode 0400. Keystone is the container's own loopback, where
+    // nothing answers: the exporter runs and reports its source down, nothing leaves.
+    let dir = tempfile::tempdir().unwrap();
+    let token = unique_secret("portal-token");
+    let password = unique_secret("os-password");
+    let cert =
+        rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
+    for (name, content) in [
+        ("portal.token", format!("{token}\n")),
+        ("tls.crt", cert.cert.pem()),
+        ("tls.key", cert.signing_key.serialize_pem()),
+    ] {
+        let path = dir.path().join(name);
+        std::fs::write(&path, content).unwrap();
+        std::os::unix::fs::chown(&path, Some(10001), Some(10001)).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o400)).unwrap();
+    }
+    let example = std::fs::read_to_string(repo().join("compose/site/openrc.env.example")).unwrap();
+    let openrc = example
+        .replace(
+            "OS_AUTH_URL=https://keystone.example.org:5000/v3",
+            "OS_AUTH_URL=http://127.0.0.1:5000/v3",
+        )
+        .replace("OS_PASSWORD=change-me", &format!("OS_PASSWORD={password}"));
+    assert!(openrc.contains(&password) && openrc.contains("127.0.0.1:5000"));
+    let openrc_path = dir.path().join("openrc.env");
+    std::fs::write(&openrc_path, openrc).unwrap();
+
+    let compose = Compose::new(
+        "sm-e2e-site",
+        &[
+            "compose/docker-compose.site.yml",
+            "tests/compose/site.test.yml",
+        ],
+        &[
+            ("SITE_SECRETS", dir.path().to_str().unwrap()),
+            ("OPENRC_ENV", openrc_path.to_str().unwrap()),
+            ("GATEWAY_PUBLISH", "127.0.0.1:"),
+        ],
+    )
+    .unwrap();
+    compose.run(&["up", "-d", "--no-build"]).unwrap();
+    let services = ["exporter", "prometheus", "gateway"];
+    compose
+        .wait_healthy(&services, Duration::from_secs(120))
+        .unwrap();
+    for service in ["exporter", "gateway"] {
+        assert_eq!(compose.process_uid(service).unwrap(), 10001, "{service}");
+    }
+    // The running totals' volume is the exporter's to write.
+    compose
+        .exec("exporter", &["test", "-w", "/var/lib/site-exporter"])
+        .unwrap();
+
+    // exporter -> site Prometheus -> gateway (TLS, the token from its secret file): the
+    // exporter's own series arrive, labelled with the site.
+    let port = compose.port("gateway", 9443).unwrap();
+    let cafile = dir.path().join("ca.pem");
+    std::fs::write(&cafile, cert.cert.pem()).unwrap();
+    let federate = |token: &str| {
+        let selector = encode("{__name__=~\"site_exporter_source_.+\"}");
+        let out = Command::new("curl")
+            .args(["-s", "-w", "\n%{http_code}", "--cacert"])
+            .arg(&cafile)
+            .args(["-H", &format!("Authorization: Bearer {token}")])
+            .arg(format!(
+                "https://127.0.0.1:{port}/federate?match[]={selector}"
+            ))
+            .output()
+            .unwrap();
+        let text = String::from_utf8(out.stdout).unwrap();
+        let (body, status) = text.rsplit_once('\n').unwrap();
+        (status.to_owned(), body.to_owned())
+    };
+    let body = poll(
+        "the exporter's series through the gateway",
+        Duration::from_secs(180),
+        || {
+            let (status, body) = federate(&token);
+            anyhow::ensure!(status == "200", "HTTP {status}: {body}");
+            Ok(body
+                .lines()
+                .any(|l| l.starts_with("site_exporter_source_up{"))
+                .then_some(body))
+        },
+    )
+    .unwrap();
+    let up = body
+        .lines()
+        .find(|l| l.starts_with("site_exporter_source_up{") && l.contains("source=\"openstack\""))
+        .unwrap_or_else(|| panic!("{body}"));
+    assert!(up.contains("site=\"my-site\""), "{up}");
+    assert!(up.contains("job=\"project_usages\""), "{up}");
+    assert_eq!(federate("wrong-token-0123456789abcdef").0, "401");
+
+    // Neither the token nor the OpenStack password reaches a log.
+    let logs = compose.logs().unwrap();
+    assert!(logs.contains("openstack"), "{logs}");
+    assert!(!logs.contains(&token), "the portal token is in the logs");
+    assert!(
+        !logs.contains(&password),
+        "the OpenStack password is in the logs"
     );
 }
