@@ -9,6 +9,8 @@
 #                                            (compose/local-images/host-binaries.Dockerfile)
 #   site-monitoring/prometheus:local         Debian's prometheus (2.42) on that base
 #                                            (compose/local-images/prometheus.Dockerfile)
+#   site-monitoring/fake-openstack:local     for the tests only: the fake Keystone + Nova of
+#                                            exporter/examples/fake_openstack
 # Grafana has no Debian package: the stacks run without it here.
 #
 # Needs a Docker engine, mmdebstrap (only while the base is missing), cargo, and Debian's
@@ -27,6 +29,7 @@ base=site-monitoring/debian:bookworm-slim
 exporter=site-monitoring/site-exporter:local
 gateway=site-monitoring/federation-gateway:local
 prometheus=site-monitoring/prometheus:local
+fake_openstack=site-monitoring/fake-openstack:local
 
 say() { echo "local-images: $*" >&2; }
 
@@ -74,18 +77,23 @@ fi
 # The binaries, as the production build stage makes them.
 say "cargo build --release (site-exporter, federation-gateway)"
 cargo build --quiet --release --locked --all-features -p site-exporter -p federation-gateway
+cargo build --quiet --release --locked --all-features -p site-exporter --example fake_openstack
 target_dir=$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
 bin=$(mktemp -d)
 trap 'rm -rf "$logs" "$bin" ${rootfs:+"$rootfs"}' EXIT
-install -m 0755 "$target_dir/release/site-exporter" "$target_dir/release/federation-gateway" "$bin/"
+install -m 0755 "$target_dir/release/site-exporter" "$target_dir/release/federation-gateway" \
+  "$target_dir/release/examples/fake_openstack" "$bin/"
 
 build site-monitoring/site-exporter-base:local -f compose/Dockerfile --target exporter-base \
   --build-arg RUNTIME_IMAGE="$base" compose/local-images
 build site-monitoring/federation-gateway-base:local -f compose/Dockerfile --target gateway-base \
   --build-arg RUNTIME_IMAGE="$base" compose/local-images
-for image in exporter gateway; do
-  tag=$exporter
-  [ "$image" = gateway ] && tag=$gateway
+for image in exporter gateway fake-openstack; do
+  case $image in
+    exporter) tag=$exporter ;;
+    gateway) tag=$gateway ;;
+    fake-openstack) tag=$fake_openstack ;;
+  esac
   build "$tag" -f compose/local-images/host-binaries.Dockerfile \
     --target "$image-from-host-binaries" \
     --build-arg EXPORTER_BASE=site-monitoring/site-exporter-base:local \
@@ -97,3 +105,4 @@ build "$prometheus" -f compose/local-images/prometheus.Dockerfile \
 echo "EXPORTER_IMAGE=$exporter"
 echo "GATEWAY_IMAGE=$gateway"
 echo "PROMETHEUS_IMAGE=$prometheus"
+echo "FAKE_OPENSTACK_IMAGE=$fake_openstack"

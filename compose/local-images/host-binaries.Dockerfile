@@ -12,3 +12,10 @@ COPY site-exporter /usr/local/bin/site-exporter
 
 FROM ${GATEWAY_BASE} AS gateway-from-host-binaries
 COPY federation-gateway /usr/local/bin/federation-gateway
+
+# The benchmarks' fake Keystone + Nova (exporter/examples/fake_openstack), for the site stack
+# tests only: never part of a site.
+FROM ${EXPORTER_BASE} AS fake-openstack-from-host-binaries
+COPY fake_openstack /usr/local/bin/fake_openstack
+HEALTHCHECK NONE
+ENTRYPOINT ["fake_openstack"]

@@ -839,6 +839,10 @@ fn the_dockerfile_builds_with_the_legacy_builder() {
             "COPY site-exporter /usr/local/bin/site-exporter",
             "FROM ${GATEWAY_BASE} AS gateway-from-host-binaries",
             "COPY federation-gateway /usr/local/bin/federation-gateway",
+            "FROM ${EXPORTER_BASE} AS fake-openstack-from-host-binaries",
+            "COPY fake_openstack /usr/local/bin/fake_openstack",
+            "HEALTHCHECK NONE",
+            "ENTRYPOINT [\"fake_openstack\"]",
         ]
     );
     for binary in ["site-exporter", "federation-gateway"] {
