@@ -102,7 +102,8 @@ else
     set +a
     rm -f "$images"
     echo "run-tests: images ready after $((SECONDS - started)) s" >&2
-    DOCKER_E2E=1 cargo test -p stack-tests --all-features --test docker_stacks -- --ignored --nocapture
+    DOCKER_E2E=1 cargo test -p stack-tests --all-features --test docker_stacks --test docker_site \
+      -- --ignored --nocapture
     echo "run-tests: container tests took $((SECONDS - started)) s" >&2
   )
 fi

@@ -5,17 +5,19 @@
 //! the start, in case an earlier run left it behind.
 //!
 //! Images come from the environment the compose files read (`EXPORTER_IMAGE`,
-//! `GATEWAY_IMAGE`, `PROMETHEUS_IMAGE`), which `compose/local-images.sh` prints; nothing is
-//! pulled or built here (`--no-build`).
+//! `GATEWAY_IMAGE`, `PROMETHEUS_IMAGE`, `FAKE_OPENSTACK_IMAGE`), which
+//! `compose/local-images.sh` prints; nothing is pulled or built here (`--no-build`).
+//! [`require_engine`] makes a container test fail, not pass, where they are missing.
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
+use serde_json::Value;
 
-use crate::poll;
 use crate::stack::repo;
+use crate::{encode, get, poll};
 
 /// One compose project; `down -v` when dropped.
 #[derive(Debug)]
@@ -164,6 +166,34 @@ impl Drop for Compose {
             eprintln!("{e:#}");
         }
     }
+}
+
+/// Panics unless run-tests.sh (or someone by hand) set up the engine and the images: the
+/// container tests fail rather than pass without them.
+pub fn require_engine() {
+    assert_eq!(
+        std::env::var("DOCKER_E2E").as_deref(),
+        Ok("1"),
+        "set DOCKER_E2E=1 once a Docker engine answers and compose/local-images.sh has run \
+         (run-tests.sh does both)"
+    );
+    for var in ["EXPORTER_IMAGE", "GATEWAY_IMAGE", "PROMETHEUS_IMAGE"] {
+        assert!(
+            std::env::var_os(var).is_some(),
+            "{var} is not set: export what compose/local-images.sh prints"
+        );
+    }
+}
+
+/// An instant query against a Prometheus at `url`; returns the result vector.
+pub fn query(url: &str, promql: &str) -> anyhow::Result<Vec<Value>> {
+    let (status, body) = get(&format!("{url}/api/v1/query?query={}", encode(promql)))?;
+    let v: Value = serde_json::from_str(&body)?;
+    anyhow::ensure!(
+        status == 200 && v["status"] == "success",
+        "{promql}: {body}"
+    );
+    Ok(v["data"]["result"].as_array().cloned().unwrap_or_default())
 }
 
 /// Runs `docker <args>`; fails with its standard error unless it succeeds.
