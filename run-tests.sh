@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test of the workspace. Installs what the tests need first when it is missing:
 # Debian's prometheus (prometheus, promtool), libvirt's client tools and development files,
-# docker-compose (to validate the compose files; no Docker engine is needed) and curl; as root
-# also libvirt's daemon, for the libvirt source's real-daemon tests (see below).
+# docker-compose (to validate the compose files), curl and python3; as root also libvirt's
+# daemon, for the libvirt source's real-daemon tests, and for the container tests at the end
+# Debian's docker.io and mmdebstrap (see below).
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -103,5 +104,63 @@ else
     "$os_dir/backdate.sh" 2 >/dev/null
     OPENSTACK_E2E=1 OPENSTACK_CLI="$REALSTACK_DIR/venv/bin/openstack" \
       cargo test -p site-exporter --all-features --test openstack_e2e -- --nocapture
+  )
+fi
+
+# The stacks in containers (issue 12): images built from compose/Dockerfile by
+# compose/local-images.sh (no image registry needed), stacks started from the compose files on
+# a real engine. An engine that answers is used as it is; otherwise, as root, Debian's dockerd
+# is started with its data (base image, build cache) in $DOCKER_CACHE, which later runs reuse,
+# and stopped on exit. DOCKER_E2E=0 skips them.
+if [ "${DOCKER_E2E:-}" = 0 ]; then
+  echo "run-tests: SKIPPED: container tests (DOCKER_E2E=0)" >&2
+elif ! docker info >/dev/null 2>&1 && [ "$(id -u)" -ne 0 ]; then
+  echo "run-tests: SKIPPED: container tests: no Docker engine answers and only root starts one" >&2
+elif [ "$(id -u)" -ne 0 ] && ! command -v mmdebstrap >/dev/null && ! docker image inspect site-monitoring/debian:bookworm-slim >/dev/null 2>&1; then
+  echo "run-tests: SKIPPED: container tests: mmdebstrap is missing and only root installs it" >&2
+else
+  (
+    started=$SECONDS
+    docker_need=()
+    command -v mmdebstrap >/dev/null 2>&1 || docker_need+=(mmdebstrap)
+    docker info >/dev/null 2>&1 || command -v dockerd >/dev/null 2>&1 || docker_need+=(docker.io)
+    if ((${#docker_need[@]})); then
+      echo "run-tests: installing ${docker_need[*]}" >&2
+      apt-get update -qq
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+        "${docker_need[@]}" >/dev/null
+    fi
+    if ! docker info >/dev/null 2>&1; then
+      cache=${DOCKER_CACHE:-/var/cache/site-monitoring/docker}
+      run=/run/site-monitoring-docker
+      mkdir -p "$cache" "$run"
+      export DOCKER_HOST=unix://$run/docker.sock
+      echo "run-tests: starting dockerd (data in $cache, log in $cache/dockerd.log)" >&2
+      dockerd --data-root "$cache/data" --exec-root "$run/exec" --pidfile "$run/dockerd.pid" \
+        --host "$DOCKER_HOST" >"$cache/dockerd.log" 2>&1 &
+      dockerd_pid=$!
+      trap 'kill "$dockerd_pid" 2>/dev/null && wait "$dockerd_pid"' EXIT
+      deadline=$((SECONDS + 60))
+      until docker info >/dev/null 2>&1; do
+        if ! kill -0 "$dockerd_pid" 2>/dev/null || ((SECONDS > deadline)); then
+          echo "run-tests: dockerd did not answer within 60 s:" >&2
+          tail -20 "$cache/dockerd.log" >&2
+          exit 1
+        fi
+        sleep 0.5
+      done
+    fi
+    echo "run-tests: engine $(docker version -f '{{.Server.Version}}'), $(docker-compose version --short 2>/dev/null || true)" >&2
+    images=$(mktemp)
+    nice -n 10 compose/local-images.sh >"$images"
+    set -a
+    # shellcheck disable=SC1090
+    . "$images"
+    set +a
+    rm -f "$images"
+    echo "run-tests: images ready after $((SECONDS - started)) s" >&2
+    DOCKER_E2E=1 cargo test -p stack-tests --all-features --test docker_stacks --test docker_site \
+      -- --ignored --nocapture
+    echo "run-tests: container tests took $((SECONDS - started)) s" >&2
   )
 fi

@@ -7,6 +7,7 @@
 //! Nothing here sleeps for a fixed time to wait for a server: [`poll`] retries a condition
 //! until it holds or a deadline passes, and then fails with the last observation.
 
+pub mod compose;
 pub mod layers;
 pub mod stack;
 

@@ -27,9 +27,14 @@ fn compose_files() -> Vec<PathBuf> {
     files
 }
 
+/// A YAML file with its merge keys (`<<: *anchor`) applied, as compose reads it.
 fn yaml(path: &Path) -> Value {
     let text = std::fs::read_to_string(path).unwrap();
-    serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    let mut doc: Value =
+        serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    doc.apply_merge()
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    doc
 }
 
 /// Copies the compose directory `from` to `to` as an operator would have it for `docker-compose
@@ -126,7 +131,7 @@ fn mounted(file: &Path) -> Vec<PathBuf> {
                 .collect(),
         };
         for e in env_files {
-            out.push(normal(&dir.join(e)));
+            out.push(normal(&dir.join(variable_default(e))));
         }
         if let Some(build) = service["build"].as_mapping() {
             let context = dir.join(build[&Value::from("context")].as_str().unwrap());
@@ -379,7 +384,7 @@ fn the_site_stack_publishes_only_the_gateway_and_runs_unattended() {
         if name == "gateway" {
             let ports = s["ports"].as_sequence().unwrap();
             assert_eq!(ports.len(), 1, "{ports:?}");
-            assert_eq!(ports[0], "9443:9443");
+            assert_eq!(ports[0], "${GATEWAY_PUBLISH:-9443}:9443");
         } else {
             assert!(s["ports"].is_null(), "{name} publishes {:?}", s["ports"]);
         }
@@ -392,11 +397,14 @@ fn the_site_stack_publishes_only_the_gateway_and_runs_unattended() {
 
     // The same Prometheus as every other stack.
     let image = site["services"]["prometheus"]["image"].as_str().unwrap();
-    assert!(image.starts_with("prom/prometheus:v"), "{image}");
+    assert!(
+        variable_default(image).starts_with("prom/prometheus:v"),
+        "{image}"
+    );
     for file in compose_files() {
         for (_, s) in yaml(&file)["services"].as_mapping().unwrap() {
             if let Some(other) = s["image"].as_str() {
-                if other.starts_with("prom/prometheus") {
+                if variable_default(other).starts_with("prom/prometheus") {
                     assert_eq!(other, image, "{}", file.display());
                 }
             }
@@ -699,4 +707,220 @@ fn the_openrc_example_is_an_env_file_with_every_credential() {
             assert_eq!(found.unwrap().1, value);
         }
     }
+}
+
+/// The default of a value written `${VARIABLE:-default}`, else the value.
+fn variable_default(value: &str) -> &str {
+    value
+        .strip_prefix("${")
+        .and_then(|r| r.strip_suffix('}'))
+        .and_then(|r| r.split_once(":-"))
+        .map_or(value, |(_, default)| default)
+}
+
+#[test]
+fn every_image_can_be_replaced_by_a_local_one() {
+    // compose/local-images.sh prints VARIABLE=image lines; every image of every stack is
+    // `${VARIABLE:-upstream}`, one variable per image, so a machine without a registry can
+    // point each stack at local images (Grafana has no Debian package: none is built).
+    let script = std::fs::read_to_string(repo().join("compose/local-images.sh")).unwrap();
+    let mut seen = std::collections::BTreeMap::new();
+    for file in compose_files() {
+        for (name, s) in yaml(&file)["services"].as_mapping().unwrap() {
+            let image = s["image"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{}: {name:?} has no image", file.display()));
+            let (variable, default) = image
+                .strip_prefix("${")
+                .and_then(|r| r.strip_suffix('}'))
+                .and_then(|r| r.split_once(":-"))
+                .unwrap_or_else(|| {
+                    panic!("{}: {image} is not ${{VARIABLE:-image}}", file.display())
+                });
+            let repository = default.rsplit_once(':').map_or(default, |(r, _)| r);
+            if let Some(other) = seen.insert(variable.to_owned(), repository.to_owned()) {
+                assert_eq!(other, repository, "{variable} names two images");
+            }
+            if variable != "GRAFANA_IMAGE" {
+                assert!(
+                    script.contains(&format!("echo \"{variable}=")),
+                    "compose/local-images.sh does not build {variable}"
+                );
+            }
+        }
+    }
+    assert_eq!(
+        seen.keys().map(String::as_str).collect::<Vec<_>>(),
+        [
+            "EXPORTER_IMAGE",
+            "GATEWAY_IMAGE",
+            "GRAFANA_IMAGE",
+            "PROMETHEUS_IMAGE"
+        ]
+    );
+}
+
+/// The stages of a Dockerfile: (name, `FROM` argument), in order.
+fn stages(dockerfile: &str) -> Vec<(String, String)> {
+    dockerfile
+        .lines()
+        .filter_map(|l| l.strip_prefix("FROM "))
+        .map(|l| {
+            let words: Vec<&str> = l.split_whitespace().collect();
+            let name = match words.as_slice() {
+                [_, as_, name] if as_.eq_ignore_ascii_case("as") => (*name).to_owned(),
+                _ => String::new(),
+            };
+            (name, words[0].to_owned())
+        })
+        .collect()
+}
+
+#[test]
+fn the_dockerfile_builds_with_the_legacy_builder() {
+    // Debian 12's docker.io 20.10 and docker-compose 1.29 build without BuildKit: no frontend
+    // to fetch (`# syntax`), no `RUN --mount`. The legacy builder runs every stage before the
+    // target, so the stages that need no Rust toolchain come before the build stage, and
+    // compose/local-images.sh can build `exporter-base` and `gateway-base` without it.
+    let text = std::fs::read_to_string(repo().join("compose/Dockerfile")).unwrap();
+    assert!(
+        !text
+            .lines()
+            .any(|l| l.to_lowercase().replace(' ', "").starts_with("#syntax=")),
+        "a # syntax line"
+    );
+    assert!(
+        !text
+            .lines()
+            .any(|l| !l.starts_with('#') && l.contains("--mount")),
+        "RUN --mount needs BuildKit"
+    );
+    assert!(text.contains("\nARG RUNTIME_IMAGE=debian:bookworm-slim\n"));
+    assert!(text.contains("\nARG RUST_IMAGE=rust:1-bookworm\n"));
+    let names: Vec<(String, String)> = stages(&text);
+    let expected = [
+        ("runtime", "${RUNTIME_IMAGE}"),
+        ("exporter-base", "runtime"),
+        ("gateway-base", "runtime"),
+        ("build", "${RUST_IMAGE}"),
+        ("exporter", "exporter-base"),
+        ("gateway", "gateway-base"),
+    ];
+    assert_eq!(
+        names,
+        expected.map(|(n, f)| (n.to_owned(), f.to_owned())),
+        "compose/Dockerfile stages"
+    );
+    // The compose files build the production targets.
+    for file in compose_files() {
+        for (name, s) in yaml(&file)["services"].as_mapping().unwrap() {
+            if let Some(build) = s["build"].as_mapping() {
+                let target = build[&Value::from("target")].as_str().unwrap();
+                assert!(
+                    ["exporter", "gateway"].contains(&target),
+                    "{}: {name:?} builds {target}",
+                    file.display()
+                );
+            }
+        }
+    }
+    // The host-binaries images add nothing but the binary to those bases.
+    let host =
+        std::fs::read_to_string(repo().join("compose/local-images/host-binaries.Dockerfile"))
+            .unwrap();
+    let instructions: Vec<&str> = host
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#') && !l.starts_with("ARG "))
+        .collect();
+    assert_eq!(
+        instructions,
+        [
+            "FROM ${EXPORTER_BASE} AS exporter-from-host-binaries",
+            "COPY site-exporter /usr/local/bin/site-exporter",
+            "FROM ${GATEWAY_BASE} AS gateway-from-host-binaries",
+            "COPY federation-gateway /usr/local/bin/federation-gateway",
+            "FROM ${EXPORTER_BASE} AS fake-openstack-from-host-binaries",
+            "COPY fake_openstack /usr/local/bin/fake_openstack",
+            "HEALTHCHECK NONE",
+            "ENTRYPOINT [\"fake_openstack\"]",
+        ]
+    );
+    for binary in ["site-exporter", "federation-gateway"] {
+        assert!(
+            text.contains(&format!(
+                "COPY --from=build /out/{binary} /usr/local/bin/{binary}\n"
+            )),
+            "the production image installs {binary} where the host-binaries one does"
+        );
+    }
+}
+
+#[test]
+fn each_dev_site_has_its_own_site_label() {
+    // The dev stack's site Prometheus config is the shipped one but for `site: ${SITE}`.
+    let dev = repo().join("compose/dev/site/prometheus.yml");
+    let mut dev_config = yaml(&dev);
+    assert_eq!(dev_config["global"]["external_labels"]["site"], "${SITE}");
+    let shipped = yaml(&repo().join("prometheus/site/prometheus.yml"));
+    dev_config["global"]["external_labels"]["site"] =
+        shipped["global"]["external_labels"]["site"].clone();
+    assert_eq!(
+        dev_config,
+        shipped,
+        "{} differs from prometheus/site/prometheus.yml",
+        dev.display()
+    );
+
+    // Every site Prometheus of the dev stack expands its own SITE.
+    let compose = yaml(&repo().join("compose/docker-compose.dev.yml"));
+    let mut sites = Vec::new();
+    for (name, s) in compose["services"].as_mapping().unwrap() {
+        let name = name.as_str().unwrap();
+        if !name.starts_with("prometheus-") {
+            continue;
+        }
+        let command: Vec<&str> = s["command"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        assert!(
+            command.contains(&"--enable-feature=expand-external-labels"),
+            "{name}: {command:?}"
+        );
+        assert_eq!(
+            mount_target(s, "./dev/site/prometheus.yml"),
+            "/etc/prometheus/prometheus.yml"
+        );
+        let site = s["environment"]["SITE"].as_str().unwrap().to_owned();
+        assert_eq!(
+            format!("prometheus-{}", site.trim_start_matches("site-")),
+            name
+        );
+        sites.push(site);
+    }
+    assert_eq!(sites, ["site-a", "site-b"]);
+
+    // It loads in the Prometheus the tests run (Debian's), with the site's rules beside it.
+    let tmp = tempfile::tempdir().unwrap();
+    let status = Command::new("cp")
+        .arg("-r")
+        .arg(repo().join("prometheus/site"))
+        .arg(tmp.path().join("site"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    std::fs::copy(&dev, tmp.path().join("site/prometheus.yml")).unwrap();
+    let out = Command::new("promtool")
+        .args(["check", "config", "prometheus.yml"])
+        .current_dir(tmp.path().join("site"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -1,0 +1,356 @@
+//! The stacks as sites run them: containers from the images `compose/local-images.sh` builds
+//! (compose/Dockerfile's stages, Debian's Prometheus), started by `docker-compose` from the
+//! repository's compose files with only the overrides in `tests/compose/`.
+//!
+//! These tests need a Docker engine and those images, so they are `#[ignore]`d: `cargo test`
+//! lists them as ignored, and `run-tests.sh` runs them with `--ignored` and `DOCKER_E2E=1`
+//! once it has an engine and the images (it prints a SKIPPED line when it cannot). Run by
+//! hand without `DOCKER_E2E=1` they fail rather than pass.
+//!
+//! - dev stack: health, uid 10001, each site's usage at the portal with its own `site` label
+//!   through its gateway's TLS port, 200/401 by token, gateway reload on SIGHUP (and why an
+//!   edit by rename needs a restart), no token in the logs;
+//! - hypervisor stack: the libvirt test driver on a node file, health, uid 10001, the guests;
+//! - portal stack (without Grafana): health, the config loads with its secrets mounted as the
+//!   README says, the series survive `down`/`up` on the named volume.
+//!
+//! The site stack is in `docker_site.rs`.
+//!
+//! Every published port is bound to 127.0.0.1; requests go there and to the containers the
+//! test started. Waits poll with a deadline.
+
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeSet;
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::Value;
+use stack_tests::compose::{query, require_engine, Compose};
+use stack_tests::stack::{repo, DEV_TOKEN};
+use stack_tests::{encode, get, poll};
+
+/// The HTTP status of a federation request with `token` to the gateway on `port`, over TLS
+/// verified against the development certificate.
+fn federate_status(port: u16, token: &str) -> String {
+    let selector = encode("{job=\"project_usages\",__name__=~\"project_.*_usage\"}");
+    let out = Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--cacert"])
+        .arg(repo().join("compose/dev/secrets/dev-tls.crt"))
+        .args(["-H", &format!("Authorization: Bearer {token}")])
+        .arg(format!(
+            "https://127.0.0.1:{port}/federate?match[]={selector}"
+        ))
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout).unwrap()
+}
+
+const DEV_SERVICES: [&str; 7] = [
+    "exporter-a",
+    "prometheus-a",
+    "gateway-a",
+    "exporter-b",
+    "prometheus-b",
+    "gateway-b",
+    "portal",
+];
+
+#[test]
+#[ignore = "needs a Docker engine and compose/local-images.sh: run-tests.sh runs it"]
+fn the_dev_stack_federates_both_sites_through_their_gateways() {
+    require_engine();
+    // Grafana has no Debian package, so no local image: everything else of the dev stack.
+    let tmp = tempfile::tempdir().unwrap();
+    let gateway_a_config = tmp.path().join("gateway-a.yml");
+    std::fs::copy(repo().join("compose/dev/gateway.yml"), &gateway_a_config).unwrap();
+    let compose = Compose::new(
+        "sm-e2e-dev",
+        &[
+            "compose/docker-compose.dev.yml",
+            "tests/compose/dev.test.yml",
+        ],
+        &[
+            ("PORTAL_PORT", ""),
+            ("GATEWAY_A_CONFIG", gateway_a_config.to_str().unwrap()),
+        ],
+    )
+    .unwrap();
+    let mut up = vec!["up", "-d", "--no-build"];
+    up.extend(DEV_SERVICES);
+    compose.run(&up).unwrap();
+
+    // Every health check passes: the tools they run exist in the images, the services answer.
+    compose
+        .wait_healthy(&DEV_SERVICES, Duration::from_secs(120))
+        .unwrap();
+
+    // Our processes run as the images' user, and the gateways read the development secrets
+    // with the modes they have in git.
+    for service in ["exporter-a", "exporter-b", "gateway-a", "gateway-b"] {
+        assert_eq!(compose.process_uid(service).unwrap(), 10001, "{service}");
+    }
+
+    // The portal holds each site's usage, federated through that site's gateway over TLS with
+    // the token from its secret file; each site carries its own `site` label.
+    let portal = format!("http://127.0.0.1:{}", compose.port("portal", 9090).unwrap());
+    let pairs = poll(
+        "both sites' project_vcpu_usage at the portal",
+        Duration::from_secs(180),
+        || {
+            let got: BTreeSet<(String, String)> =
+                query(&portal, "count by (site, location) (project_vcpu_usage)")?
+                    .iter()
+                    .map(|s| {
+                        let label = |l: &str| s["metric"][l].as_str().unwrap_or("").to_owned();
+                        (label("site"), label("location"))
+                    })
+                    .collect();
+            Ok((got.len() >= 2).then_some(got))
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        pairs,
+        BTreeSet::from([
+            ("site-a".to_owned(), "site-a".to_owned()),
+            ("site-b".to_owned(), "site-b".to_owned()),
+        ])
+    );
+    let (status, body) = get(&format!("{portal}/api/v1/targets?state=active")).unwrap();
+    assert_eq!(status, 200, "{body}");
+    let targets: Value = serde_json::from_str(&body).unwrap();
+    let mut federated = Vec::new();
+    for t in targets["data"]["activeTargets"].as_array().unwrap() {
+        let job = t["labels"]["job"].as_str().unwrap();
+        if job.starts_with("federate_") {
+            assert_eq!(t["health"], "up", "{t}");
+            federated.push(t["scrapeUrl"].as_str().unwrap().to_owned());
+        }
+    }
+    federated.sort();
+    assert_eq!(federated.len(), 2, "{federated:?}");
+    for (url, gateway) in federated.iter().zip(["gateway-a", "gateway-b"]) {
+        assert!(
+            url.starts_with(&format!("https://{gateway}:9443/federate?")),
+            "{url}"
+        );
+    }
+
+    // At each gateway's published TLS port: the development token is let through, a wrong
+    // one gets 401.
+    let wrong = "wrong-token-0123456789abcdef";
+    for gateway in ["gateway-a", "gateway-b"] {
+        let port = compose.port(gateway, 9443).unwrap();
+        assert_eq!(federate_status(port, DEV_TOKEN), "200", "{gateway}");
+        assert_eq!(federate_status(port, wrong), "401", "{gateway}");
+    }
+
+    // SIGHUP (`docker-compose kill -s HUP`) reloads the gateway's config edited in place: the
+    // file keeps its inode, which is what a single-file bind mount shows the container.
+    // Dropping the legacy selector from site-a's allow-list makes gateway-a refuse it.
+    let original = std::fs::read_to_string(&gateway_a_config).unwrap();
+    let legacy = "      - '{job=\"project_usages\",__name__=~\"project_.*_usage\"}'\n";
+    assert!(original.contains(legacy), "{original}");
+    let (port_a, port_b) = (
+        compose.port("gateway-a", 9443).unwrap(),
+        compose.port("gateway-b", 9443).unwrap(),
+    );
+    let reloads = || {
+        compose
+            .run(&["logs", "--no-color", "gateway-a"])
+            .unwrap()
+            .matches("configuration reloaded")
+            .count()
+    };
+    let before = reloads();
+    // `write` truncates the file it opens: same inode.
+    std::fs::write(&gateway_a_config, original.replace(legacy, "")).unwrap();
+    compose.run(&["kill", "-s", "HUP", "gateway-a"]).unwrap();
+    poll("gateway-a to reload", Duration::from_secs(30), || {
+        Ok((reloads() > before).then_some(()))
+    })
+    .unwrap();
+    assert_eq!(
+        federate_status(port_a, DEV_TOKEN),
+        "403",
+        "gateway-a after the reload"
+    );
+    assert_eq!(federate_status(port_b, DEV_TOKEN), "200", "gateway-b");
+    let metrics = compose
+        .exec(
+            "gateway-a",
+            &["curl", "-fsS", "http://127.0.0.1:9444/metrics"],
+        )
+        .unwrap();
+    assert!(
+        metrics.contains("\nfederation_gateway_config_last_reload_success 1\n"),
+        "{metrics}"
+    );
+
+    // An edit by rename (sed -i, editors that write a new file) gives the path a new inode that
+    // the running container never sees: SIGHUP reloads the old file. Restarting the container
+    // mounts the new one (README, "Site stack (Docker)").
+    let renamed = gateway_a_config.with_extension("new");
+    std::fs::write(&renamed, &original).unwrap();
+    std::fs::rename(&renamed, &gateway_a_config).unwrap();
+    let before = reloads();
+    compose.run(&["kill", "-s", "HUP", "gateway-a"]).unwrap();
+    poll("gateway-a to reload", Duration::from_secs(30), || {
+        Ok((reloads() > before).then_some(()))
+    })
+    .unwrap();
+    assert_eq!(
+        federate_status(port_a, DEV_TOKEN),
+        "403",
+        "a renamed file reached the running container"
+    );
+    compose.run(&["restart", "gateway-a"]).unwrap();
+    compose
+        .wait_healthy(&["gateway-a"], Duration::from_secs(60))
+        .unwrap();
+    let port_a = compose.port("gateway-a", 9443).unwrap();
+    assert_eq!(
+        federate_status(port_a, DEV_TOKEN),
+        "200",
+        "after the restart"
+    );
+
+    // No token ever reaches a log.
+    let logs = compose.logs().unwrap();
+    assert!(!logs.is_empty());
+    for token in [DEV_TOKEN, wrong] {
+        assert!(!logs.contains(token), "a token is in docker-compose logs");
+    }
+}
+
+#[test]
+#[ignore = "needs a Docker engine and compose/local-images.sh: run-tests.sh runs it"]
+fn the_hypervisor_stack_exports_the_guests_of_a_libvirt_node() {
+    require_engine();
+    let compose = Compose::new(
+        "sm-e2e-hypervisor",
+        &[
+            "compose/docker-compose.hypervisor.yml",
+            "tests/compose/hypervisor.test.yml",
+        ],
+        &[("EXPORTER_PUBLISH", "127.0.0.1:")],
+    )
+    .unwrap();
+    compose.run(&["up", "-d", "--no-build"]).unwrap();
+    compose
+        .wait_healthy(&["exporter"], Duration::from_secs(60))
+        .unwrap();
+    assert_eq!(compose.process_uid("exporter").unwrap(), 10001);
+
+    // The guests of the mounted node file (four, as the libvirt source's own tests count),
+    // through libvirt0 of the image, on the port published on 127.0.0.1.
+    let url = format!(
+        "http://127.0.0.1:{}/metrics",
+        compose.port("exporter", 9184).unwrap()
+    );
+    let body = poll("the node's guests", Duration::from_secs(60), || {
+        let (status, body) = get(&url)?;
+        Ok((status == 200 && body.contains("\nlibvirt_up ")).then_some(body))
+    })
+    .unwrap();
+    assert!(body.contains("\nlibvirt_up 1\n"), "{body}");
+    assert!(body.contains("\nlibvirt_domains 4\n"), "{body}");
+}
+
+#[test]
+#[ignore = "needs a Docker engine and compose/local-images.sh: run-tests.sh runs it"]
+fn the_portal_stack_loads_its_config_and_keeps_its_series() {
+    require_engine();
+    // Stand-ins for the operator's per-site secrets, with the modes its README gives.
+    let secrets = tempfile::tempdir().unwrap();
+    std::fs::write(
+        secrets.path().join("site-a.token"),
+        "0123456789abcdef0123456789abcdef\n",
+    )
+    .unwrap();
+    std::fs::copy(
+        repo().join("compose/dev/secrets/dev-tls.crt"),
+        secrets.path().join("site-a-ca.pem"),
+    )
+    .unwrap();
+    let status = Command::new("chmod")
+        .arg("0755")
+        .arg(secrets.path())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let compose = Compose::new(
+        "sm-e2e-portal",
+        &[
+            "compose/docker-compose.portal.yml",
+            "tests/compose/portal.test.yml",
+        ],
+        &[
+            ("PORTAL_PORT", ""),
+            ("PORTAL_SECRETS", secrets.path().to_str().unwrap()),
+        ],
+    )
+    .unwrap();
+    // Grafana has no Debian package, so no local image.
+    compose
+        .run(&["up", "-d", "--no-build", "prometheus"])
+        .unwrap();
+    compose
+        .wait_healthy(&["prometheus"], Duration::from_secs(60))
+        .unwrap();
+    let url = format!(
+        "http://127.0.0.1:{}",
+        compose.port("prometheus", 9090).unwrap()
+    );
+
+    // prometheus/portal/ loads as it is (rules included) in this Prometheus, and the federation
+    // job is there (its example gateway does not answer here).
+    let jobs = poll("both scrape jobs", Duration::from_secs(60), || {
+        let got: BTreeSet<String> = query(&url, "up")?
+            .iter()
+            .filter_map(|s| s["metric"]["job"].as_str().map(str::to_owned))
+            .collect();
+        Ok((got.len() >= 2).then_some(got))
+    })
+    .unwrap();
+    assert_eq!(
+        jobs,
+        BTreeSet::from(["federate_site-a".to_owned(), "prometheus".to_owned()])
+    );
+    let loaded = query(&url, "prometheus_config_last_reload_successful").unwrap();
+    assert_eq!(loaded.len(), 1);
+    assert_eq!(loaded[0]["value"][1], "1", "{loaded:?}");
+    let (status, rules) = get(&format!("{url}/api/v1/rules")).unwrap();
+    assert_eq!(status, 200);
+    assert!(rules.contains("\"type\":\"alerting\""), "{rules}");
+
+    // The series live on the named volume, which the image's user can write: after `down`
+    // (without -v) and `up`, the samples from before are still there.
+    let before = query(&url, "up{job=\"prometheus\"}").unwrap()[0]["value"][0]
+        .as_f64()
+        .unwrap();
+    compose.run(&["down", "--timeout", "10"]).unwrap();
+    compose
+        .run(&["up", "-d", "--no-build", "prometheus"])
+        .unwrap();
+    compose
+        .wait_healthy(&["prometheus"], Duration::from_secs(60))
+        .unwrap();
+    let url = format!(
+        "http://127.0.0.1:{}",
+        compose.port("prometheus", 9090).unwrap()
+    );
+    let (status, body) = get(&format!(
+        "{url}/api/v1/query?query={}&time={before}",
+        encode("up{job=\"prometheus\"}")
+    ))
+    .unwrap();
+    assert_eq!(status, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        v["data"]["result"].as_array().map(Vec::len),
+        Some(1),
+        "the series from before `down` are gone: {body}"
+    );
+}
