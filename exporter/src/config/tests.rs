@@ -449,7 +449,7 @@ fn environment_variables_set_flags() {
     let cmd = <Cli as clap::CommandFactory>::command();
     for arg in cmd.get_arguments() {
         let Some(long) = arg.get_long() else { continue };
-        if long == "help" || long == "version" || long == "check-config" {
+        if long == "help" || long == "version" || long == "check-config" || long == "probe" {
             continue;
         }
         let want = format!(
