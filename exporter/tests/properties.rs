@@ -1,0 +1,705 @@
+//! Property tests on every parser of outside input in the exporter, through its public API.
+//!
+//! - Dates (`dates::parse`, `dates::parse_relative`) and the portal's start date never panic on
+//!   any text, multi-byte included; a formatted time, in UTC or at any offset, parses back to
+//!   itself; `+N`/`-N` offsets shift the anchor by exactly that much.
+//! - Credit weights never panic in any encoding; the same weights written as JSON, YAML and
+//!   TOML parse to equal `Weights`; `Weights::weight` is total and finite.
+//! - Keystone and Nova JSON: any mutation of the recorded answers (fields dropped, types
+//!   changed, huge numbers, NaN-like strings, deep nesting) decodes or fails cleanly, and the
+//!   pure conversions never panic on what decodes.
+//! - The state file: any bytes on disk are resumed as a plausible accounting or set aside, and
+//!   a resumed accounting can be refreshed, snapshotted and saved again.
+//! - Dummy clouds, YAML and the original's TOML: any text, and any mutation of a valid file,
+//!   builds a source or fails cleanly, and what builds can be snapshotted at any moment; a
+//!   generated cloud comes back with its projects and allocations.
+//! - The YAML config merged over default flags: never panics, errors are values.
+//! - libvirt domain XML (feature `libvirt`): never panics.
+//!
+//! Failing inputs are kept in `properties.proptest-regressions` beside this file and replayed
+//! first. `PROPTEST_CASES` overrides every property's number of cases.
+
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use proptest::prelude::*;
+use proptest::test_runner::Config;
+use serde_json::{json, Value};
+
+use site_exporter::dates;
+use site_exporter::sources::openstack::{accounting, keystone, nova, state};
+use site_exporter::sources::start_date;
+use site_exporter::weights::{Resource, Weights};
+
+/// `cases` per property unless `PROPTEST_CASES` says otherwise; chosen so that all of them
+/// together run in well under two minutes on two cores in a debug build.
+fn config(cases: u32) -> Config {
+    let cases = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(cases);
+    Config {
+        cases,
+        ..Config::default()
+    }
+}
+
+fn fixture(name: &str) -> String {
+    let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read_to_string(&path).unwrap()
+}
+
+/// Text with what breaks naive parsers: digits and date punctuation, quotes, brackets,
+/// control and multi-byte characters.
+fn nasty_text() -> impl Strategy<Value = String> {
+    prop_oneof![
+        2 => "[0-9TZtz:+\\-. ]{0,32}",
+        2 => "[0-9a-z:+\\-.,\"'\\[\\]{}=#\n\t €üé😀\u{0}\u{feff}]{0,40}",
+        1 => any::<String>(),
+    ]
+}
+
+// ---------------------------------------------------------------------------------------------
+// Text mutations, for every text format.
+
+/// One edit of a text: cut a range, insert a snippet, or repeat a range.
+#[derive(Debug, Clone)]
+enum Edit {
+    Cut(prop::sample::Index, u8),
+    Insert(prop::sample::Index, &'static str),
+    Repeat(prop::sample::Index, u8),
+}
+
+const SNIPPETS: &[&str] = &[
+    "",
+    "\n",
+    " ",
+    "\t",
+    "-",
+    "+",
+    ":",
+    ": ",
+    "- ",
+    "[",
+    "]",
+    "{",
+    "}",
+    "\"",
+    "'",
+    "#",
+    "=",
+    "&",
+    "<",
+    ">",
+    "/>",
+    "</",
+    "&amp;",
+    "&#0;",
+    "&#x110000;",
+    "<![CDATA[",
+    "]]>",
+    "<!--",
+    "€",
+    "😀",
+    "\u{0}",
+    "\u{feff}",
+    "~",
+    "null",
+    "true",
+    "0",
+    "-1",
+    "1e999",
+    "NaN",
+    ".nan",
+    ".inf",
+    "inf",
+    "18446744073709551616",
+    "9223372036854775807",
+    "-9223372036854775808",
+    "999999999999999999999999",
+    "+300000000000y",
+    "-300000000000y",
+    "2024-05-01",
+    "1969-12-31T23:59:59Z",
+    "9999-12-31T23:59:59Z",
+    "0000-01-01",
+    "*a",
+    "&a ",
+    "!!binary ",
+    "!!float ",
+    "<<: ",
+    "? ",
+    "| ",
+    "> ",
+    "---\n",
+    "...\n",
+    "%YAML 1.2\n",
+    "[[x]]\n",
+    "a.b = 1\n",
+];
+
+fn edit() -> impl Strategy<Value = Edit> {
+    prop_oneof![
+        (any::<prop::sample::Index>(), any::<u8>()).prop_map(|(i, n)| Edit::Cut(i, n)),
+        (any::<prop::sample::Index>(), prop::sample::select(SNIPPETS))
+            .prop_map(|(i, s)| Edit::Insert(i, s)),
+        (any::<prop::sample::Index>(), any::<u8>()).prop_map(|(i, n)| Edit::Repeat(i, n)),
+    ]
+}
+
+/// The char boundary at or before byte `at`.
+fn boundary(text: &str, at: usize) -> usize {
+    (0..=at.min(text.len()))
+        .rev()
+        .find(|&i| text.is_char_boundary(i))
+        .unwrap_or(0)
+}
+
+fn apply_edits(text: &str, edits: &[Edit]) -> String {
+    let mut t = text.to_owned();
+    for e in edits {
+        let pick = |i: &prop::sample::Index, t: &str| boundary(t, i.index(t.len() + 1));
+        match e {
+            Edit::Cut(i, n) => {
+                let a = pick(i, &t);
+                let b = boundary(&t, a + usize::from(*n) % 64);
+                t.replace_range(a..b, "");
+            }
+            Edit::Insert(i, s) => {
+                let a = pick(i, &t);
+                t.insert_str(a, s);
+            }
+            Edit::Repeat(i, n) => {
+                let a = pick(i, &t);
+                let b = boundary(&t, a + usize::from(*n) % 64);
+                let copy = t[a..b].to_owned();
+                t.insert_str(b, &copy);
+            }
+        }
+    }
+    t
+}
+
+fn edits() -> impl Strategy<Value = Vec<Edit>> {
+    prop::collection::vec(edit(), 1..6)
+}
+
+// ---------------------------------------------------------------------------------------------
+// JSON mutations, for the recorded OpenStack answers.
+
+/// One change to a JSON document, at the node a pre-order index selects.
+#[derive(Debug, Clone)]
+enum JsonEdit {
+    /// Removes one member of an object or element of an array.
+    Drop(prop::sample::Index, prop::sample::Index),
+    /// Replaces the node.
+    Replace(prop::sample::Index, Value),
+    /// Wraps the node in `depth` arrays.
+    Nest(prop::sample::Index, u8),
+}
+
+/// A raw token a JSON value cannot hold; written in place of this marker string.
+const RAW: &str = "\u{1}raw:";
+
+fn weird_value() -> impl Strategy<Value = Value> {
+    let raw = prop::sample::select(
+        &[
+            "1e999",
+            "-1e999",
+            "18446744073709551616",
+            "-9223372036854775809",
+            "1.7976931348623157e309",
+            "-0",
+            "0.0000000000000000000000000000000000001",
+            "123456789012345678901234567890",
+        ][..],
+    )
+    .prop_map(|r| Value::String(format!("{RAW}{r}")));
+    prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        Just(json!(u64::MAX)),
+        Just(json!(i64::MIN)),
+        Just(json!(-1)),
+        Just(json!(0)),
+        Just(json!(1e308)),
+        Just(json!(-1e308)),
+        Just(json!(0.5)),
+        Just(json!(f64::MIN_POSITIVE)),
+        prop::sample::select(
+            &[
+                "",
+                "NaN",
+                "nan",
+                "inf",
+                "-inf",
+                "Infinity",
+                "-1",
+                "1e999",
+                "0x10",
+                "null",
+                "true",
+                "2026-11-22T14:45:42.000000",
+                "2026-11-22T14:45:42",
+                "2026-11-22",
+                "9999-12-31T23:59:59",
+                "0000-01-01T00:00:00",
+                "1969-12-31T23:59:59Z",
+                "2026-13-45T99:99:99",
+                "€€€€-€€-€€",
+                "http://h/x?marker=",
+                "?&=&marker",
+            ][..]
+        )
+        .prop_map(|s| Value::String(s.to_owned())),
+        any::<String>().prop_map(Value::String),
+        Just(json!({})),
+        Just(json!([])),
+        Just(json!([{}])),
+        raw,
+    ]
+}
+
+fn json_edit() -> impl Strategy<Value = JsonEdit> {
+    let i = any::<prop::sample::Index>;
+    prop_oneof![
+        3 => (i(), i()).prop_map(|(a, b)| JsonEdit::Drop(a, b)),
+        4 => (i(), weird_value()).prop_map(|(a, v)| JsonEdit::Replace(a, v)),
+        1 => (i(), 1..200u8).prop_map(|(a, d)| JsonEdit::Nest(a, d)),
+    ]
+}
+
+fn count(v: &Value) -> usize {
+    1 + match v {
+        Value::Array(a) => a.iter().map(count).sum(),
+        Value::Object(o) => o.values().map(count).sum(),
+        _ => 0,
+    }
+}
+
+/// The `n`-th node in pre-order.
+fn node(v: &mut Value, n: usize) -> &mut Value {
+    if n == 0 {
+        return v;
+    }
+    let mut n = n - 1;
+    let children: Vec<&mut Value> = match v {
+        Value::Array(a) => a.iter_mut().collect(),
+        Value::Object(o) => o.values_mut().collect(),
+        _ => unreachable!("a leaf has no node {n}"),
+    };
+    for c in children {
+        let size = count(c);
+        if n < size {
+            return node(c, n);
+        }
+        n -= size;
+    }
+    unreachable!("node index within the count")
+}
+
+fn apply_json_edits(doc: &Value, edits: &[JsonEdit]) -> String {
+    let mut v = doc.clone();
+    for e in edits {
+        let total = count(&v);
+        match e {
+            JsonEdit::Drop(at, which) => match node(&mut v, at.index(total)) {
+                Value::Object(o) if !o.is_empty() => {
+                    let key = o.keys().nth(which.index(o.len())).cloned().unwrap();
+                    o.remove(&key);
+                }
+                Value::Array(a) if !a.is_empty() => {
+                    a.remove(which.index(a.len()));
+                }
+                _ => {}
+            },
+            JsonEdit::Replace(at, with) => *node(&mut v, at.index(total)) = with.clone(),
+            JsonEdit::Nest(at, depth) => {
+                let n = node(&mut v, at.index(total));
+                for _ in 0..*depth {
+                    *n = Value::Array(vec![n.take()]);
+                }
+            }
+        }
+    }
+    let text = v.to_string();
+    // Raw tokens: `"\u0001raw:1e999"` becomes `1e999`.
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text.as_str();
+    while let Some(start) = rest.find("\"\\u0001raw:") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + "\"\\u0001raw:".len()..];
+        let end = after.find('"').unwrap();
+        out.push_str(&after[..end]);
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+fn json_edits() -> impl Strategy<Value = Vec<JsonEdit>> {
+    prop::collection::vec(json_edit(), 1..5)
+}
+
+const OPENSTACK_FIXTURES: &[&str] = &[
+    "keystone_projects.json",
+    "keystone_domains.json",
+    "nova_flavors_detail_all_mv2.1.json",
+    "nova_os-quota-sets_alpha-web_detail.json",
+    "nova_os-simple-tenant-usage_detailed_mv2.40.json",
+    "nova_os-simple-tenant-usage_detailed_mv2.40_limit3_page1.json",
+    "nova_servers_detail_all_tenants_mv2.1.json",
+    "nova_servers_detail_all_tenants_mv2.47.json",
+];
+
+fn openstack_fixture() -> impl Strategy<Value = (&'static str, Value)> {
+    prop::sample::select(OPENSTACK_FIXTURES).prop_map(|name| {
+        let text = fixture(&format!("openstack/{name}"));
+        (name, serde_json::from_str(&text).unwrap())
+    })
+}
+
+/// Decodes `text` as every OpenStack answer and runs every pure conversion on what decodes.
+fn decode_openstack(text: &str) {
+    let projects = serde_json::from_str::<keystone::ProjectsPage>(text).ok();
+    let domains = serde_json::from_str::<keystone::DomainsPage>(text).ok();
+    if projects.is_some() || domains.is_some() {
+        let list = projects.map(|p| p.projects).unwrap_or_default();
+        let domains = domains.map(|d| d.domains).unwrap_or_default();
+        let filters = keystone::Filters {
+            domains: domains.iter().take(1).map(|d| d.name.clone()).collect(),
+            exclude_projects: list.iter().take(1).map(|p| p.id.clone()).collect(),
+            ..Default::default()
+        };
+        let _ = keystone::projects(&list, &domains, &filters);
+        let _ = keystone::projects(&list, &domains, &keystone::Filters::default());
+    }
+    if let Ok(page) = serde_json::from_str::<nova::UsagePage>(text) {
+        let _ = nova::next_marker(&page.tenant_usages_links);
+        for u in page.tenant_usages.iter().flat_map(|t| &t.server_usages) {
+            let t = nova::server_totals(u);
+            for x in [
+                t.vcpu_seconds,
+                t.memory_byte_seconds,
+                t.disk_byte_seconds,
+                t.instance_seconds,
+            ] {
+                assert!(x >= 0.0, "a negative total from {u:?}");
+            }
+            for at in [&u.started_at, &u.ended_at].into_iter().flatten() {
+                let _ = nova::epoch_seconds(at);
+            }
+        }
+        let mut acc = accounting::Accounting::new(UNIX_EPOCH + Duration::from_secs(1_700_000_000));
+        let end = UNIX_EPOCH + Duration::from_secs(1_700_086_400);
+        acc.apply_window(end, &page.tenant_usages).unwrap();
+        let _ = acc.snapshot(
+            &[],
+            &BTreeMap::new(),
+            &Default::default(),
+            Some(&Weights::default()),
+        );
+    }
+    let flavors = serde_json::from_str::<nova::FlavorsPage>(text)
+        .map(|f| nova::flavor_sizes(&f.flavors))
+        .unwrap_or_default();
+    if let Ok(page) = serde_json::from_str::<nova::ServersPage>(text) {
+        let _ = nova::next_marker(&page.servers_links);
+        let _ = nova::current_state(&page.servers, &flavors);
+    }
+    if let Ok(q) = serde_json::from_str::<nova::QuotaDetail>(text) {
+        let _ = nova::quota(&q.quota_set);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Weights.
+
+/// Finite numbers, with the edges: zeros of both signs, tiny and huge magnitudes.
+fn finite() -> impl Strategy<Value = f64> {
+    prop_oneof![
+        3 => (0u32..64).prop_map(f64::from),
+        1 => prop::num::f64::NORMAL | prop::num::f64::SUBNORMAL | prop::num::f64::ZERO,
+        1 => Just(f64::MAX),
+        1 => Just(-0.0),
+    ]
+}
+
+type SetSpec = (i64, Vec<(f64, f64)>, Vec<(f64, f64)>);
+
+fn weight_sets() -> impl Strategy<Value = Vec<SetSpec>> {
+    let steps = || prop::collection::vec((finite(), finite()), 0..5);
+    let since = prop_oneof![3 => 0i64..4, 1 => any::<i64>()];
+    prop::collection::vec((since, steps(), steps()), 0..5)
+}
+
+fn sets_json(sets: &[SetSpec]) -> Value {
+    let steps = |s: &[(f64, f64)]| {
+        s.iter()
+            .map(|(v, w)| json!({"value": v, "weight": w}))
+            .collect::<Vec<_>>()
+    };
+    Value::Array(
+        sets.iter()
+            .map(|(since, v, m)| {
+                json!({"resource_set_timestamp": since, "vcpus": steps(v), "memory_mb": steps(m)})
+            })
+            .collect(),
+    )
+}
+
+fn sets_toml(sets: &[SetSpec]) -> String {
+    let steps = |s: &[(f64, f64)]| {
+        toml::Value::Array(
+            s.iter()
+                .map(|(v, w)| {
+                    let mut t = toml::Table::new();
+                    t.insert("value".into(), toml::Value::Float(*v));
+                    t.insert("weight".into(), toml::Value::Float(*w));
+                    toml::Value::Table(t)
+                })
+                .collect(),
+        )
+    };
+    let list = sets
+        .iter()
+        .map(|(since, v, m)| {
+            let mut t = toml::Table::new();
+            t.insert(
+                "resource_set_timestamp".into(),
+                toml::Value::Integer(*since),
+            );
+            t.insert("vcpus".into(), steps(v));
+            t.insert("memory_mb".into(), steps(m));
+            toml::Value::Table(t)
+        })
+        .collect();
+    let mut root = toml::Table::new();
+    root.insert("weights".into(), toml::Value::Array(list));
+    toml::to_string(&root).unwrap()
+}
+
+fn any_f64() -> impl Strategy<Value = f64> {
+    prop_oneof![
+        finite(),
+        Just(f64::NAN),
+        Just(f64::INFINITY),
+        Just(f64::NEG_INFINITY),
+        any::<f64>(),
+    ]
+}
+
+// ---------------------------------------------------------------------------------------------
+// Properties.
+
+proptest! {
+    #![proptest_config(config(1000))]
+
+    #[test]
+    fn dates_never_panic(text in nasty_text(), anchor in any::<u64>()) {
+        let _ = dates::parse(&text);
+        let anchor = UNIX_EPOCH + Duration::from_secs(anchor % 400_000_000_000);
+        let _ = dates::parse_relative(&text, anchor);
+        let _ = dates::parse_relative(&format!("+{text}"), anchor);
+        let _ = dates::parse_relative(&format!("-{text}"), anchor);
+        let _ = nova::epoch_seconds(&text);
+        let body = json!([{ "start_date": text }]).to_string();
+        prop_assert_eq!(start_date::parse(body.as_bytes()), dates::parse(&text));
+    }
+
+    #[test]
+    fn start_date_bodies_never_panic(body in prop::collection::vec(any::<u8>(), 0..64), e in edits()) {
+        let _ = start_date::parse(&body);
+        let _ = start_date::parse(apply_edits(r#"[{"start_date": "2024-05-01T00:00:00+02:00"}]"#, &e).as_bytes());
+    }
+
+    #[test]
+    fn a_formatted_time_parses_back_to_itself(
+        secs in 86_400u64..253_402_214_400,
+        nanos in prop_oneof![Just(0u32), 0u32..1_000_000_000],
+        offset_minutes in -1439i64..=1439,
+        space in any::<bool>(),
+    ) {
+        let t = UNIX_EPOCH + Duration::new(secs, nanos);
+        let utc = humantime::format_rfc3339_nanos(t).to_string();
+        prop_assert_eq!(dates::parse(&utc), Ok(t));
+        // Without a zone: UTC, with `T` or a space.
+        let naive = utc.trim_end_matches('Z');
+        let naive = if space { naive.replacen('T', " ", 1) } else { naive.to_owned() };
+        prop_assert_eq!(dates::parse(&naive), Ok(t));
+        // The same moment written at another offset.
+        let shifted = UNIX_EPOCH + Duration::new(secs.checked_add_signed(offset_minutes * 60).unwrap(), nanos);
+        let local = humantime::format_rfc3339_nanos(shifted).to_string();
+        let sign = if offset_minutes < 0 { '-' } else { '+' };
+        let m = offset_minutes.unsigned_abs();
+        let zoned = format!("{}{sign}{:02}:{:02}", local.trim_end_matches('Z'), m / 60, m % 60);
+        prop_assert_eq!(dates::parse(&zoned), Ok(t), "{}", zoned);
+        // A date alone is its midnight.
+        let day = secs - secs % 86_400;
+        prop_assert_eq!(dates::parse(&utc[..10]), Ok(UNIX_EPOCH + Duration::from_secs(day)));
+    }
+
+    #[test]
+    fn offsets_shift_the_anchor_exactly(
+        anchor in 0u64..400_000_000_000,
+        n in 0u64..100_000,
+        unit in prop::sample::select(&[("s", 1u64), ("m", 60), ("h", 3600), ("d", 86_400)][..]),
+        pad in prop::sample::select(&["", " ", "  "][..]),
+    ) {
+        let at = UNIX_EPOCH + Duration::from_secs(anchor);
+        let shift = Duration::from_secs(n * unit.1);
+        let later = dates::parse_relative(&format!("{pad}+{n}{}{pad}", unit.0), at);
+        prop_assert_eq!(later, Ok(at + shift));
+        let earlier = dates::parse_relative(&format!("-{n}{}", unit.0), at);
+        match at.checked_sub(shift).filter(|t| *t >= UNIX_EPOCH) {
+            Some(want) => prop_assert_eq!(earlier, Ok(want)),
+            None => prop_assert!(earlier.unwrap_err().contains("before 1970")),
+        }
+        prop_assert_eq!(dates::parse_relative("now", at), Ok(at));
+    }
+
+    #[test]
+    fn weights_text_never_panics(text in nasty_text(), e in edits(), sets in weight_sets()) {
+        let _ = Weights::from_json(text.as_bytes());
+        let _ = Weights::from_yaml(&text);
+        let _ = Weights::from_toml(&text);
+        let json = apply_edits(&sets_json(&sets).to_string(), &e);
+        let _ = Weights::from_json(json.as_bytes());
+        let _ = Weights::from_yaml(&json);
+        let toml = apply_edits(&sets_toml(&sets), &e);
+        let _ = Weights::from_toml(&toml);
+    }
+
+    #[test]
+    fn weights_are_the_same_in_every_encoding(sets in weight_sets()) {
+        let doc = sets_json(&sets);
+        let from_json = Weights::from_json(doc.to_string().as_bytes())
+            .map_err(|e| TestCaseError::fail(format!("{doc}: {e}")))?;
+        let yaml_list = serde_yaml::to_string(&doc).unwrap();
+        let yaml_map = serde_yaml::to_string(&json!({ "weights": doc })).unwrap();
+        let toml = sets_toml(&sets);
+        prop_assert_eq!(&Weights::from_yaml(&yaml_list).unwrap(), &from_json, "{}", yaml_list);
+        prop_assert_eq!(&Weights::from_yaml(&yaml_map).unwrap(), &from_json, "{}", yaml_map);
+        prop_assert_eq!(&Weights::from_toml(&toml).unwrap(), &from_json, "{}", toml);
+        // The rule's invariants: sets sorted by unique timestamp, steps by unique value.
+        let s = from_json.sets();
+        prop_assert!(s.windows(2).all(|w| w[0].since < w[1].since));
+        for set in s {
+            for steps in [&set.vcpus, &set.memory] {
+                prop_assert!(steps.windows(2).all(|w| w[0].value < w[1].value));
+            }
+        }
+    }
+
+    #[test]
+    fn the_weight_rule_is_total(
+        sets in weight_sets(),
+        amount in any_f64(),
+        started_at in any_f64(),
+    ) {
+        let w = Weights::from_json(sets_json(&sets).to_string().as_bytes()).unwrap();
+        for r in [Resource::Vcpus, Resource::Memory] {
+            let got = w.weight(r, amount, started_at);
+            if amount.is_finite() && started_at.is_finite() {
+                prop_assert!(got.is_finite(), "{r:?} {amount} {started_at}: {got}");
+            }
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(config(500))]
+
+    #[test]
+    fn openstack_answers_decode_or_fail_cleanly((_, doc) in openstack_fixture(), e in json_edits()) {
+        decode_openstack(&apply_json_edits(&doc, &e));
+    }
+
+    #[test]
+    fn openstack_text_mutations_decode_or_fail_cleanly((_, doc) in openstack_fixture(), e in edits()) {
+        decode_openstack(&apply_edits(&serde_json::to_string_pretty(&doc).unwrap(), &e));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The state file.
+
+const CLOUD: &str = "http://keystone.example/v3";
+
+/// An accounting after one recorded window, as a state file.
+fn saved_state(dir: &Path) -> String {
+    let text = fixture("openstack/nova_os-simple-tenant-usage_detailed_mv2.40.json");
+    let page: nova::UsagePage = serde_json::from_str(&text).unwrap();
+    let mut acc = accounting::Accounting::new(UNIX_EPOCH + Duration::from_secs(1_763_683_200));
+    acc.apply_window(
+        UNIX_EPOCH + Duration::from_secs(1_763_769_600),
+        &page.tenant_usages,
+    )
+    .unwrap();
+    let path = dir.join("seed.json");
+    state::save(&path, CLOUD, &acc).unwrap();
+    std::fs::read_to_string(&path).unwrap()
+}
+
+/// Loads `bytes` as a state file and checks what follows: resumed and usable, or set aside.
+fn load_checked(bytes: &[u8]) -> Result<(), TestCaseError> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.json");
+    std::fs::write(&path, bytes).unwrap();
+    match state::load(&path, CLOUD).unwrap() {
+        state::Loaded::Missing => prop_assert!(false, "the file is there"),
+        state::Loaded::SetAside { moved_to, reason } => {
+            prop_assert!(!path.exists(), "set aside but still in place: {}", reason);
+            prop_assert_eq!(std::fs::read(&moved_to).unwrap(), bytes);
+        }
+        state::Loaded::Resumed(mut acc) => {
+            let now = SystemTime::now();
+            prop_assert_eq!(acc.implausible(now), None);
+            let start = acc.next_window_start();
+            let projects: Vec<_> = acc
+                .projects
+                .keys()
+                .map(|id| site_exporter::snapshot::Project {
+                    id: id.clone(),
+                    name: id.clone(),
+                    domain_id: "d".into(),
+                    domain_name: "d".into(),
+                    enabled: true,
+                })
+                .collect();
+            let _ = acc.snapshot(
+                &projects,
+                &BTreeMap::new(),
+                &Default::default(),
+                Some(&Weights::default()),
+            );
+            let _ = acc.snapshot(&projects, &BTreeMap::new(), &Default::default(), None);
+            let end = start.max(now) + Duration::from_secs(60);
+            acc.apply_window(end, &[]).unwrap();
+            // What a resumed accounting saves, the next start resumes.
+            state::save(&path, CLOUD, &acc).unwrap();
+            let again = state::load(&path, CLOUD).unwrap();
+            prop_assert_eq!(again, state::Loaded::Resumed(acc));
+        }
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(config(300))]
+
+    #[test]
+    fn any_state_file_is_resumed_or_set_aside(bytes in prop::collection::vec(any::<u8>(), 0..64)) {
+        load_checked(&bytes)?;
+    }
+
+    #[test]
+    fn mutated_state_files_are_resumed_or_set_aside(e in json_edits()) {
+        let dir = tempfile::tempdir().unwrap();
+        let doc: Value = serde_json::from_str(&saved_state(dir.path())).unwrap();
+        load_checked(apply_json_edits(&doc, &e).as_bytes())?;
+    }
+}
