@@ -71,6 +71,8 @@ enum Edit {
     Cut(prop::sample::Index, u8),
     Insert(prop::sample::Index, &'static str),
     Repeat(prop::sample::Index, u8),
+    /// Inserts digits after a digit: numbers grow past every limit.
+    Grow(prop::sample::Index, &'static str),
 }
 
 const SNIPPETS: &[&str] = &[
@@ -147,6 +149,21 @@ fn edit() -> impl Strategy<Value = Edit> {
         (any::<prop::sample::Index>(), prop::sample::select(SNIPPETS))
             .prop_map(|(i, s)| Edit::Insert(i, s)),
         (any::<prop::sample::Index>(), any::<u8>()).prop_map(|(i, n)| Edit::Repeat(i, n)),
+        (
+            any::<prop::sample::Index>(),
+            prop::sample::select(
+                &[
+                    "0",
+                    "000",
+                    "0000000",
+                    "00000000000000",
+                    "9223372036854775807",
+                    "8446744073709551615",
+                    "e308"
+                ][..]
+            )
+        )
+            .prop_map(|(i, s)| Edit::Grow(i, s)),
     ]
 }
 
@@ -171,6 +188,16 @@ fn apply_edits(text: &str, edits: &[Edit]) -> String {
             Edit::Insert(i, s) => {
                 let a = pick(i, &t);
                 t.insert_str(a, s);
+            }
+            Edit::Grow(i, s) => {
+                let digits: Vec<usize> = t
+                    .char_indices()
+                    .filter(|(_, c)| c.is_ascii_digit())
+                    .map(|(at, _)| at + 1)
+                    .collect();
+                if !digits.is_empty() {
+                    t.insert_str(digits[i.index(digits.len())], s);
+                }
             }
             Edit::Repeat(i, n) => {
                 let a = pick(i, &t);
@@ -199,6 +226,8 @@ enum JsonEdit {
     Replace(prop::sample::Index, Value),
     /// Wraps the node in `depth` arrays.
     Nest(prop::sample::Index, u8),
+    /// Replaces one of the numbers.
+    Number(prop::sample::Index, Value),
 }
 
 /// A raw token a JSON value cannot hold; written in place of this marker string.
@@ -269,6 +298,7 @@ fn json_edit() -> impl Strategy<Value = JsonEdit> {
         3 => (i(), i()).prop_map(|(a, b)| JsonEdit::Drop(a, b)),
         4 => (i(), weird_value()).prop_map(|(a, v)| JsonEdit::Replace(a, v)),
         1 => (i(), 1..200u8).prop_map(|(a, d)| JsonEdit::Nest(a, d)),
+        4 => (i(), weird_value()).prop_map(|(a, v)| JsonEdit::Number(a, v)),
     ]
 }
 
@@ -317,6 +347,14 @@ fn apply_json_edits(doc: &Value, edits: &[JsonEdit]) -> String {
                 _ => {}
             },
             JsonEdit::Replace(at, with) => *node(&mut v, at.index(total)) = with.clone(),
+            JsonEdit::Number(at, with) => {
+                let numbers: Vec<usize> = (0..total)
+                    .filter(|&n| node(&mut v, n).is_number())
+                    .collect();
+                if !numbers.is_empty() {
+                    *node(&mut v, numbers[at.index(numbers.len())]) = with.clone();
+                }
+            }
             JsonEdit::Nest(at, depth) => {
                 let n = node(&mut v, at.index(total));
                 for _ in 0..*depth {
@@ -393,9 +431,19 @@ fn decode_openstack(text: &str) {
                 let _ = nova::epoch_seconds(at);
             }
         }
-        let mut acc = accounting::Accounting::new(UNIX_EPOCH + Duration::from_secs(1_700_000_000));
-        let end = UNIX_EPOCH + Duration::from_secs(1_700_086_400);
-        acc.apply_window(end, &page.tenant_usages).unwrap();
+        let start = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let mut acc = accounting::Accounting::new(start);
+        let end = start + Duration::from_secs(86_400);
+        if acc.apply_window(end, &page.tenant_usages).is_ok() {
+            // What was applied can be saved and resumed: JSON has no infinity.
+            assert_eq!(acc.implausible(end), None, "after {page:?}");
+        } else {
+            assert_eq!(
+                acc,
+                accounting::Accounting::new(start),
+                "a refused window changed the accounting"
+            );
+        }
         let _ = acc.snapshot(
             &[],
             &BTreeMap::new(),
@@ -624,6 +672,46 @@ proptest! {
     }
 }
 
+fn server_usage() -> impl Strategy<Value = nova::ServerUsage> {
+    let size = || prop_oneof![3 => 0u64..100_000, 1 => any::<u64>()];
+    (0u8..4, any_f64(), size(), size(), size()).prop_map(
+        |(id, hours, vcpus, memory_mb, local_gb)| nova::ServerUsage {
+            instance_id: format!("s{id}"),
+            hours,
+            vcpus,
+            memory_mb,
+            local_gb,
+            ..Default::default()
+        },
+    )
+}
+
+proptest! {
+    #![proptest_config(config(500))]
+
+    /// Windows of any numbers are applied whole and stay savable, or refused and change
+    /// nothing.
+    #[test]
+    fn windows_are_applied_whole_and_stay_finite(
+        windows in prop::collection::vec(prop::collection::vec((0u8..3, server_usage()), 0..6), 1..4),
+    ) {
+        let start = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let mut acc = accounting::Accounting::new(start);
+        for (i, w) in windows.iter().enumerate() {
+            let tenants: Vec<nova::TenantUsage> = w
+                .iter()
+                .map(|(p, u)| nova::TenantUsage { tenant_id: format!("p{p}"), server_usages: vec![u.clone()] })
+                .collect();
+            let before = acc.clone();
+            let end = start + Duration::from_secs(3600 * (i as u64 + 1));
+            match acc.apply_window(end, &tenants) {
+                Ok(()) => prop_assert_eq!(acc.implausible(end), None),
+                Err(_) => prop_assert_eq!(&acc, &before),
+            }
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // The state file.
 
@@ -702,4 +790,282 @@ proptest! {
         let doc: Value = serde_json::from_str(&saved_state(dir.path())).unwrap();
         load_checked(apply_json_edits(&doc, &e).as_bytes())?;
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Dummy clouds.
+
+use site_exporter::settings::Schedule;
+use site_exporter::snapshot::{ProjectsSnapshot, SourceData};
+use site_exporter::sources::dummy::{CloudSpec, DummyConfig, DummySource, BUILTIN};
+
+/// Names a cloud file may have: the format by extension, or detected from the content.
+const NAMES: &[&str] = &["cloud.yaml", "cloud.toml", "cloud.toml.10000"];
+
+/// Builds a dummy source from `text` saved as `name`, then snapshots it at moments from the
+/// epoch to the far future; the snapshot, when the file is valid.
+fn dummy(text: &str, name: &str, guests: u64) -> Option<ProjectsSnapshot> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(name);
+    std::fs::write(&path, text).unwrap();
+    let config = DummyConfig {
+        cloud: CloudSpec::File(path),
+        guests: Some(guests),
+        usage_start: None,
+        usage_start_url: None,
+        schedule: Schedule {
+            interval: Duration::from_secs(60),
+            timeout: Duration::from_secs(60),
+        },
+    };
+    let anchor = SystemTime::now();
+    let source = DummySource::new(&config, Default::default(), Default::default(), anchor).ok()?;
+    let far = UNIX_EPOCH + Duration::from_secs(253_402_300_799);
+    for at in [UNIX_EPOCH, anchor + Duration::from_secs(86_400 * 365), far] {
+        let _ = source.snapshot(at);
+    }
+    match source.snapshot(anchor) {
+        SourceData::Cloud { projects, .. } => Some(projects),
+        other => panic!("a dummy source gave {other:?}"),
+    }
+}
+
+/// A server of a generated cloud: vCPUs, MiB, and whether it lives at the anchor.
+#[derive(Debug, Clone)]
+struct GenServer {
+    vcpus: u64,
+    ram: u64,
+    created_days_ago: u64,
+    /// Seconds from the anchor; negative: deleted before it.
+    deleted: Option<i64>,
+}
+
+fn gen_server() -> impl Strategy<Value = GenServer> {
+    (
+        0u64..64,
+        0u64..1 << 20,
+        1u64..1000,
+        prop::option::of(prop_oneof![1i64..1_000_000, -86_399i64..0]),
+    )
+        .prop_map(|(vcpus, ram, created_days_ago, deleted)| GenServer {
+            vcpus,
+            ram,
+            created_days_ago,
+            deleted,
+        })
+}
+
+/// Domains of projects of servers; names unique where the format needs it.
+fn gen_cloud() -> impl Strategy<Value = Vec<Vec<Vec<GenServer>>>> {
+    prop::collection::vec(
+        prop::collection::vec(prop::collection::vec(gen_server(), 0..4), 0..4),
+        1..4,
+    )
+}
+
+fn live(s: &GenServer) -> bool {
+    s.deleted.is_none_or(|d| d > 0)
+}
+
+fn cloud_yaml(cloud: &[Vec<Vec<GenServer>>]) -> String {
+    let mut out = String::from("usage_start: -1000d\ndomains:\n");
+    for (d, projects) in cloud.iter().enumerate() {
+        out.push_str(&format!("  - name: d{d}\n    projects:\n"));
+        for (p, servers) in projects.iter().enumerate() {
+            out.push_str(&format!("      - name: p{p}\n        servers:\n"));
+            for (i, s) in servers.iter().enumerate() {
+                out.push_str(&format!(
+                    "          - {{name: s{i}, vcpus: {}, ram_mb: {}, created: -{}d",
+                    s.vcpus, s.ram, s.created_days_ago
+                ));
+                if let Some(d) = s.deleted {
+                    out.push_str(&format!(
+                        ", deleted: {}{}s",
+                        if d < 0 { '-' } else { '+' },
+                        d.unsigned_abs()
+                    ));
+                }
+                out.push_str("}\n");
+            }
+            if servers.is_empty() {
+                out.push_str("          []\n");
+            }
+        }
+        if projects.is_empty() {
+            out.push_str("      []\n");
+        }
+    }
+    out
+}
+
+/// The same cloud in the original's TOML; it has no deletion, only live or never.
+fn cloud_toml(cloud: &[Vec<Vec<GenServer>>]) -> String {
+    let mut out = String::new();
+    for (d, projects) in cloud.iter().enumerate() {
+        out.push_str(&format!("[d{d}]\ndomain_id = \"d{d}-id\"\n"));
+        for (p, servers) in projects.iter().enumerate() {
+            out.push_str(&format!("[[d{d}.projects]]\nproject_name = \"p{p}\"\nproject_id = \"d{d}p{p}\"\nmachines = [\n"));
+            for (i, s) in servers.iter().enumerate() {
+                out.push_str(&format!(
+                    "  {{ram = {}, cpus = {}, existence = {}, instance_id = \"d{d}p{p}s{i}\"}},\n",
+                    s.ram / 1024 + 1,
+                    s.vcpus + 1,
+                    live(s)
+                ));
+            }
+            out.push_str("]\n");
+        }
+    }
+    out
+}
+
+fn by_name(snapshot: &ProjectsSnapshot) -> BTreeMap<(String, String), (u64, u64)> {
+    snapshot
+        .projects
+        .iter()
+        .map(|p| {
+            let key = (p.project.domain_name.clone(), p.project.name.clone());
+            (key, (p.allocation.vcpus, p.allocation.memory_bytes))
+        })
+        .collect()
+}
+
+proptest! {
+    #![proptest_config(config(300))]
+
+    #[test]
+    fn dummy_text_never_panics(text in nasty_text(), name in prop::sample::select(NAMES)) {
+        let _ = dummy(&text, name, 3);
+    }
+
+    #[test]
+    fn mutated_dummy_files_build_or_fail_cleanly(
+        file in prop::sample::select(&["builtin", "golden-cloud.yaml", "legacy-cloud.toml"][..]),
+        e in edits(),
+        name in prop::sample::select(NAMES),
+    ) {
+        let text = if file == "builtin" { BUILTIN.to_owned() } else { fixture(file) };
+        let _ = dummy(&apply_edits(&text, &e), name, 3);
+    }
+
+    #[test]
+    fn a_generated_cloud_comes_back(cloud in gen_cloud()) {
+        const MIB: u64 = 1 << 20;
+        let want: BTreeMap<(String, String), (u64, u64)> = cloud
+            .iter()
+            .enumerate()
+            .flat_map(|(d, projects)| projects.iter().enumerate().map(move |(p, servers)| {
+                let live = servers.iter().filter(|s| live(s));
+                let alloc = live.fold((0, 0), |(v, m), s| (v + s.vcpus, m + s.ram * MIB));
+                ((format!("d{d}"), format!("p{p}")), alloc)
+            }))
+            .collect();
+        let yaml = cloud_yaml(&cloud);
+        for name in ["cloud.yaml", "cloud"] {
+            let got = dummy(&yaml, name, 1).ok_or_else(|| TestCaseError::fail(yaml.clone()))?;
+            prop_assert_eq!(by_name(&got), want.clone(), "{}", yaml);
+        }
+        let want_toml: BTreeMap<(String, String), (u64, u64)> = cloud
+            .iter()
+            .enumerate()
+            .flat_map(|(d, projects)| projects.iter().enumerate().map(move |(p, servers)| {
+                let live = servers.iter().filter(|s| live(s));
+                let alloc = live.fold((0, 0), |(v, m), s| (v + s.vcpus + 1, m + (s.ram / 1024 + 1) * 1024 * MIB));
+                ((format!("d{d}"), format!("p{p}")), alloc)
+            }))
+            .collect();
+        let toml = cloud_toml(&cloud);
+        for name in ["cloud.toml", "cloud.toml.10000"] {
+            let got = dummy(&toml, name, 1).ok_or_else(|| TestCaseError::fail(toml.clone()))?;
+            prop_assert_eq!(by_name(&got), want_toml.clone(), "{}", toml);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The YAML config.
+
+use site_exporter::cli::Cli;
+use site_exporter::config::FileConfig;
+use site_exporter::settings::MigrationEnv;
+
+const CONFIG: &str = r#"web: {listen_address: "127.0.0.1:9184"}
+log: {level: info, format: json}
+legacy_metrics: true
+legacy: {memory_unit: gib}
+simple_vm: {project_id: abc, tag: project_name}
+usage_start_url: http://portal.example/start
+dummy: {interval: 30s, timeout: 10s, guests: 5, usage_start: -3d}
+"#;
+
+/// Parses `text` as a config file and merges it over default flags: a value or an error.
+fn config_checked(text: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.yaml");
+    std::fs::write(&path, text).unwrap();
+    if let Ok(file) = FileConfig::read(&path) {
+        let _ = site_exporter::Config::merge(&Cli::default(), file, &MigrationEnv::default());
+    }
+}
+
+proptest! {
+    #![proptest_config(config(300))]
+
+    #[test]
+    fn any_config_text_is_a_config_or_an_error(text in nasty_text()) {
+        config_checked(&text);
+    }
+
+    #[test]
+    fn mutated_configs_are_a_config_or_an_error(e in edits()) {
+        config_checked(&apply_edits(CONFIG, &e));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// libvirt domain XML.
+
+#[cfg(feature = "libvirt")]
+mod libvirt {
+    use super::*;
+    use site_exporter::sources::libvirt::metadata::parse_domain;
+
+    const DOMAIN: &str = r#"<domain type='kvm'>
+  <name>instance-0000002a</name>
+  <uuid>c7a5fdbd-cdaf-9455-926a-d65c16db1809</uuid>
+  <metadata>
+    <nova:instance xmlns:nova="http://openstack.org/xmlns/libvirt/nova/1.1">
+      <nova:name>web &amp; db</nova:name>
+      <nova:flavor name="m1.large"><nova:vcpus>4</nova:vcpus></nova:flavor>
+      <nova:owner>
+        <nova:user uuid="u-1">alice</nova:user>
+        <nova:project uuid="p-1">genomics</nova:project>
+      </nova:owner>
+    </nova:instance>
+  </metadata>
+  <devices>
+    <disk type='file' device='disk'><target dev='vda' bus='virtio'/></disk>
+    <disk type='file' device='cdrom'><target dev='hdc'/></disk>
+    <interface type='bridge'><target dev='tap0'/></interface>
+  </devices>
+</domain>"#;
+
+    proptest! {
+        #![proptest_config(config(1000))]
+
+        #[test]
+        fn domain_xml_never_panics(text in nasty_text(), e in edits()) {
+            let _ = parse_domain(&text);
+            let _ = parse_domain(&apply_edits(DOMAIN, &e));
+        }
+    }
+}
+
+#[test]
+fn the_config_seed_is_valid() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.yaml");
+    std::fs::write(&path, CONFIG).unwrap();
+    let file = FileConfig::read(&path).unwrap();
+    site_exporter::Config::merge(&Cli::default(), file, &MigrationEnv::default()).unwrap();
 }
