@@ -4,7 +4,8 @@
 //!   any text, multi-byte included; a formatted time, in UTC or at any offset, parses back to
 //!   itself; `+N`/`-N` offsets shift the anchor by exactly that much.
 //! - Credit weights never panic in any encoding; the same weights written as JSON, YAML and
-//!   TOML parse to equal `Weights`; `Weights::weight` is total and finite.
+//!   TOML parse to equal `Weights`; `Weights::weight` is total and finite, and follows the
+//!   documented rule (checked against a plain model of it).
 //! - Keystone and Nova JSON: any mutation of the recorded answers (fields dropped, types
 //!   changed, huge numbers, NaN-like strings, deep nesting) decodes or fails cleanly, and the
 //!   pure conversions never panic on what decodes.
@@ -654,6 +655,59 @@ proptest! {
             if amount.is_finite() && started_at.is_finite() {
                 prop_assert!(got.is_finite(), "{r:?} {amount} {started_at}: {got}");
             }
+        }
+    }
+}
+
+/// The documented rule, written as plainly as possible.
+fn model_weight(sets: &[SetSpec], resource: Resource, amount: f64, started_at: f64) -> f64 {
+    // A later set with the same timestamp, and a later step with the same value, wins.
+    let mut by_since: Vec<&SetSpec> = Vec::new();
+    for s in sets {
+        by_since.retain(|o| o.0 != s.0);
+        by_since.push(s);
+    }
+    by_since.sort_by_key(|s| s.0);
+    let Some(first) = by_since.first() else {
+        return 1.0;
+    };
+    let set = by_since
+        .iter()
+        .rev()
+        .find(|s| s.0 as f64 <= started_at)
+        .unwrap_or(first);
+    let list = match resource {
+        Resource::Vcpus => &set.1,
+        Resource::Memory => &set.2,
+    };
+    let mut steps: Vec<(f64, f64)> = Vec::new();
+    for &(value, weight) in list {
+        steps.retain(|(v, _)| *v != value);
+        steps.push((value, weight));
+    }
+    steps.sort_by(|a, b| a.0.partial_cmp(&b.0).unwrap());
+    match steps.iter().find(|(v, _)| amount <= *v).or(steps.last()) {
+        Some((_, w)) => *w,
+        None => 1.0,
+    }
+}
+
+proptest! {
+    #![proptest_config(config(1000))]
+
+    #[test]
+    fn the_weight_rule_is_the_documented_one(
+        sets in weight_sets(),
+        amount in finite(),
+        started_at in prop_oneof![finite(), (0i64..4).prop_map(|s| s as f64)],
+    ) {
+        let w = Weights::from_json(sets_json(&sets).to_string().as_bytes()).unwrap();
+        for r in [Resource::Vcpus, Resource::Memory] {
+            prop_assert_eq!(
+                w.weight(r, amount, started_at),
+                model_weight(&sets, r, amount, started_at),
+                "{:?} {} {}", r, amount, started_at
+            );
         }
     }
 }
