@@ -839,6 +839,24 @@ proptest! {
     }
 
     #[test]
+    fn state_files_with_any_times_are_resumed_or_set_aside(
+        usage_start in prop_oneof![any::<u64>(), 0u64..4_000_000_000],
+        window_end in prop_oneof![any::<u64>(), 0u64..4_000_000_000],
+        hours in any_f64(),
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut doc: Value = serde_json::from_str(&saved_state(dir.path())).unwrap();
+        doc["accounting"]["usage_start"] = json!(usage_start);
+        doc["accounting"]["window_end"] = json!(window_end);
+        if let Some(Value::Object(servers)) = doc["accounting"].get_mut("servers") {
+            if let Some(first) = servers.values_mut().next() {
+                first["hours"] = json!(hours);
+            }
+        }
+        load_checked(doc.to_string().as_bytes())?;
+    }
+
+    #[test]
     fn mutated_state_files_are_resumed_or_set_aside(e in json_edits()) {
         let dir = tempfile::tempdir().unwrap();
         let doc: Value = serde_json::from_str(&saved_state(dir.path())).unwrap();
