@@ -9,6 +9,9 @@
 //!   matchers, and survives form encoding (percent-encoding, `+` for space, key spellings,
 //!   parameter order) and raw bytes in an HTTP/1 request target as `curl -g` sends them.
 //!
+//! - The YAML config: any text, and any mutation of a valid file, is a config or an error
+//!   value (`Config::parse`), never a panic.
+//!
 //! Failing inputs are kept in `properties.proptest-regressions` beside this file and replayed
 //! first; the first seeds came from planted bugs (an unescaped `"` in the canonical form, `+`
 //! decoded after `%2B`).
@@ -391,5 +394,129 @@ proptest! {
         let got = query::parse(uri.query(), 16)
             .map_err(|e| TestCaseError::fail(format!("{sent:?}: {e}")))?;
         prop_assert_eq!(got, want);
+    }
+}
+
+/// A valid config; its token file is written beside it.
+const CONFIG: &str = r#"listen: 127.0.0.1:9443
+internal_listen: 127.0.0.1:9444
+upstream: {url: "http://127.0.0.1:9090", timeout: 60s}
+limits: {max_match: 16, max_connections: 1024, header_read_timeout: 10s, max_uri_bytes: 8192, max_header_bytes: 16384}
+clients:
+  - name: portal
+    token_file: token
+    allow: ['{job="project_usages",__name__=~"project_.*_usage"}']
+    rate_limit: {per_second: 2, burst: 10}
+"#;
+
+const SNIPPETS: &[&str] = &[
+    "",
+    "\n",
+    " ",
+    "-",
+    ":",
+    ": ",
+    "[",
+    "]",
+    "{",
+    "}",
+    "\"",
+    "'",
+    "#",
+    ",",
+    "0",
+    "-1",
+    ".5",
+    "1e999",
+    ".nan",
+    ".inf",
+    "-.inf",
+    "000000000000000000000",
+    "9223372036854775807",
+    "€",
+    "\u{0}",
+    "~",
+    "null",
+    "*a",
+    "&a ",
+    "!!binary ",
+    "<<: ",
+    "s",
+    "ms",
+    "y",
+    "[::1]",
+    "%",
+];
+
+/// Cuts, inserts and number growth at positions the indices pick (on char boundaries).
+fn mutate(text: &str, edits: &[(u8, prop::sample::Index, prop::sample::Index)]) -> String {
+    let mut t = text.to_owned();
+    for (kind, at, what) in edits {
+        let mut a = at.index(t.len() + 1);
+        while !t.is_char_boundary(a) {
+            a -= 1;
+        }
+        match kind % 3 {
+            0 => {
+                let mut b = (a + what.index(16)).min(t.len());
+                while !t.is_char_boundary(b) {
+                    b -= 1;
+                }
+                t.replace_range(a..b, "");
+            }
+            1 => t.insert_str(a, SNIPPETS[what.index(SNIPPETS.len())]),
+            _ => {
+                let digits: Vec<usize> = t
+                    .char_indices()
+                    .filter(|(_, c)| c.is_ascii_digit())
+                    .map(|(i, _)| i + 1)
+                    .collect();
+                if !digits.is_empty() {
+                    t.insert_str(digits[at.index(digits.len())], &"0".repeat(what.index(25)));
+                }
+            }
+        }
+    }
+    t
+}
+
+fn parse_config(text: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("token"), "s3cret-token-of-the-portal\n").unwrap();
+    let _ = federation_gateway::config::Config::parse(text, &dir.path().join("gateway.yaml"));
+}
+
+#[test]
+fn the_config_seed_is_valid() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("token"), "s3cret-token-of-the-portal\n").unwrap();
+    federation_gateway::config::Config::parse(CONFIG, &dir.path().join("gateway.yaml")).unwrap();
+}
+
+proptest! {
+    #![proptest_config(config_with(500))]
+
+    #[test]
+    fn any_config_text_is_a_config_or_an_error(text in any::<String>()) {
+        parse_config(&text);
+    }
+
+    #[test]
+    fn mutated_configs_are_a_config_or_an_error(
+        edits in prop::collection::vec((any::<u8>(), any::<prop::sample::Index>(), any::<prop::sample::Index>()), 1..6),
+    ) {
+        parse_config(&mutate(CONFIG, &edits));
+    }
+}
+
+/// Like [`config`], with a smaller default: every case writes a file.
+fn config_with(cases: u32) -> Config {
+    let cases = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(cases);
+    Config {
+        cases,
+        ..Config::default()
     }
 }

@@ -106,11 +106,12 @@ pub struct Allocation {
     pub disk_bytes: u64,
 }
 
+/// Saturating: sizes come from outside (Nova, dummy files) and may be absurd.
 impl std::ops::AddAssign for Allocation {
     fn add_assign(&mut self, other: Self) {
-        self.vcpus += other.vcpus;
-        self.memory_bytes += other.memory_bytes;
-        self.disk_bytes += other.disk_bytes;
+        self.vcpus = self.vcpus.saturating_add(other.vcpus);
+        self.memory_bytes = self.memory_bytes.saturating_add(other.memory_bytes);
+        self.disk_bytes = self.disk_bytes.saturating_add(other.disk_bytes);
     }
 }
 

@@ -192,8 +192,13 @@ fn steps(mut list: Vec<Step>) -> Result<Vec<Step>, String> {
         ));
     }
     let mut by_value: Vec<Step> = Vec::with_capacity(list.len());
-    // Stable sort keeps file order among equal values; keep the last of each.
-    list.sort_by(|a, b| a.value.total_cmp(&b.value));
+    // Stable sort keeps file order among equal values; keep the last of each. Not
+    // `total_cmp`: it orders -0.0 before 0.0, which are the same value here.
+    list.sort_by(|a, b| {
+        a.value
+            .partial_cmp(&b.value)
+            .unwrap_or(std::cmp::Ordering::Equal)
+    });
     for step in list {
         match by_value.last_mut() {
             Some(last) if last.value == step.value => *last = step,

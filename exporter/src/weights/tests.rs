@@ -176,3 +176,30 @@ fn bad_input_names_the_problem() {
         assert!(err.contains(want), "case {name}: {err:?} lacks {want:?}");
     }
 }
+
+#[test]
+fn zeros_of_both_signs_are_the_same_value() {
+    // Found by tests/properties.rs: `-0.0` sorted before `0.0` whatever the file order, so
+    // the earlier of the two equal values won.
+    struct Case {
+        name: &'static str,
+        json: &'static str,
+        want: f64,
+    }
+    let cases = [
+        Case {
+            name: "0 then -0: the later wins",
+            json: r#"[{"resource_set_timestamp": 0, "vcpus": [{"value": 0.0, "weight": 5}, {"value": -0.0, "weight": 7}]}]"#,
+            want: 7.0,
+        },
+        Case {
+            name: "-0 then 0: the later wins",
+            json: r#"[{"resource_set_timestamp": 0, "vcpus": [{"value": -0.0, "weight": 5}, {"value": 0.0, "weight": 7}]}]"#,
+            want: 7.0,
+        },
+    ];
+    for c in cases {
+        let w = Weights::from_json(c.json.as_bytes()).unwrap();
+        assert_eq!(w.weight(Resource::Vcpus, 0.0, 0.0), c.want, "{}", c.name);
+    }
+}

@@ -63,6 +63,33 @@ pub struct Flavor {
     pub ephemeral_gb: u64,
 }
 
+/// Most vCPUs a dummy server may have: each running guest exports one series per vCPU.
+pub const MAX_VCPUS: u64 = 4096;
+
+impl Flavor {
+    /// Why these sizes cannot be exported, if they cannot: more than [`MAX_VCPUS`] vCPUs, or
+    /// memory or disk whose bytes do not fit 64 bits.
+    pub fn check(&self) -> Result<(), String> {
+        if self.vcpus > MAX_VCPUS {
+            return Err(format!("vcpus {} is more than {MAX_VCPUS}", self.vcpus));
+        }
+        if self.ram_mb.checked_mul(MIB).is_none() {
+            return Err(format!(
+                "ram_mb {} is more bytes than 64 bits hold",
+                self.ram_mb
+            ));
+        }
+        let disk = self.root_gb.checked_add(self.ephemeral_gb);
+        if disk.and_then(|gb| gb.checked_mul(GIB)).is_none() {
+            return Err(format!(
+                "disk {} + {} GiB is more bytes than 64 bits hold",
+                self.root_gb, self.ephemeral_gb
+            ));
+        }
+        Ok(())
+    }
+}
+
 impl Server {
     /// Whether the server exists at `now`.
     pub fn exists(&self, now: SystemTime) -> bool {

@@ -236,6 +236,7 @@ fn server(
             }
         }
     };
+    flavor.check()?;
     let status = s
         .status
         .unwrap_or_else(|| "active".into())

@@ -125,6 +125,9 @@ fn machine(value: &Value, at: &str, usage_start: SystemTime) -> Result<Option<Se
         return Err(invalid(at, "must be a table"));
     };
     let ram_gib = positive(m, "ram", 8, at)?;
+    let ram_mb = ram_gib
+        .checked_mul(1024)
+        .ok_or_else(|| invalid(format!("{at}.ram"), format!("{ram_gib} GiB is too large")))?;
     let cpus = positive(m, "cpus", 4, at)?;
     let instance_id = optional_str(m, "instance_id", at)?.unwrap_or("UNKNOWN_ID");
     let existence_at = format!("{at}.existence");
@@ -171,16 +174,18 @@ fn machine(value: &Value, at: &str, usage_start: SystemTime) -> Result<Option<Se
             .collect(),
         Some(_) => return Err(invalid(format!("{at}.metadata"), "must be a table")),
     };
+    let flavor = Flavor {
+        name: format!("{cpus}c{ram_gib}g"),
+        vcpus: cpus,
+        ram_mb,
+        root_gb: 0,
+        ephemeral_gb: 0,
+    };
+    flavor.check().map_err(|p| invalid(at, p))?;
     Ok(Some(Server {
         id: instance_id.to_string(),
         name: format!("machine-{instance_id}"),
-        flavor: Flavor {
-            name: format!("{cpus}c{ram_gib}g"),
-            vcpus: cpus,
-            ram_mb: ram_gib * 1024,
-            root_gb: 0,
-            ephemeral_gb: 0,
-        },
+        flavor,
         status: "active".into(),
         created,
         deleted,

@@ -85,6 +85,10 @@ pub struct Accounting {
 pub enum WindowError {
     #[error("usage window end {end} is not after the last window end {last}")]
     NotAfter { last: u64, end: u64 },
+    #[error(
+        "usage of server {server} (project {project}) makes a total that is not a finite number"
+    )]
+    NotFinite { project: String, server: String },
 }
 
 fn epoch_secs(t: SystemTime) -> u64 {
@@ -153,12 +157,50 @@ impl Accounting {
                 end,
             });
         }
+        self.check_finite(usages)?;
         for tenant in usages {
             for server in &tenant.server_usages {
                 self.add_server(&tenant.tenant_id, server);
             }
         }
         self.window_end = end;
+        Ok(())
+    }
+
+    /// Refuses, before anything is added, a window whose sums would not be finite numbers:
+    /// JSON has no infinity, so the saved state would be set aside at the next start.
+    fn check_finite(&self, usages: &[TenantUsage]) -> Result<(), WindowError> {
+        let mut projects: BTreeMap<&str, ProjectTotals> = BTreeMap::new();
+        let mut hours: BTreeMap<&str, f64> = BTreeMap::new();
+        for tenant in usages {
+            for u in &tenant.server_usages {
+                let totals = server_totals(u);
+                let p = projects.entry(&tenant.tenant_id).or_insert_with(|| {
+                    self.projects
+                        .get(&tenant.tenant_id)
+                        .copied()
+                        .unwrap_or_default()
+                });
+                p.add(totals);
+                let h = hours
+                    .entry(&u.instance_id)
+                    .or_insert_with(|| self.servers.get(&u.instance_id).map_or(0.0, |r| r.hours));
+                *h += totals.instance_seconds / 3600.0;
+                let sums = [
+                    p.vcpu_seconds,
+                    p.memory_byte_seconds,
+                    p.disk_byte_seconds,
+                    p.instance_seconds,
+                    *h,
+                ];
+                if !sums.iter().all(|x| x.is_finite()) {
+                    return Err(WindowError::NotFinite {
+                        project: tenant.tenant_id.clone(),
+                        server: u.instance_id.clone(),
+                    });
+                }
+            }
+        }
         Ok(())
     }
 

@@ -208,8 +208,9 @@ pub fn server_totals(u: &ServerUsage) -> crate::snapshot::UsageTotals {
     };
     crate::snapshot::UsageTotals {
         vcpu_seconds: seconds * u.vcpus as f64,
-        memory_byte_seconds: seconds * (u.memory_mb * MIB) as f64,
-        disk_byte_seconds: seconds * (u.local_gb * GIB) as f64,
+        // In floats: sizes from Nova can be any u64, and their bytes need not fit one.
+        memory_byte_seconds: seconds * (u.memory_mb as f64 * MIB as f64),
+        disk_byte_seconds: seconds * (u.local_gb as f64 * GIB as f64),
         instance_seconds: seconds,
     }
 }
@@ -235,10 +236,11 @@ pub fn current_state(
         };
         match size {
             Some(f) => {
+                // Saturating: sizes from Nova can be any u64.
                 entry.0 += Allocation {
                     vcpus: f.vcpus,
-                    memory_bytes: f.ram * MIB,
-                    disk_bytes: (f.disk + f.ephemeral) * GIB,
+                    memory_bytes: f.ram.saturating_mul(MIB),
+                    disk_bytes: f.disk.saturating_add(f.ephemeral).saturating_mul(GIB),
                 }
             }
             None => unknown.push(s.id.clone()),

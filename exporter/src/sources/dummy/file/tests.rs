@@ -167,6 +167,12 @@ fn invalid_files_name_the_place() {
         ("flavor and inline", server("{name: s, flavor: f, vcpus: 2}"), "either flavor or vcpus"),
         ("nothing about size", server("{name: s, vcpus: 2}"), "needs a flavor, or at least vcpus and ram_mb"),
         ("bad created", server("{name: s, flavor: f, created: later}"), "created: invalid time 'later'"),
+        // Found by tests/properties.rs: sizes whose bytes overflow u64 panicked in the
+        // snapshot, and a huge vCPU count allocated one series per vCPU.
+        ("disk bytes overflow", server("{name: s, vcpus: 1, ram_mb: 1, disk_gb: 18446744073709551615}"), "servers[0] (s): disk 18446744073709551615 + 0 GiB"),
+        ("disk sum overflows", server("{name: s, vcpus: 1, ram_mb: 1, disk_gb: 9223372036854775808, ephemeral_gb: 9223372036854775808}"), "disk 9223372036854775808 + 9223372036854775808 GiB"),
+        ("ram bytes overflow", server("{name: s, vcpus: 1, ram_mb: 17592186044416}"), "ram_mb 17592186044416"),
+        ("too many vcpus", server("{name: s, vcpus: 4097, ram_mb: 1}"), "vcpus 4097 is more than 4096"),
     ];
     for (name, text, want) in cases {
         let err = parse(&text, anchor()).map(|_| ()).unwrap_err().to_string();

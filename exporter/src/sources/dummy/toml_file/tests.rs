@@ -149,6 +149,11 @@ fn invalid_files_name_the_place() {
         ("pair of three", "[a]\n[[a.projects]]\nmachines = [{existence = [2024-01-01T00:00:00, 2024-01-02T00:00:00, 2024-01-03T00:00:00]}]\n", "a pair must be [start, stop]"),
         ("time without a date", "[a]\n[[a.projects]]\nmachines = [{existence = 10:00:00}]\n", "has no date"),
         ("project id not a string", "[a]\n[[a.projects]]\nproject_id = 5\n", "[a].projects[0].project_id: must be a string"),
+        // Found by tests/properties.rs: a ram whose MiB overflow u64 panicked, and a huge cpu
+        // count allocated one series per vCPU.
+        ("ram overflows", "[a]\n[[a.projects]]\nmachines = [{ram = 9223372036854775807}]\n", "[a].projects[0].machines[0].ram: 9223372036854775807 GiB"),
+        ("ram bytes overflow", "[a]\n[[a.projects]]\nmachines = [{ram = 17179869184}]\n", "[a].projects[0].machines[0]: ram_mb 17592186044416"),
+        ("too many cpus", "[a]\n[[a.projects]]\nmachines = [{cpus = 4097}]\n", "[a].projects[0].machines[0]: vcpus 4097 is more than 4096"),
     ];
     for (name, text, want) in cases {
         let err = parse(text, SystemTime::UNIX_EPOCH)

@@ -385,3 +385,64 @@ fn simple_vm_split_keeps_deleted_servers_under_their_tag() {
         ]
     );
 }
+
+#[test]
+fn windows_whose_sums_are_not_finite_are_refused() {
+    // Found by tests/properties.rs: Nova hours of 1e308 made the totals infinite; saved as
+    // JSON null, the state file was then set aside at the next start, losing the accounting.
+    struct Case {
+        name: &'static str,
+        before: Vec<TenantUsage>,
+        window: Vec<TenantUsage>,
+        want_ok: bool,
+    }
+    let cases = [
+        Case {
+            name: "ordinary hours",
+            before: vec![],
+            window: vec![tenant("p", vec![usage("s", 1.0, 2, 512, 1)])],
+            want_ok: true,
+        },
+        Case {
+            name: "hours 1e308",
+            before: vec![],
+            window: vec![tenant("p", vec![usage("s", 1e308, 1, 512, 1)])],
+            want_ok: false,
+        },
+        Case {
+            name: "finite seconds, infinite bytes",
+            before: vec![],
+            window: vec![tenant("p", vec![usage("s", 1e290, 1, u64::MAX, 1)])],
+            want_ok: false,
+        },
+        Case {
+            name: "each finite, the sum not",
+            before: vec![tenant("p", vec![usage("a", 3e304, 1, 0, 0)])],
+            window: vec![tenant("p", vec![usage("b", 3e304, 1, 0, 0)])],
+            want_ok: false,
+        },
+    ];
+    for c in cases {
+        let start = at("2024-01-01T00:00:00Z");
+        let mut acc = Accounting::new(start);
+        acc.apply_window(start + Duration::from_secs(60), &c.before)
+            .unwrap();
+        let before = acc.clone();
+        let got = acc.apply_window(start + Duration::from_secs(120), &c.window);
+        assert_eq!(got.is_ok(), c.want_ok, "{}: {got:?}", c.name);
+        if c.want_ok {
+            assert_eq!(
+                acc.implausible(start + Duration::from_secs(120)),
+                None,
+                "{}",
+                c.name
+            );
+        } else {
+            assert_eq!(
+                acc, before,
+                "{}: a refused window changed the accounting",
+                c.name
+            );
+        }
+    }
+}

@@ -127,6 +127,17 @@ fn server_totals_cases() {
             input: u(f64::NAN, 1, 512, 1),
             want: (0.0, 0.0, 0.0, 0.0),
         },
+        // Found by tests/properties.rs: sizes whose bytes overflow u64 panicked.
+        Case {
+            name: "memory_mb u64::MAX",
+            input: u(1.0, 1, u64::MAX, 0),
+            want: (3600.0, 3600.0 * u64::MAX as f64 * 1048576.0, 0.0, 3600.0),
+        },
+        Case {
+            name: "local_gb u64::MAX",
+            input: u(1.0, 1, 0, u64::MAX),
+            want: (3600.0, 0.0, 3600.0 * u64::MAX as f64 * 1073741824.0, 3600.0),
+        },
     ];
     for c in cases {
         let t = server_totals(&c.input);
@@ -311,4 +322,74 @@ fn before_2_47_servers_reference_flavors_and_the_list_gives_the_same_allocation(
         s.values().map(|(a, _)| a.vcpus).sum()
     };
     assert!(vcpus(&got) < vcpus(&want));
+}
+
+#[test]
+fn current_state_saturates_absurd_sizes() {
+    // Found by tests/properties.rs: flavor sizes whose bytes overflow u64 panicked.
+    struct Case {
+        name: &'static str,
+        flavors: [EmbeddedFlavor; 2],
+        want: Allocation,
+    }
+    let f = |vcpus, ram, disk, ephemeral| EmbeddedFlavor {
+        vcpus,
+        ram,
+        disk,
+        ephemeral,
+    };
+    let cases = [
+        Case {
+            name: "ordinary sizes add up",
+            flavors: [f(2, 4096, 40, 0), f(1, 512, 1, 1)],
+            want: Allocation {
+                vcpus: 3,
+                memory_bytes: 4608 * MIB,
+                disk_bytes: 42 * GIB,
+            },
+        },
+        Case {
+            name: "ram u64::MAX",
+            flavors: [f(1, u64::MAX, 0, 0), f(1, 1, 0, 0)],
+            want: Allocation {
+                vcpus: 2,
+                memory_bytes: u64::MAX,
+                disk_bytes: 0,
+            },
+        },
+        Case {
+            name: "disk + ephemeral overflow",
+            flavors: [f(0, 0, u64::MAX, 1), f(0, 0, 1, 0)],
+            want: Allocation {
+                vcpus: 0,
+                memory_bytes: 0,
+                disk_bytes: u64::MAX,
+            },
+        },
+        Case {
+            name: "vcpus sum overflows",
+            flavors: [f(u64::MAX, 0, 0, 0), f(1, 0, 0, 0)],
+            want: Allocation {
+                vcpus: u64::MAX,
+                memory_bytes: 0,
+                disk_bytes: 0,
+            },
+        },
+    ];
+    for c in cases {
+        let servers: Vec<Server> = c
+            .flavors
+            .iter()
+            .enumerate()
+            .map(|(i, f)| Server {
+                id: i.to_string(),
+                tenant_id: "p".into(),
+                status: "ACTIVE".into(),
+                flavor: ServerFlavor::Embedded(f.clone()),
+                metadata: BTreeMap::new(),
+            })
+            .collect();
+        let (state, _) = current_state(&servers, &BTreeMap::new());
+        assert_eq!(state["p"].0, c.want, "{}", c.name);
+    }
 }
