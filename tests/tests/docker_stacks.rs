@@ -117,6 +117,26 @@ fn the_dev_stack_federates_both_sites_through_their_gateways() {
             ("site-b".to_owned(), "site-b".to_owned()),
         ])
     );
+    // Our own families travel the same path.
+    let sites = poll(
+        "both sites' openstack_project_vcpu_seconds_total at the portal",
+        Duration::from_secs(180),
+        || {
+            let got: BTreeSet<String> = query(
+                &portal,
+                "count by (site) (openstack_project_vcpu_seconds_total)",
+            )?
+            .iter()
+            .map(|s| s["metric"]["site"].as_str().unwrap_or("").to_owned())
+            .collect();
+            Ok((got.len() >= 2).then_some(got))
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        sites,
+        BTreeSet::from(["site-a".to_owned(), "site-b".to_owned()])
+    );
     let (status, body) = get(&format!("{portal}/api/v1/targets?state=active")).unwrap();
     assert_eq!(status, 200, "{body}");
     let targets: Value = serde_json::from_str(&body).unwrap();
