@@ -6,6 +6,7 @@
 //! - [`templates`]: the recorded responses every answer is built from.
 //! - [`keystone`], [`nova`]: the answers, with Nova's window and paging rules.
 //! - [`stats`]: requests, bytes and build time per endpoint, usage windows asked.
+//! - [`faults`]: fault injection for the soak (`bench/soak.sh`); off by default.
 //!
 //! ```sh
 //! cargo run --release -p site-exporter --example fake_openstack -- --projects 10000 --servers 200000
@@ -13,28 +14,34 @@
 //!
 //! Prints one JSON line when ready (`listen`, `auth_url`, sizes). Keystone and Nova share
 //! the one address (the catalog says so). `GET /_stats` returns the statistics as JSON,
-//! `GET /_totals?start=&end=` the fake's own vCPU-hours for a window; neither is counted. On
-//! SIGINT or SIGTERM the statistics are printed to standard output.
+//! `GET /_totals?start=&end=` the fake's own vCPU-hours for a window (`&projects=1` adds each
+//! project's totals as the exporter's counters define them), `GET`/`POST /_faults` the fault
+//! injection; none of them is counted or faulted. On SIGINT or SIGTERM the statistics are
+//! printed to standard output.
 
 mod cloud;
+mod faults;
 mod keystone;
 mod nova;
 mod stats;
 mod templates;
 
 use std::collections::HashSet;
-use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use clap::Parser;
-use http_body_util::{BodyExt, Full};
+use http_body::Frame;
+use http_body_util::BodyExt;
 use hyper::{Request, Response};
 use serde_json::{json, Value};
 
 use cloud::{Cloud, Params as CloudParams, Rng};
+use faults::{Fault, Faults};
 use nova::{param, BadRequest, Params};
 use stats::{Served, Stats};
 use templates::Templates;
@@ -65,6 +72,15 @@ struct Args {
     max_limit: usize,
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Share of API requests answered with a fault (0: none, the default; see `faults`).
+    #[arg(long, default_value_t = 0.0)]
+    fault_rate: f64,
+    /// Fault kinds drawn from, comma-separated, or `all`.
+    #[arg(long, default_value = "all")]
+    fault_kinds: String,
+    /// Delay of a `slow` fault, in seconds.
+    #[arg(long, default_value_t = 3.0)]
+    fault_slow_seconds: f64,
     /// Loopback only.
     #[arg(long, default_value = "127.0.0.1:0")]
     listen: SocketAddr,
@@ -76,6 +92,7 @@ struct Fake {
     tokens: Mutex<HashSet<String>>,
     rng: Mutex<Rng>,
     stats: Mutex<Stats>,
+    faults: Faults,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -85,6 +102,14 @@ fn main() -> anyhow::Result<()> {
         "--listen must be a loopback address"
     );
     anyhow::ensure!(args.projects > 0, "--projects must be at least 1");
+    anyhow::ensure!(
+        (0.0..=1.0).contains(&args.fault_rate),
+        "--fault-rate must be in [0, 1]"
+    );
+    anyhow::ensure!(
+        args.fault_slow_seconds.is_finite() && (0.0..3600.0).contains(&args.fault_slow_seconds),
+        "--fault-slow-seconds must be in [0, 3600)"
+    );
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?
@@ -135,6 +160,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
         tokens: Mutex::default(),
         rng: Mutex::new(Rng::new(args.seed ^ 0xabcdef)),
         stats: Mutex::default(),
+        faults: Faults::new(
+            args.fault_rate,
+            faults::parse_kinds(&args.fault_kinds).map_err(anyhow::Error::msg)?,
+            std::time::Duration::from_secs_f64(args.fault_slow_seconds),
+            args.seed,
+        ),
     });
     let accept = {
         let fake = Arc::clone(&fake);
@@ -143,11 +174,16 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
+                // With faults on, a connection we give up on ends with RST, as a crashed
+                // server's or a proxy's would (the `reset`, `cut` and Keystone-down faults).
+                if fake.faults.enabled() {
+                    let _ = stream.set_zero_linger();
+                }
                 let fake = Arc::clone(&fake);
                 tokio::spawn(async move {
                     let svc = hyper::service::service_fn(move |req| {
                         let fake = Arc::clone(&fake);
-                        async move { Ok::<_, Infallible>(fake.handle(req).await) }
+                        async move { fake.handle(req).await }
                     });
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
@@ -202,15 +238,54 @@ fn decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-fn respond(status: u16, body: Vec<u8>, headers: &[(&str, String)]) -> Response<Full<Bytes>> {
+/// A response body: whole, or cut after its first part (the connection is then aborted, so the
+/// client sees fewer bytes than `Content-Length` announced).
+#[derive(Debug)]
+enum Body {
+    Whole(Option<Bytes>),
+    Cut(Option<Bytes>),
+}
+
+impl http_body::Body for Body {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+        Poll::Ready(match self.get_mut() {
+            Body::Whole(b) => b.take().map(|b| Ok(Frame::data(b))),
+            Body::Cut(b) => Some(b.take().map(Frame::data).ok_or_else(|| {
+                std::io::Error::new(std::io::ErrorKind::ConnectionReset, "cut by a fault")
+            })),
+        })
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        match self {
+            Body::Whole(b) => {
+                http_body::SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len()) as u64)
+            }
+            Body::Cut(_) => http_body::SizeHint::default(),
+        }
+    }
+}
+
+fn respond(status: u16, body: Vec<u8>, headers: &[(&str, String)]) -> Response<Body> {
     let mut r = Response::builder()
         .status(status)
         .header("content-type", "application/json");
     for (k, v) in headers {
         r = r.header(*k, v);
     }
-    r.body(Full::new(Bytes::from(body)))
-        .unwrap_or_else(|_| Response::new(Full::new(Bytes::new())))
+    r.body(Body::Whole(Some(Bytes::from(body))))
+        .unwrap_or_else(|_| Response::new(Body::Whole(None)))
+}
+
+/// The connection dropped on purpose (the `reset` faults).
+fn reset() -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset by a fault")
 }
 
 /// What a route produced: endpoint name for the statistics, status, body, extra headers and
@@ -262,7 +337,12 @@ impl Fake {
             .unwrap_or_else(|_| json!({}))
     }
 
-    async fn handle(&self, req: Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {
+    /// One request: an admin endpoint, an injected fault, or the route's answer. `Err` drops
+    /// the connection (the `reset` faults).
+    async fn handle(
+        &self,
+        req: Request<hyper::body::Incoming>,
+    ) -> Result<Response<Body>, std::io::Error> {
         let started = Instant::now();
         let method = req.method().clone();
         let path = req.uri().path().to_owned();
@@ -278,19 +358,35 @@ impl Fake {
             header("x-openstack-nova-api-version").or_else(|| header("openstack-api-version"));
         // Drain the body (the token request's credentials are not checked).
         let _ = req.into_body().collect().await;
-        let now = unix_now();
-        match path.as_str() {
-            "/_stats" => return respond(200, self.stats_json().to_string().into_bytes(), &[]),
-            "/_totals" => {
-                let t = |k| param(&params, k).map_or(Ok(now), nova::parse_time);
-                let body = match (t("start"), t("end")) {
-                    (Ok(s), Ok(e)) => nova::totals(&self.cloud, &self.templates, s, e, now),
-                    _ => json!({"error": "start and end are times"}),
-                };
-                return respond(200, body.to_string().into_bytes(), &[]);
+        if let Some(admin) = self.admin(method.as_str(), &path, &params) {
+            return Ok(admin);
+        }
+        let fault = self.faults.draw(&path);
+        match fault {
+            Some(Fault::Reset | Fault::KeystoneDown) => return Err(reset()),
+            Some(Fault::Status(code)) => {
+                let doc = json!({"error": {"code": code, "message": "injected fault", "title": "Injected"}});
+                return Ok(respond(code, doc.to_string().into_bytes(), &[]));
             }
+            Some(Fault::TooMany) => {
+                let doc = json!({"overLimit": {"code": 429, "message": "injected fault"}});
+                let retry = [("retry-after", "1".to_owned())];
+                return Ok(respond(429, doc.to_string().into_bytes(), &retry));
+            }
+            Some(Fault::Malformed) => {
+                return Ok(respond(200, faults::MALFORMED.as_bytes().to_vec(), &[]))
+            }
+            Some(Fault::ExpireToken) => {
+                if let Ok(mut set) = self.tokens.lock() {
+                    set.clear();
+                }
+                let a = unauthorized();
+                return Ok(respond(a.status, a.body, &[]));
+            }
+            Some(Fault::Slow(delay)) => tokio::time::sleep(delay).await,
             _ => {}
         }
+        let now = unix_now();
         let authorized = token.is_some_and(|t| {
             self.tokens
                 .lock()
@@ -306,6 +402,22 @@ impl Fake {
                 .push(("openstack-api-version", format!("compute {v}")));
             answer.headers.push(("x-openstack-nova-api-version", v));
         }
+        match fault {
+            Some(Fault::Truncated) => {
+                let half = faults::half(&answer.body);
+                return Ok(respond(answer.status, half, &answer.headers));
+            }
+            Some(Fault::Cut) => {
+                let full = answer.body.len().to_string();
+                let mut r = respond(answer.status, Vec::new(), &answer.headers);
+                if let Ok(v) = http::HeaderValue::from_str(&full) {
+                    r.headers_mut().insert(http::header::CONTENT_LENGTH, v);
+                }
+                *r.body_mut() = Body::Cut(Some(Bytes::from(faults::half(&answer.body))));
+                return Ok(r);
+            }
+            _ => {}
+        }
         let busy = started.elapsed().as_secs_f64();
         if let Ok(mut stats) = self.stats.lock() {
             stats.record(Served {
@@ -318,7 +430,39 @@ impl Fake {
                 window: answer.window.take(),
             });
         }
-        respond(answer.status, answer.body, &answer.headers)
+        Ok(respond(answer.status, answer.body, &answer.headers))
+    }
+
+    /// The endpoints of the bench and the soak (`/_stats`, `/_totals`, `/_faults`), never
+    /// faulted; `None` for any other path.
+    fn admin(&self, method: &str, path: &str, params: &Params) -> Option<Response<Body>> {
+        let now = unix_now();
+        let body = match path {
+            "/_stats" => self.stats_json(),
+            "/_totals" => {
+                let t = |k| param(params, k).map_or(Ok(now), nova::parse_time);
+                let per_project = param(params, "projects") == Some("1");
+                match (t("start"), t("end")) {
+                    (Ok(s), Ok(e)) => {
+                        nova::totals(&self.cloud, &self.templates, s, e, now, per_project)
+                    }
+                    _ => json!({"error": "start and end are times"}),
+                }
+            }
+            "/_faults" if method == "POST" => match self.faults.set(params) {
+                Ok(()) => self.faults.to_json(),
+                Err(e) => {
+                    return Some(respond(
+                        400,
+                        json!({"error": e}).to_string().into_bytes(),
+                        &[],
+                    ))
+                }
+            },
+            "/_faults" => self.faults.to_json(),
+            _ => return None,
+        };
+        Some(respond(200, body.to_string().into_bytes(), &[]))
     }
 
     fn route(
@@ -356,8 +500,7 @@ impl Fake {
             _ => {}
         }
         if !authorized {
-            let doc = json!({"error": {"code": 401, "message": "The request you have made requires authentication.", "title": "Unauthorized"}});
-            return Answer::json("unauthorized", 401, &doc);
+            return unauthorized();
         }
         const USAGE_ONE: &str = "GET /v2.1/os-simple-tenant-usage/{tenant}";
         match (method, path) {
@@ -394,6 +537,12 @@ impl Fake {
             }
         }
     }
+}
+
+/// Keystone's 401 (Nova's has the same shape).
+fn unauthorized() -> Answer {
+    let doc = json!({"error": {"code": 401, "message": "The request you have made requires authentication.", "title": "Unauthorized"}});
+    Answer::json("unauthorized", 401, &doc)
 }
 
 fn with_window(mut a: Answer, params: &Params, servers: u64) -> Answer {

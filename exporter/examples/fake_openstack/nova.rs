@@ -346,14 +346,49 @@ pub fn servers(
 }
 
 /// The fake's own answer for a window (not Nova's): vCPU-hours and servers, to check what an
-/// exporter accumulated.
-pub fn totals(cloud: &Cloud, t: &Templates, start: f64, end: f64, now: f64) -> Value {
+/// exporter accumulated; with `per_project`, also each project's totals as the exporter's
+/// counters define them (`openstack_project_*_total`: seconds × vCPUs, × RAM bytes (MiB), ×
+/// root + ephemeral disk bytes (GiB), and seconds), for every project that used anything.
+pub fn totals(
+    cloud: &Cloud,
+    t: &Templates,
+    start: f64,
+    end: f64,
+    now: f64,
+    per_project: bool,
+) -> Value {
+    const MIB: f64 = 1024.0 * 1024.0;
+    const GIB: f64 = MIB * 1024.0;
     let (mut vcpu_hours, mut servers) = (0.0, 0u64);
+    let mut projects: std::collections::BTreeMap<&str, [f64; 4]> = Default::default();
     for s in &cloud.servers {
         if let Some(h) = hours(s, start, end, now) {
-            vcpu_hours += h * t.flavors[s.flavor as usize].vcpus as f64;
+            let f = &t.flavors[s.flavor as usize];
+            vcpu_hours += h * f.vcpus as f64;
             servers += 1;
+            if per_project {
+                let seconds = h * 3600.0;
+                let p = projects
+                    .entry(&cloud.projects[s.project as usize].id)
+                    .or_default();
+                p[0] += seconds * f.vcpus as f64;
+                p[1] += seconds * (f.ram as f64 * MIB);
+                p[2] += seconds * ((f.disk + f.ephemeral) as f64 * GIB);
+                p[3] += seconds;
+            }
         }
     }
-    json!({"start": fmt_micros(start), "end": fmt_micros(end), "vcpu_hours": vcpu_hours, "servers": servers})
+    let mut doc = json!({"start": fmt_micros(start), "end": fmt_micros(end), "vcpu_hours": vcpu_hours, "servers": servers});
+    if per_project {
+        let by_id: serde_json::Map<String, Value> = projects
+            .into_iter()
+            .map(|(id, [v, m, d, i])| {
+                let totals = json!({"vcpu_seconds": v, "memory_byte_seconds": m,
+                    "disk_byte_seconds": d, "instance_seconds": i});
+                (id.to_owned(), totals)
+            })
+            .collect();
+        doc["projects"] = Value::Object(by_id);
+    }
+    doc
 }

@@ -205,8 +205,18 @@ fn pages_list_each_active_server_once_and_windows_add_up() {
     assert!(rows
         .windows(2)
         .all(|w| (&w[0].0, &w[0].1) < (&w[1].0, &w[1].1)));
-    let want = nova::totals(&c, &t, start, now.floor(), now);
+    let want = nova::totals(&c, &t, start, now.floor(), now, true);
     assert_eq!(rows.len() as u64, want["servers"].as_u64().unwrap());
+    // Per project, as the exporter's counters: the seconds add up to the rows' hours.
+    let per = want["projects"].as_object().unwrap();
+    let sum = |k: &str| per.values().map(|p| p[k].as_f64().unwrap()).sum::<f64>();
+    let hours: f64 = rows.iter().map(|r| r.2).sum();
+    assert!((sum("instance_seconds") - hours * 3600.0).abs() < 1e-6 * hours * 3600.0);
+    let vcpu_hours = want["vcpu_hours"].as_f64().unwrap();
+    assert!((sum("vcpu_seconds") - vcpu_hours * 3600.0).abs() < 1e-6 * vcpu_hours * 3600.0);
+    assert!(per
+        .values()
+        .all(|p| p["memory_byte_seconds"].as_f64().unwrap() > 0.0));
     // Two adjacent windows give each server the hours of the one covering both.
     let middle = (NOW0 - 86_400 * 3) as f64;
     let whole: BTreeMap<String, f64> = rows.iter().map(|r| (r.1.clone(), r.2)).collect();
