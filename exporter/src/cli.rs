@@ -6,6 +6,7 @@
 
 use std::path::PathBuf;
 
+use clap::builder::TypedValueParser;
 use clap::Parser;
 
 /// Prometheus exporter for per-project OpenStack usage and libvirt guest statistics.
@@ -208,7 +209,9 @@ pub struct Cli {
     #[arg(
         long = "openstack.state-file",
         env = "SITE_EXPORTER_OPENSTACK_STATE_FILE",
-        value_name = "FILE"
+        value_name = "FILE",
+        // Empty is meaningful (memory only); clap's path parser would refuse it.
+        value_parser = clap::builder::OsStringValueParser::new().map(PathBuf::from)
     )]
     pub openstack_state_file: Option<PathBuf>,
 

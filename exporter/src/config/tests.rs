@@ -479,3 +479,28 @@ fn the_summary_names_every_source_without_secrets() {
         assert!(!text.contains(secret), "{secret} in {text}");
     }
 }
+
+#[test]
+fn an_empty_state_file_flag_keeps_the_totals_in_memory() {
+    let config = load(
+        &[
+            "--openstack",
+            "--openstack.usage-start",
+            "2026-01-01",
+            "--openstack.state-file",
+            "",
+        ],
+        "",
+    )
+    .unwrap();
+    assert_eq!(config.openstack.unwrap().state_file, None);
+    let config = load(
+        &["--openstack", "--openstack.usage-start", "2026-01-01"],
+        "",
+    )
+    .unwrap();
+    assert_eq!(
+        config.openstack.unwrap().state_file.as_deref(),
+        Some(std::path::Path::new("data/openstack-state.json"))
+    );
+}
