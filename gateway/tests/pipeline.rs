@@ -395,15 +395,7 @@ async fn slow_header_senders_are_cut_off() {
     // The default limit is 10 s; this gateway has 1 s.
     let dir = tempfile::tempdir().unwrap();
     let path = write_config(dir.path(), upstream.addr, "", "");
-    let text = std::fs::read_to_string(&path).unwrap();
-    std::fs::write(
-        &path,
-        text.replace(
-            "limits: {max_match: 4}",
-            "limits: {max_match: 4, header_read_timeout: 1s}",
-        ),
-    )
-    .unwrap();
+    with_header_read_timeout_1s(&path);
     let config = federation_gateway::config::Config::load(&path).unwrap();
     assert_eq!(
         config.limits.header_read_timeout,

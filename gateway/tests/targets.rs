@@ -228,15 +228,7 @@ async fn silent_clients_are_cut_off() {
     let upstream = Upstream::start().await;
     let dir = tempfile::tempdir().unwrap();
     let path = write_config(dir.path(), upstream.addr, "", "");
-    let text = std::fs::read_to_string(&path).unwrap();
-    std::fs::write(
-        &path,
-        text.replace(
-            "limits: {max_match: 4}",
-            "limits: {max_match: 4, header_read_timeout: 1s}",
-        ),
-    )
-    .unwrap();
+    with_header_read_timeout_1s(&path);
     let config = federation_gateway::config::Config::load(&path).unwrap();
     let state = std::sync::Arc::new(federation_gateway::state::State::new(&path, config).unwrap());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -27,6 +27,22 @@ fn compose_files() -> Vec<PathBuf> {
     files
 }
 
+/// `promtool check config prometheus.yml` in `dir` passes.
+fn promtool_check_config(dir: &Path) {
+    let out = Command::new("promtool")
+        .args(["check", "config", "prometheus.yml"])
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}: {}{}",
+        dir.display(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// A YAML file with its merge keys (`<<: *anchor`) applied, as compose reads it.
 fn yaml(path: &Path) -> Value {
     let text = std::fs::read_to_string(path).unwrap();
@@ -254,17 +270,7 @@ fn the_dev_stack_configs_pass_their_checks() {
             &format!("{}/", repo().join("prometheus/portal/rules").display()),
         );
     std::fs::write(tmp.path().join("prometheus.yml"), portal).unwrap();
-    let out = Command::new("promtool")
-        .args(["check", "config", "prometheus.yml"])
-        .current_dir(tmp.path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    promtool_check_config(tmp.path());
 
     // Its federation jobs ask exactly for what the gateway allows.
     let allow: Vec<String> = serde_yaml::from_str::<Value>(&gw).unwrap()["clients"][0]["allow"]
@@ -912,15 +918,5 @@ fn each_dev_site_has_its_own_site_label() {
         .unwrap();
     assert!(status.success());
     std::fs::copy(&dev, tmp.path().join("site/prometheus.yml")).unwrap();
-    let out = Command::new("promtool")
-        .args(["check", "config", "prometheus.yml"])
-        .current_dir(tmp.path().join("site"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    promtool_check_config(&tmp.path().join("site"));
 }

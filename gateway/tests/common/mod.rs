@@ -143,6 +143,20 @@ impl Drop for Gateway {
 }
 
 /// Writes the config (with `{upstream}`, `{dir}` filled in) and the two token files.
+/// Shortens the written config's `header_read_timeout` to 1 s (the default is 10 s).
+pub fn with_header_read_timeout_1s(path: &std::path::Path) {
+    let text = std::fs::read_to_string(path).unwrap();
+    assert!(text.contains("limits: {max_match: 4}"), "{text}");
+    std::fs::write(
+        path,
+        text.replace(
+            "limits: {max_match: 4}",
+            "limits: {max_match: 4, header_read_timeout: 1s}",
+        ),
+    )
+    .unwrap();
+}
+
 pub fn write_config(
     dir: &std::path::Path,
     upstream: SocketAddr,
