@@ -242,7 +242,7 @@ impl DevStack {
                 dir.join("portal.token").display().to_string().into();
             j["tls_config"]["ca_file"] = dir.join("tls.crt").display().to_string().into();
             j["static_configs"] = serde_yaml::from_str(&format!(
-                "[{{targets: ['{}'], labels: {{location: {}}}}}]",
+                "[{{targets: ['{}'], labels: {{site: {}}}}}]",
                 site.gateway.addr, site.name
             ))?;
             jobs.push(j);

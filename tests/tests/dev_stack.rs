@@ -1,5 +1,5 @@
 //! The development topology end to end: two dummy sites behind their gateways, one portal.
-//! The portal holds both sites' series told apart by `location`, the legacy families and the
+//! The portal holds both sites' series told apart by `site`, the legacy families and the
 //! recording rules' outputs arrive, nothing outside the allow-lists does, a wrong token and a
 //! catch-all selector are refused at the gateway, and every dashboard query returns data.
 
@@ -47,25 +47,31 @@ fn two_sites_federate_into_the_portal() {
     let stack = DevStack::start(2, Speed::FAST).unwrap();
     let portal = &stack.portal;
 
-    // Both sites arrive, told apart by the portal's `location` and the sites' `site` labels.
-    let locations = poll(
+    // Both sites arrive, told apart by the `site` label: their own external label on federated
+    // series, the federation job's target label on the portal's `up`.
+    let sites = poll(
         "both sites' usage at the portal",
         Duration::from_secs(120),
         || {
-            let got = count_by(portal, "location", "project_vcpu_usage");
+            let got = count_by(portal, "site", "project_vcpu_usage");
             Ok((got.len() == 2).then_some(got))
         },
     )
     .unwrap_or_else(|e| panic!("{e:#}\nportal log: {}", portal.log()));
     assert_eq!(
-        locations,
-        BTreeSet::from(["site-a".to_string(), "site-b".to_string()])
-    );
-    let sites = count_by(portal, "site", "openstack_project_vcpu_seconds_total");
-    assert_eq!(
         sites,
         BTreeSet::from(["site-a".to_string(), "site-b".to_string()])
     );
+    for selector in [
+        "openstack_project_vcpu_seconds_total",
+        "up{job=~\"federate_.+\"}",
+    ] {
+        assert_eq!(
+            count_by(portal, "site", selector),
+            BTreeSet::from(["site-a".to_string(), "site-b".to_string()]),
+            "{selector}"
+        );
+    }
 
     // The recording rules' outputs arrive (they need two scrapes for a rate).
     poll(
@@ -81,7 +87,7 @@ fn two_sites_federate_into_the_portal() {
     // Nothing outside the allow-lists: no site `up`, no Prometheus internals, no raw guests.
     for selector in [
         "up{job!~\"federate_.+|prometheus\"}",
-        "{__name__=~\"prometheus_.+\",location=~\"site-.\"}",
+        "{__name__=~\"prometheus_.+\",site=~\"site-.\"}",
         "{__name__=~\"libvirt_.+\"}",
         "site_exporter_build_info",
     ] {

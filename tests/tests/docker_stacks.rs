@@ -98,23 +98,32 @@ fn the_dev_stack_federates_both_sites_through_their_gateways() {
         "both sites' project_vcpu_usage at the portal",
         Duration::from_secs(180),
         || {
-            let got: BTreeSet<(String, String)> =
-                query(&portal, "count by (site, location) (project_vcpu_usage)")?
-                    .iter()
-                    .map(|s| {
-                        let label = |l: &str| s["metric"][l].as_str().unwrap_or("").to_owned();
-                        (label("site"), label("location"))
-                    })
-                    .collect();
+            let got: BTreeSet<String> = query(&portal, "count by (site) (project_vcpu_usage)")?
+                .iter()
+                .map(|s| s["metric"]["site"].as_str().unwrap_or("").to_owned())
+                .collect();
             Ok((got.len() >= 2).then_some(got))
         },
     )
     .unwrap();
     assert_eq!(
         pairs,
+        BTreeSet::from(["site-a".to_owned(), "site-b".to_owned()])
+    );
+    // The portal's federation jobs name the same sites with the same label.
+    let jobs: BTreeSet<(String, String)> = query(&portal, "up{job=~\"federate_.+\"}")
+        .unwrap()
+        .iter()
+        .map(|s| {
+            let label = |l: &str| s["metric"][l].as_str().unwrap_or("").to_owned();
+            (label("job"), label("site"))
+        })
+        .collect();
+    assert_eq!(
+        jobs,
         BTreeSet::from([
-            ("site-a".to_owned(), "site-a".to_owned()),
-            ("site-b".to_owned(), "site-b".to_owned()),
+            ("federate_site-a".to_owned(), "site-a".to_owned()),
+            ("federate_site-b".to_owned(), "site-b".to_owned()),
         ])
     );
     // Our own families travel the same path.

@@ -56,7 +56,7 @@ fn portal_federates_only_the_allowed_series_through_the_gateway() {
             "    metrics_path: /federate".into(),
             format!("    params: {{'match[]': ['{selector}']}}"),
             format!("    {auth}"),
-            format!("    static_configs: [{{targets: ['{host}'], labels: {{location: site-a}}}}]"),
+            format!("    static_configs: [{{targets: ['{host}'], labels: {{site: site-a}}}}]"),
         ]
         .join("\n")
     };
@@ -93,7 +93,7 @@ fn portal_federates_only_the_allowed_series_through_the_gateway() {
         || {
             // The portal's own series about its scrapes (up, scrape_*) carry job="federate_…";
             // federated ones keep the site's job (honor_labels).
-            let got = names(&portal, "{location=\"site-a\",job!~\"federate_.+\"}");
+            let got = names(&portal, "{site=\"site-a\",job!~\"federate_.+\"}");
             let want = [
                 "project_vcpu_usage",
                 "project_mb_usage",
@@ -122,8 +122,11 @@ fn portal_federates_only_the_allowed_series_through_the_gateway() {
     for s in &series {
         assert_eq!(s["metric"]["job"], "project_usages", "{s}");
         assert_eq!(s["metric"]["site"], "site-a", "{s}");
-        assert_eq!(s["metric"]["location"], "site-a", "{s}");
     }
+    // The portal's own `up` of a federation job carries the job's `site` target label.
+    let up = portal.query("up{job=\"federate_legacy\"}").unwrap();
+    assert_eq!(up.len(), 1, "{up:?}");
+    assert_eq!(up[0]["metric"]["site"], "site-a", "{up:?}");
     // Nothing outside the allow-lists: no site `up`, no guests, no self-metrics.
     for forbidden in [
         "up{job=\"project_usages\"}",
