@@ -34,6 +34,7 @@ fi
 need=()
 [ "$libvirtd_mode" != root ] || [ -x /usr/sbin/libvirtd ] || need+=(libvirt-daemon)
 { command -v prometheus && command -v promtool; } >/dev/null 2>&1 || need+=(prometheus)
+{ command -v prometheus-alertmanager && command -v amtool; } >/dev/null 2>&1 || need+=(prometheus-alertmanager)
 command -v virsh >/dev/null 2>&1 || need+=(libvirt-clients)
 command -v docker-compose >/dev/null 2>&1 || need+=(docker-compose)
 command -v curl >/dev/null 2>&1 || need+=(curl ca-certificates)

@@ -1,12 +1,14 @@
 //! Helpers shared by the end-to-end tests in `tests/tests/` and the `dev-stack` runner: real
 //! Prometheus processes on loopback, in-process exporters and gateways, the whole development
-//! topology ([`stack`]), free ports, a tiny HTTP client, and polling with a deadline; and
-//! the layer check of both crates' sources ([`layers`]).
+//! topology ([`stack`]), a real Alertmanager and a webhook sink ([`alertmanager`]), free ports, a
+//! tiny HTTP client, and polling with a deadline; and the layer check of both crates' sources
+//! ([`layers`]).
 //!
 //! Every server binds 127.0.0.1 with a port the OS chose; nothing is sent anywhere else.
 //! Nothing here sleeps for a fixed time to wait for a server: [`poll`] retries a condition
 //! until it holds or a deadline passes, and then fails with the last observation.
 
+pub mod alertmanager;
 pub mod compose;
 pub mod layers;
 pub mod stack;

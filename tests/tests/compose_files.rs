@@ -238,24 +238,47 @@ fn every_mounted_file_is_shipped_or_documented() {
 #[test]
 fn the_dev_stack_configs_pass_their_checks() {
     let dev = repo().join("compose/dev");
-    // The gateway config loads with the development secrets in place of /run/secrets.
-    let gw = std::fs::read_to_string(dev.join("gateway.yml")).unwrap();
-    let gw = gw
-        .replace(
-            "/run/secrets/dev_tls_cert",
-            &dev.join("secrets/dev-tls.crt").display().to_string(),
-        )
-        .replace(
-            "/run/secrets/dev_tls_key",
-            &dev.join("secrets/dev-tls.key").display().to_string(),
-        )
-        .replace(
-            "/run/secrets/dev_portal_token",
-            &dev.join("secrets/dev-portal.token").display().to_string(),
+    // Each site's gateway config loads with the development secrets in place of /run/secrets,
+    // with its own token.
+    let mut allow_lists = Vec::new();
+    let mut tokens = Vec::new();
+    for site in ["a", "b"] {
+        let file = dev.join(format!("gateway-{site}.yml"));
+        let gw = std::fs::read_to_string(&file)
+            .unwrap()
+            .replace(
+                "/run/secrets/dev_tls_cert",
+                &dev.join("secrets/dev-tls.crt").display().to_string(),
+            )
+            .replace(
+                "/run/secrets/dev_tls_key",
+                &dev.join("secrets/dev-tls.key").display().to_string(),
+            )
+            .replace(
+                &format!("/run/secrets/dev_portal_token_{site}"),
+                &dev.join(format!("secrets/dev-portal-{site}.token"))
+                    .display()
+                    .to_string(),
+            );
+        let config = federation_gateway::config::Config::parse(&gw, &file).unwrap();
+        assert!(config.tls.is_some());
+        assert_eq!(config.clients.len(), 1);
+        tokens.push(
+            std::fs::read_to_string(dev.join(format!("secrets/dev-portal-{site}.token"))).unwrap(),
         );
-    let config = federation_gateway::config::Config::parse(&gw, &dev.join("gateway.yml")).unwrap();
-    assert!(config.tls.is_some());
-    assert_eq!(config.clients.len(), 1);
+        let allow: Vec<String> = serde_yaml::from_str::<Value>(&gw).unwrap()["clients"][0]["allow"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_string())
+            .collect();
+        allow_lists.push((format!("federate_site-{site}"), allow));
+    }
+    assert_ne!(tokens[0], tokens[1], "the development sites share a token");
+    assert_ne!(
+        allow_lists[0].1, allow_lists[1].1,
+        "the development sites share an allow-list"
+    );
 
     // The portal config passes promtool with its secrets and rules where it mounts them.
     let tmp = tempfile::tempdir().unwrap();
@@ -272,25 +295,27 @@ fn the_dev_stack_configs_pass_their_checks() {
     std::fs::write(tmp.path().join("prometheus.yml"), portal).unwrap();
     promtool_check_config(tmp.path());
 
-    // Its federation jobs ask exactly for what the gateway allows.
-    let allow: Vec<String> = serde_yaml::from_str::<Value>(&gw).unwrap()["clients"][0]["allow"]
-        .as_sequence()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_str().unwrap().to_string())
-        .collect();
+    // Each federation job asks exactly for what its site's gateway allows.
     let doc: Value =
         serde_yaml::from_str(&std::fs::read_to_string(dev.join("portal/prometheus.yml")).unwrap())
             .unwrap();
+    let mut checked = 0;
     for job in doc["scrape_configs"].as_sequence().unwrap() {
         if let Some(params) = job["params"]["match[]"].as_sequence() {
             let asked: Vec<String> = params
                 .iter()
                 .map(|v| v.as_str().unwrap().to_string())
                 .collect();
-            assert_eq!(asked, allow, "job {:?}", job["job_name"]);
+            let name = job["job_name"].as_str().unwrap();
+            let (_, allow) = allow_lists
+                .iter()
+                .find(|(job, _)| job == name)
+                .unwrap_or_else(|| panic!("no development gateway for job {name}"));
+            assert_eq!(&asked, allow, "job {name}");
+            checked += 1;
         }
     }
+    assert_eq!(checked, 2);
 }
 
 // The production site stack: docker-compose.site.yml with compose/site/.
@@ -758,6 +783,7 @@ fn every_image_can_be_replaced_by_a_local_one() {
     assert_eq!(
         seen.keys().map(String::as_str).collect::<Vec<_>>(),
         [
+            "ALERTMANAGER_IMAGE",
             "EXPORTER_IMAGE",
             "GATEWAY_IMAGE",
             "GRAFANA_IMAGE",
@@ -863,13 +889,22 @@ fn the_dockerfile_builds_with_the_legacy_builder() {
 
 #[test]
 fn each_dev_site_has_its_own_site_label() {
-    // The dev stack's site Prometheus config is the shipped one but for `site: ${SITE}`.
+    // The dev stack's site Prometheus config is the shipped one but for `site: ${SITE}` and
+    // the development Alertmanager's address and user.
     let dev = repo().join("compose/dev/site/prometheus.yml");
     let mut dev_config = yaml(&dev);
     assert_eq!(dev_config["global"]["external_labels"]["site"], "${SITE}");
     let shipped = yaml(&repo().join("prometheus/site/prometheus.yml"));
     dev_config["global"]["external_labels"]["site"] =
         shipped["global"]["external_labels"]["site"].clone();
+    let dev_am = &mut dev_config["alerting"]["alertmanagers"][0];
+    assert_eq!(
+        dev_am["static_configs"][0]["targets"][0], "alertmanager:9093",
+        "the dev sites send their alerts to the dev stack's Alertmanager"
+    );
+    let shipped_am = &shipped["alerting"]["alertmanagers"][0];
+    dev_am["static_configs"] = shipped_am["static_configs"].clone();
+    dev_am["basic_auth"]["username"] = shipped_am["basic_auth"]["username"].clone();
     assert_eq!(
         dev_config,
         shipped,

@@ -1,7 +1,7 @@
 //! The development topology end to end: two dummy sites behind their gateways, one portal.
 //! The portal holds both sites' series told apart by `site`, the legacy families and the
-//! recording rules' outputs arrive, nothing outside the allow-lists does, a wrong token and a
-//! catch-all selector are refused at the gateway, and every dashboard query returns data.
+//! recording rules' outputs arrive, nothing outside the allow-lists does, each gateway accepts
+//! only its own site's token and allow-list, and every dashboard query returns data.
 
 #![allow(clippy::unwrap_used)]
 
@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use serde_json::Value;
-use stack_tests::stack::{repo, DevStack, Speed, DEV_TOKEN};
+use stack_tests::stack::{repo, DevStack, Speed};
 use stack_tests::{poll, Prometheus};
 
 fn count_by(prom: &Prometheus, by: &str, selector: &str) -> BTreeSet<String> {
@@ -95,10 +95,11 @@ fn two_sites_federate_into_the_portal() {
         assert!(got.is_empty(), "{selector} reached the portal: {got:?}");
     }
 
-    // The gateways refuse a wrong token and a catch-all selector.
-    let gw = &stack.sites[0].gateway.addr;
+    // Each gateway accepts only its own site's token and allow-list: site A's token is
+    // refused at site B (401), a selector that A allows and B does not is refused at B (403),
+    // and a catch-all selector is refused everywhere.
     let cert = stack.dir.path().join("tls.crt");
-    let curl = |token: &str, query: &str| {
+    let curl = |gw: &str, token: &str, query: &str| {
         let out = std::process::Command::new("curl")
             .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--cacert"])
             .arg(&cert)
@@ -108,13 +109,39 @@ fn two_sites_federate_into_the_portal() {
             .unwrap();
         String::from_utf8(out.stdout).unwrap()
     };
-    let allowed =
+    let (a, b) = (&stack.sites[0], &stack.sites[1]);
+    assert_ne!(a.token, b.token);
+    let (gw_a, gw_b) = (a.gateway.addr.as_str(), b.gateway.addr.as_str());
+    let usage =
         "match%5B%5D=%7Bjob%3D%22project_usages%22%2C__name__%3D~%22project_.%2A_usage%22%7D";
-    assert_eq!(curl(DEV_TOKEN, allowed), "200");
-    assert_eq!(curl("wrong-token-0123456789abcdef", allowed), "401");
+    let gateway_metrics = "match%5B%5D=%7B__name__%3D~%22federation_gateway_.%2B%22%7D";
+    let everything = "match%5B%5D=%7B__name__%3D~%22.%2B%22%7D";
+    assert_eq!(curl(gw_a, &a.token, usage), "200");
+    assert_eq!(curl(gw_b, &b.token, usage), "200");
+    assert_eq!(curl(gw_a, "wrong-token-0123456789abcdef", usage), "401");
     assert_eq!(
-        curl(DEV_TOKEN, "match%5B%5D=%7B__name__%3D~%22.%2B%22%7D"),
-        "403"
+        curl(gw_b, &a.token, usage),
+        "401",
+        "site A's token at site B"
+    );
+    assert_eq!(
+        curl(gw_a, &b.token, usage),
+        "401",
+        "site B's token at site A"
+    );
+    assert_eq!(curl(gw_a, &a.token, gateway_metrics), "200");
+    assert_eq!(
+        curl(gw_b, &b.token, gateway_metrics),
+        "403",
+        "A's selector at B"
+    );
+    for (gw, token) in [(gw_a, &a.token), (gw_b, &b.token)] {
+        assert_eq!(curl(gw, token, everything), "403");
+    }
+    // So the portal holds site A's gateway metrics and not site B's.
+    assert_eq!(
+        count_by(portal, "site", "federation_gateway_requests_total"),
+        BTreeSet::from(["site-a".to_string()])
     );
 
     // Every panel of every dashboard returns data for a real site.

@@ -109,14 +109,19 @@ fn the_site_stack_serves_the_portal_through_its_gateway() {
         "the portal token is in the logs"
     );
     assert!(
+        !logs.contains(&format!("{password}-am")),
+        "the Alertmanager password is in the logs"
+    );
+    assert!(
         !logs.contains(password.as_str()),
         "the OpenStack password is in the logs"
     );
 }
 
 /// The operator's files of the site stack, made as compose/site/secrets/README.md and
-/// openrc.env.example say: secrets owned by uid 10001 with mode 0400, an env file with the
-/// container's own loopback as Keystone (nothing leaves the machine).
+/// openrc.env.example say: the gateway's secrets owned by uid 10001 and Prometheus's by 65534,
+/// with mode 0400, an env file with the container's own loopback as Keystone (nothing leaves
+/// the machine).
 struct SiteFiles {
     token: String,
     password: String,
@@ -133,14 +138,16 @@ impl SiteFiles {
         let password = unique_secret("os-password");
         let cert = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
             .unwrap();
-        for (name, content) in [
-            ("portal.token", format!("{token}\n")),
-            ("tls.crt", cert.cert.pem()),
-            ("tls.key", cert.signing_key.serialize_pem()),
+        for (name, content, uid) in [
+            ("portal.token", format!("{token}\n"), 10001),
+            ("tls.crt", cert.cert.pem(), 10001),
+            ("tls.key", cert.signing_key.serialize_pem(), 10001),
+            ("alertmanager.password", format!("{password}-am\n"), 65534),
+            ("alertmanager-ca.pem", cert.cert.pem(), 65534),
         ] {
             let path = dir.join(name);
             std::fs::write(&path, content).unwrap();
-            std::os::unix::fs::chown(&path, Some(10001), Some(10001)).unwrap();
+            std::os::unix::fs::chown(&path, Some(uid), Some(uid)).unwrap();
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o400)).unwrap();
         }
         let example =

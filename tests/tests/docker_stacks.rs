@@ -7,12 +7,17 @@
 //! once it has an engine and the images (it prints a SKIPPED line when it cannot). Run by
 //! hand without `DOCKER_E2E=1` they fail rather than pass.
 //!
-//! - dev stack: health, uid 10001, each site's usage at the portal with its own `site` label
-//!   through its gateway's TLS port, 200/401 by token, gateway reload on SIGHUP (and why an
-//!   edit by rename needs a restart), no token in the logs;
+//! - dev stack: health (Alertmanager's through amtool with its user), uid 10001, each site's
+//!   usage at the portal with its own `site` label through its gateway's TLS port, each
+//!   gateway with its own token (A's refused at B: 401) and allow-list (a selector A allows
+//!   refused at B: 403), the portal and both sites' Prometheus with the Alertmanager active,
+//!   gateway reload on SIGHUP (and why an edit by rename needs a restart), no token or
+//!   password in the logs;
 //! - hypervisor stack: the libvirt test driver on a node file, health, uid 10001, the guests;
-//! - portal stack (without Grafana): health, the config loads with its secrets mounted as the
-//!   README says, the series survive `down`/`up` on the named volume.
+//! - portal stack (without Grafana): health of Prometheus and Alertmanager, the config loads
+//!   with its secrets mounted as the README says, Prometheus has the Alertmanager active (TLS,
+//!   basic auth), which refuses a request without a user, the series survive `down`/`up` on
+//!   the named volume.
 //!
 //! The site stack is in `docker_site.rs`.
 //!
@@ -27,13 +32,22 @@ use std::time::Duration;
 
 use serde_json::Value;
 use stack_tests::compose::{query, require_engine, Compose};
-use stack_tests::stack::{repo, DEV_TOKEN};
+use stack_tests::stack::{repo, DEV_TOKEN_A, DEV_TOKEN_B};
 use stack_tests::{encode, get, poll};
 
 /// The HTTP status of a federation request with `token` to the gateway on `port`, over TLS
 /// verified against the development certificate.
 fn federate_status(port: u16, token: &str) -> String {
-    let selector = encode("{job=\"project_usages\",__name__=~\"project_.*_usage\"}");
+    federate_status_for(
+        port,
+        token,
+        "{job=\"project_usages\",__name__=~\"project_.*_usage\"}",
+    )
+}
+
+/// Like [`federate_status`] for `selector`.
+fn federate_status_for(port: u16, token: &str, selector: &str) -> String {
+    let selector = encode(selector);
     let out = Command::new("curl")
         .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--cacert"])
         .arg(repo().join("compose/dev/secrets/dev-tls.crt"))
@@ -46,7 +60,7 @@ fn federate_status(port: u16, token: &str) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-const DEV_SERVICES: [&str; 7] = [
+const DEV_SERVICES: [&str; 8] = [
     "exporter-a",
     "prometheus-a",
     "gateway-a",
@@ -54,7 +68,43 @@ const DEV_SERVICES: [&str; 7] = [
     "prometheus-b",
     "gateway-b",
     "portal",
+    "alertmanager",
 ];
+
+/// The Alertmanagers a Prometheus has active (`/api/v1/alertmanagers`), from inside its
+/// container (the site Prometheus servers publish no port).
+fn active_alertmanagers(compose: &Compose, service: &str) -> anyhow::Result<Vec<String>> {
+    let body = compose.exec(
+        service,
+        &[
+            "wget",
+            "-q",
+            "-O",
+            "-",
+            "http://127.0.0.1:9090/api/v1/alertmanagers",
+        ],
+    )?;
+    let v: Value = serde_json::from_str(&body)?;
+    Ok(v["data"]["activeAlertmanagers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|a| a["url"].as_str().map(str::to_owned))
+        .collect())
+}
+
+/// Waits until `service`'s Prometheus has `want` as its only active Alertmanager.
+fn wait_alertmanager_active(compose: &Compose, service: &str, want: &str) {
+    poll(
+        &format!("{service}'s active Alertmanager"),
+        Duration::from_secs(120),
+        || {
+            let got = active_alertmanagers(compose, service)?;
+            Ok((got == [want]).then_some(()))
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e:#}"));
+}
 
 #[test]
 #[ignore = "needs a Docker engine and compose/local-images.sh: run-tests.sh runs it"]
@@ -63,7 +113,7 @@ fn the_dev_stack_federates_both_sites_through_their_gateways() {
     // Grafana has no Debian package, so no local image: everything else of the dev stack.
     let tmp = tempfile::tempdir().unwrap();
     let gateway_a_config = tmp.path().join("gateway-a.yml");
-    std::fs::copy(repo().join("compose/dev/gateway.yml"), &gateway_a_config).unwrap();
+    std::fs::copy(repo().join("compose/dev/gateway-a.yml"), &gateway_a_config).unwrap();
     let compose = Compose::new(
         "sm-e2e-dev",
         &[
@@ -166,13 +216,42 @@ fn the_dev_stack_federates_both_sites_through_their_gateways() {
         );
     }
 
-    // At each gateway's published TLS port: the development token is let through, a wrong
-    // one gets 401.
+    // At each gateway's published TLS port: that site's development token is let through,
+    // a wrong one and the other site's get 401; a selector site A allows and site B does not
+    // gets 403 at B.
     let wrong = "wrong-token-0123456789abcdef";
-    for gateway in ["gateway-a", "gateway-b"] {
-        let port = compose.port(gateway, 9443).unwrap();
-        assert_eq!(federate_status(port, DEV_TOKEN), "200", "{gateway}");
+    let (port_a, port_b) = (
+        compose.port("gateway-a", 9443).unwrap(),
+        compose.port("gateway-b", 9443).unwrap(),
+    );
+    for (gateway, port, token, other) in [
+        ("gateway-a", port_a, DEV_TOKEN_A, DEV_TOKEN_B),
+        ("gateway-b", port_b, DEV_TOKEN_B, DEV_TOKEN_A),
+    ] {
+        assert_eq!(federate_status(port, token), "200", "{gateway}");
         assert_eq!(federate_status(port, wrong), "401", "{gateway}");
+        assert_eq!(
+            federate_status(port, other),
+            "401",
+            "{gateway}: the other site's token"
+        );
+    }
+    let gateway_metrics = "{__name__=~\"federation_gateway_.+\"}";
+    assert_eq!(
+        federate_status_for(port_a, DEV_TOKEN_A, gateway_metrics),
+        "200"
+    );
+    assert_eq!(
+        federate_status_for(port_b, DEV_TOKEN_B, gateway_metrics),
+        "403",
+        "a selector of site A's allow-list at site B"
+    );
+
+    // The portal and both sites send their alerts to the portal's Alertmanager (TLS, basic
+    // auth): each Prometheus has it active; its health check (amtool with the healthcheck
+    // user) passed above.
+    for service in ["portal", "prometheus-a", "prometheus-b"] {
+        wait_alertmanager_active(&compose, service, "https://alertmanager:9093/api/v2/alerts");
     }
 
     // SIGHUP (`docker-compose kill -s HUP`) reloads the gateway's config edited in place: the
@@ -181,10 +260,6 @@ fn the_dev_stack_federates_both_sites_through_their_gateways() {
     let original = std::fs::read_to_string(&gateway_a_config).unwrap();
     let legacy = "      - '{job=\"project_usages\",__name__=~\"project_.*_usage\"}'\n";
     assert!(original.contains(legacy), "{original}");
-    let (port_a, port_b) = (
-        compose.port("gateway-a", 9443).unwrap(),
-        compose.port("gateway-b", 9443).unwrap(),
-    );
     let reloads = || {
         compose
             .run(&["logs", "--no-color", "gateway-a"])
@@ -201,11 +276,11 @@ fn the_dev_stack_federates_both_sites_through_their_gateways() {
     })
     .unwrap();
     assert_eq!(
-        federate_status(port_a, DEV_TOKEN),
+        federate_status(port_a, DEV_TOKEN_A),
         "403",
         "gateway-a after the reload"
     );
-    assert_eq!(federate_status(port_b, DEV_TOKEN), "200", "gateway-b");
+    assert_eq!(federate_status(port_b, DEV_TOKEN_B), "200", "gateway-b");
     let metrics = compose
         .exec(
             "gateway-a",
@@ -230,7 +305,7 @@ fn the_dev_stack_federates_both_sites_through_their_gateways() {
     })
     .unwrap();
     assert_eq!(
-        federate_status(port_a, DEV_TOKEN),
+        federate_status(port_a, DEV_TOKEN_A),
         "403",
         "a renamed file reached the running container"
     );
@@ -240,16 +315,28 @@ fn the_dev_stack_federates_both_sites_through_their_gateways() {
         .unwrap();
     let port_a = compose.port("gateway-a", 9443).unwrap();
     assert_eq!(
-        federate_status(port_a, DEV_TOKEN),
+        federate_status(port_a, DEV_TOKEN_A),
         "200",
         "after the restart"
     );
 
-    // No token ever reaches a log.
+    // No token or password ever reaches a log.
     let logs = compose.logs().unwrap();
     assert!(!logs.is_empty());
-    for token in [DEV_TOKEN, wrong] {
-        assert!(!logs.contains(token), "a token is in docker-compose logs");
+    let mut secrets = vec![
+        DEV_TOKEN_A.to_owned(),
+        DEV_TOKEN_B.to_owned(),
+        wrong.to_owned(),
+    ];
+    for user in ["portal", "site", "healthcheck"] {
+        let file = format!("compose/dev/secrets/dev-alertmanager-{user}.password");
+        secrets.push(std::fs::read_to_string(repo().join(file)).unwrap());
+    }
+    for secret in &secrets {
+        assert!(
+            !logs.contains(secret.trim()),
+            "a token or password is in docker-compose logs"
+        );
     }
 }
 
@@ -303,8 +390,30 @@ fn the_portal_stack_loads_its_config_and_keeps_its_series() {
         secrets.path().join("site-a-ca.pem"),
     )
     .unwrap();
+    // The Alertmanager's, as compose/portal/secrets/README.md lists them: the development
+    // certificate and users (portal, healthcheck) stand in for the operator's.
+    let dev = repo().join("compose/dev");
+    let web = std::fs::read_to_string(dev.join("alertmanager-web.yml")).unwrap();
+    assert!(web.contains("/run/secrets/alertmanager_tls_cert"), "{web}");
+    std::fs::write(secrets.path().join("alertmanager-web.yml"), web).unwrap();
+    for (from, to) in [
+        ("dev-alertmanager.crt", "alertmanager.crt"),
+        ("dev-alertmanager.key", "alertmanager.key"),
+        ("dev-alertmanager.crt", "alertmanager-ca.pem"),
+        ("dev-alertmanager-portal.password", "alertmanager.password"),
+        (
+            "dev-alertmanager-healthcheck.password",
+            "alertmanager-healthcheck.password",
+        ),
+        ("dev-smtp.password", "smtp.password"),
+        ("dev-oncall-webhook.token", "oncall-webhook.token"),
+        ("dev-grafana-admin.password", "grafana-admin.password"),
+    ] {
+        std::fs::copy(dev.join("secrets").join(from), secrets.path().join(to)).unwrap();
+    }
     let status = Command::new("chmod")
-        .arg("0755")
+        .arg("-R")
+        .arg("a+rX")
         .arg(secrets.path())
         .status()
         .unwrap();
@@ -318,16 +427,31 @@ fn the_portal_stack_loads_its_config_and_keeps_its_series() {
         &[
             ("PORTAL_PORT", ""),
             ("PORTAL_SECRETS", secrets.path().to_str().unwrap()),
+            ("ALERTMANAGER_PUBLISH", "127.0.0.1:"),
         ],
     )
     .unwrap();
     // Grafana has no Debian package, so no local image.
     compose
-        .run(&["up", "-d", "--no-build", "prometheus"])
+        .run(&["up", "-d", "--no-build", "prometheus", "alertmanager"])
         .unwrap();
     compose
-        .wait_healthy(&["prometheus"], Duration::from_secs(60))
+        .wait_healthy(&["prometheus", "alertmanager"], Duration::from_secs(60))
         .unwrap();
+    // Prometheus sends to the Alertmanager over TLS with its user; nothing is open.
+    wait_alertmanager_active(
+        &compose,
+        "prometheus",
+        "https://alertmanager:9093/api/v2/alerts",
+    );
+    let am_port = compose.port("alertmanager", 9093).unwrap();
+    let anonymous = Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--cacert"])
+        .arg(dev.join("secrets/dev-alertmanager.crt"))
+        .arg(format!("https://127.0.0.1:{am_port}/api/v2/status"))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&anonymous.stdout), "401");
     let url = format!(
         "http://127.0.0.1:{}",
         compose.port("prometheus", 9090).unwrap()
@@ -361,7 +485,7 @@ fn the_portal_stack_loads_its_config_and_keeps_its_series() {
         .unwrap();
     compose.run(&["down", "--timeout", "10"]).unwrap();
     compose
-        .run(&["up", "-d", "--no-build", "prometheus"])
+        .run(&["up", "-d", "--no-build", "prometheus", "alertmanager"])
         .unwrap();
     compose
         .wait_healthy(&["prometheus"], Duration::from_secs(60))

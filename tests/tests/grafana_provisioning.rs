@@ -3,7 +3,8 @@
 //! service mounts the provisioning and the dashboards where the provider looks, the
 //! provisioned datasource points at that file's Prometheus service, and every dashboard takes
 //! its datasource from a `datasource` variable, so it works with any Prometheus-compatible
-//! datasource.
+//! datasource. Grafana's admin password comes from a secret file and anonymous access is off in
+//! every compose file that runs Grafana.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -167,4 +168,55 @@ fn every_dashboard_takes_its_datasource_from_a_variable() {
         assert!(panels > 0, "{name} has panels");
     }
     assert_eq!(dashboards, 3, "the three dashboards");
+}
+
+#[test]
+fn grafana_takes_its_admin_password_from_a_secret_and_refuses_anonymous_users() {
+    let mut checked = 0;
+    for entry in std::fs::read_dir(repo().join("compose")).expect("compose/") {
+        let path = entry.expect("compose/ entry").path();
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+        if !name.is_some_and(|n| n.starts_with("docker-compose.")) {
+            continue;
+        }
+        let compose = yaml(&path);
+        let grafana = &compose["services"]["grafana"];
+        if grafana.is_null() {
+            continue;
+        }
+        let file = path.display();
+        let env = &grafana["environment"];
+        assert!(
+            env.as_mapping().is_some(),
+            "{file}: grafana's environment must be a mapping"
+        );
+        // Grafana reads the variable named with __FILE from that file: a Docker secret the
+        // service is given, defined from a file; never the password itself.
+        let password = env["GF_SECURITY_ADMIN_PASSWORD__FILE"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{file}: no GF_SECURITY_ADMIN_PASSWORD__FILE"));
+        let secret = password
+            .strip_prefix("/run/secrets/")
+            .unwrap_or_else(|| panic!("{file}: {password} is not a Docker secret"));
+        let given = grafana["secrets"]
+            .as_sequence()
+            .is_some_and(|s| s.iter().any(|v| v.as_str() == Some(secret)));
+        assert!(given, "{file}: grafana is not given the secret {secret}");
+        assert!(
+            compose["secrets"][secret]["file"].as_str().is_some(),
+            "{file}: the secret {secret} is not defined from a file"
+        );
+        assert!(
+            env.get("GF_SECURITY_ADMIN_PASSWORD").is_none(),
+            "{file}: the admin password is in the environment"
+        );
+        // Anonymous access off, explicitly (a string, as compose passes it).
+        assert_eq!(
+            env["GF_AUTH_ANONYMOUS_ENABLED"].as_str(),
+            Some("false"),
+            "{file}: GF_AUTH_ANONYMOUS_ENABLED"
+        );
+        checked += 1;
+    }
+    assert_eq!(checked, 2, "the dev and portal stacks run Grafana");
 }

@@ -6,7 +6,7 @@
 
 use std::process::ExitCode;
 
-use stack_tests::stack::{DevStack, Speed, DEV_TOKEN};
+use stack_tests::stack::{DevStack, Speed};
 
 fn main() -> ExitCode {
     let sites = match std::env::args().nth(1).map(|a| a.parse::<usize>()) {
@@ -27,12 +27,12 @@ fn main() -> ExitCode {
     println!("portal Prometheus   {}", stack.portal.url);
     for site in &stack.sites {
         println!(
-            "{:<8} exporter http://{}/metrics  Prometheus {}  gateway https://{} (internal http://{})",
-            site.name, site.exporter.addr, site.prometheus.url, site.gateway.addr, site.gateway.internal
+            "{:<8} exporter http://{}/metrics  Prometheus {}  gateway https://{} (internal http://{})  portal token {}",
+            site.name, site.exporter.addr, site.prometheus.url, site.gateway.addr, site.gateway.internal, site.token
         );
     }
     println!(
-        "portal token: {DEV_TOKEN}   certificate: {}",
+        "certificate: {}",
         stack.dir.path().join("tls.crt").display()
     );
     println!("Ctrl-C stops everything.");
