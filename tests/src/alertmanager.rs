@@ -211,7 +211,7 @@ impl Alertmanager {
 
     fn curl(&self, path: &str, user: Option<&User>) -> anyhow::Result<(String, String)> {
         let mut cmd = Command::new("curl");
-        cmd.args(["-sS", "-w", "\n%{http_code}", "--cacert"])
+        cmd.args(["-s", "-w", "\n%{http_code}", "--cacert"])
             .arg(&self.ca_file);
         if let Some(user) = user {
             let password = std::fs::read_to_string(&user.password_file)?;

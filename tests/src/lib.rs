@@ -57,6 +57,27 @@ pub fn poll<T>(
     }
 }
 
+/// Runs a command-line tool (`promtool`, `amtool`, …) in `dir` and returns its standard output
+/// and standard error together; an error, with that output, when it fails or is missing.
+pub fn run_tool(program: &str, args: &[&str], dir: &Path) -> anyhow::Result<String> {
+    let out = Command::new(program)
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .with_context(|| {
+            format!("{program} not found: install its Debian package (run-tests.sh does)")
+        })?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if !out.status.success() {
+        bail!("{program} {args:?} failed:\n{text}");
+    }
+    Ok(text)
+}
+
 /// GET `url` and return status and body (any status; no redirects).
 pub fn get(url: &str) -> anyhow::Result<(u16, String)> {
     let agent: ureq::Agent = ureq::Agent::config_builder()

@@ -955,3 +955,74 @@ fn each_dev_site_has_its_own_site_label() {
     std::fs::copy(&dev, tmp.path().join("site/prometheus.yml")).unwrap();
     promtool_check_config(&tmp.path().join("site"));
 }
+
+/// The `/run/secrets/<name>` names a text refers to.
+fn secrets_named(text: &str) -> std::collections::BTreeSet<String> {
+    text.split("/run/secrets/")
+        .skip(1)
+        .map(|rest| {
+            rest.chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn every_secret_the_alerting_configs_read_is_given_to_their_service() {
+    // What each service reads from /run/secrets: the shipped files it mounts, and for the
+    // dev stack its own files; compose must give it exactly those secrets or more.
+    let read = |rel: &str| std::fs::read_to_string(repo().join(rel)).unwrap();
+    let alertmanager = read("prometheus/portal/alertmanager.yml")
+        + &read("prometheus/portal/amtool-healthcheck.yml");
+    let cases = [
+        (
+            "docker-compose.portal.yml",
+            "alertmanager",
+            alertmanager.clone(),
+        ),
+        (
+            "docker-compose.dev.yml",
+            "alertmanager",
+            alertmanager.clone() + &read("compose/dev/alertmanager-web.yml"),
+        ),
+        (
+            "docker-compose.site.yml",
+            "prometheus",
+            read("prometheus/site/prometheus.yml"),
+        ),
+        (
+            "docker-compose.dev.yml",
+            "prometheus-a",
+            read("compose/dev/site/prometheus.yml"),
+        ),
+        (
+            "docker-compose.dev.yml",
+            "prometheus-b",
+            read("compose/dev/site/prometheus.yml"),
+        ),
+    ];
+    for (file, service, text) in cases {
+        let compose = yaml(&repo().join("compose").join(file));
+        let s = &compose["services"][service];
+        let command = serde_yaml::to_string(&s["command"]).unwrap();
+        let needed = secrets_named(&(text + &command));
+        assert!(!needed.is_empty(), "{file} {service}");
+        let given: std::collections::BTreeSet<String> = s["secrets"]
+            .as_sequence()
+            .into_iter()
+            .flatten()
+            .map(|v| v.as_str().unwrap().to_owned())
+            .collect();
+        for name in &needed {
+            assert!(
+                given.contains(name),
+                "{file}: {service} reads /run/secrets/{name} but is not given that secret"
+            );
+            assert!(
+                compose["secrets"][name.as_str()]["file"].is_string(),
+                "{file}: secret {name} is not defined"
+            );
+        }
+    }
+}
