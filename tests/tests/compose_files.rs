@@ -10,7 +10,7 @@ use std::process::Command;
 
 use clap::Parser;
 use serde_yaml::Value;
-use stack_tests::stack::repo;
+use stack_tests::stack::{self, repo};
 
 fn compose_files() -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(repo().join("compose"))
@@ -275,6 +275,11 @@ fn the_dev_stack_configs_pass_their_checks() {
         allow_lists.push((format!("federate_site-{site}"), allow));
     }
     assert_ne!(tokens[0], tokens[1], "the development sites share a token");
+    assert_eq!(
+        [tokens[0].trim(), tokens[1].trim()],
+        [stack::DEV_TOKEN_A, stack::DEV_TOKEN_B],
+        "the tests' constants differ from compose/dev/secrets/"
+    );
     assert_ne!(
         allow_lists[0].1, allow_lists[1].1,
         "the development sites share an allow-list"

@@ -1,7 +1,8 @@
 //! The production site stack in containers (see `docker_stacks.rs` for how these tests run):
 //! - with no OpenStack reachable: health, uid 10001, secrets with the modes the README gives,
 //!   the exporter's own series through Prometheus and the gateway's TLS port, 200/401 by token,
-//!   no token or password in the logs, the state volume writable;
+//!   no token or password in the logs, the state volume writable, the portal Alertmanager
+//!   active at the site Prometheus (its password and CA from the site's secrets);
 //! - with `fake_openstack` in a container: after `down` and `up` the exporter resumes from its
 //!   state volume (no total lower, the first window not asked again).
 //!
@@ -55,6 +56,28 @@ fn the_site_stack_serves_the_portal_through_its_gateway() {
     for service in ["exporter", "gateway"] {
         assert_eq!(compose.process_uid(service).unwrap(), 10001, "{service}");
     }
+    // The site Prometheus sends its alerts to the portal's Alertmanager (the placeholder name
+    // points at its own loopback here) with the password and CA from its secrets.
+    poll(
+        "the portal Alertmanager active at the site Prometheus",
+        Duration::from_secs(60),
+        || {
+            let body = compose.exec(
+                "prometheus",
+                &[
+                    "wget",
+                    "-q",
+                    "-O",
+                    "-",
+                    "http://127.0.0.1:9090/api/v1/alertmanagers",
+                ],
+            )?;
+            Ok(body
+                .contains("\"url\":\"https://alertmanager.portal.example.org:9093/api/v2/alerts\"")
+                .then_some(()))
+        },
+    )
+    .unwrap();
     // The running totals' volume is the exporter's to write.
     compose
         .exec("exporter", &["test", "-w", "/var/lib/site-exporter"])
