@@ -1,8 +1,9 @@
 //! A compose project on a real container engine, driven through `docker-compose` (1.29 as
 //! Debian 12 ships it; the v1 command line) and `docker`: start from the repository's compose
 //! files plus test overrides, wait for health checks, read published ports, run commands in
-//! containers, collect logs. The project is taken down with its volumes when dropped, and at
-//! the start, in case an earlier run left it behind.
+//! containers, ask a Prometheus which Alertmanagers it has active, collect logs. The project is
+//! taken down with its volumes when dropped, and at the start, in case an earlier run left it
+//! behind.
 //!
 //! Images come from the environment the compose files read (`EXPORTER_IMAGE`,
 //! `GATEWAY_IMAGE`, `PROMETHEUS_IMAGE`, `FAKE_OPENSTACK_IMAGE`), which
@@ -149,6 +150,29 @@ impl Compose {
     /// Everything the project's containers logged.
     pub fn logs(&self) -> anyhow::Result<String> {
         self.run(&["logs", "--no-color"])
+    }
+
+    /// The Alertmanagers the Prometheus of `service` has active (`/api/v1/alertmanagers`),
+    /// asked from inside its container (a site Prometheus publishes no port).
+    pub fn active_alertmanagers(&self, service: &str) -> anyhow::Result<Vec<String>> {
+        let url = "http://127.0.0.1:9090/api/v1/alertmanagers";
+        let body = self.exec(service, &["wget", "-q", "-O", "-", url])?;
+        let v: Value = serde_json::from_str(&body).with_context(|| format!("{url}: {body}"))?;
+        Ok(v["data"]["activeAlertmanagers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|a| a["url"].as_str().map(str::to_owned))
+            .collect())
+    }
+
+    /// Waits until the Prometheus of `service` has `want` as its only active Alertmanager.
+    pub fn wait_alertmanager_active(&self, service: &str, want: &str) -> anyhow::Result<()> {
+        poll(
+            &format!("{service}'s active Alertmanager {want}"),
+            Duration::from_secs(120),
+            || Ok((self.active_alertmanagers(service)? == [want]).then_some(())),
+        )
     }
 }
 

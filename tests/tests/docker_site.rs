@@ -58,26 +58,12 @@ fn the_site_stack_serves_the_portal_through_its_gateway() {
     }
     // The site Prometheus sends its alerts to the portal's Alertmanager (the placeholder name
     // points at its own loopback here) with the password and CA from its secrets.
-    poll(
-        "the portal Alertmanager active at the site Prometheus",
-        Duration::from_secs(60),
-        || {
-            let body = compose.exec(
-                "prometheus",
-                &[
-                    "wget",
-                    "-q",
-                    "-O",
-                    "-",
-                    "http://127.0.0.1:9090/api/v1/alertmanagers",
-                ],
-            )?;
-            Ok(body
-                .contains("\"url\":\"https://alertmanager.portal.example.org:9093/api/v2/alerts\"")
-                .then_some(()))
-        },
-    )
-    .unwrap();
+    compose
+        .wait_alertmanager_active(
+            "prometheus",
+            "https://alertmanager.portal.example.org:9093/api/v2/alerts",
+        )
+        .unwrap();
     // The running totals' volume is the exporter's to write.
     compose
         .exec("exporter", &["test", "-w", "/var/lib/site-exporter"])

@@ -71,41 +71,6 @@ const DEV_SERVICES: [&str; 8] = [
     "alertmanager",
 ];
 
-/// The Alertmanagers a Prometheus has active (`/api/v1/alertmanagers`), from inside its
-/// container (the site Prometheus servers publish no port).
-fn active_alertmanagers(compose: &Compose, service: &str) -> anyhow::Result<Vec<String>> {
-    let body = compose.exec(
-        service,
-        &[
-            "wget",
-            "-q",
-            "-O",
-            "-",
-            "http://127.0.0.1:9090/api/v1/alertmanagers",
-        ],
-    )?;
-    let v: Value = serde_json::from_str(&body)?;
-    Ok(v["data"]["activeAlertmanagers"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|a| a["url"].as_str().map(str::to_owned))
-        .collect())
-}
-
-/// Waits until `service`'s Prometheus has `want` as its only active Alertmanager.
-fn wait_alertmanager_active(compose: &Compose, service: &str, want: &str) {
-    poll(
-        &format!("{service}'s active Alertmanager"),
-        Duration::from_secs(120),
-        || {
-            let got = active_alertmanagers(compose, service)?;
-            Ok((got == [want]).then_some(()))
-        },
-    )
-    .unwrap_or_else(|e| panic!("{e:#}"));
-}
-
 #[test]
 #[ignore = "needs a Docker engine and compose/local-images.sh: run-tests.sh runs it"]
 fn the_dev_stack_federates_both_sites_through_their_gateways() {
@@ -251,7 +216,9 @@ fn the_dev_stack_federates_both_sites_through_their_gateways() {
     // auth): each Prometheus has it active; its health check (amtool with the healthcheck
     // user) passed above.
     for service in ["portal", "prometheus-a", "prometheus-b"] {
-        wait_alertmanager_active(&compose, service, "https://alertmanager:9093/api/v2/alerts");
+        compose
+            .wait_alertmanager_active(service, "https://alertmanager:9093/api/v2/alerts")
+            .unwrap();
     }
 
     // SIGHUP (`docker-compose kill -s HUP`) reloads the gateway's config edited in place: the
@@ -439,11 +406,9 @@ fn the_portal_stack_loads_its_config_and_keeps_its_series() {
         .wait_healthy(&["prometheus", "alertmanager"], Duration::from_secs(60))
         .unwrap();
     // Prometheus sends to the Alertmanager over TLS with its user; nothing is open.
-    wait_alertmanager_active(
-        &compose,
-        "prometheus",
-        "https://alertmanager:9093/api/v2/alerts",
-    );
+    compose
+        .wait_alertmanager_active("prometheus", "https://alertmanager:9093/api/v2/alerts")
+        .unwrap();
     let am_port = compose.port("alertmanager", 9093).unwrap();
     let anonymous = Command::new("curl")
         .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--cacert"])
