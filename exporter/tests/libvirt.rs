@@ -157,6 +157,7 @@ async fn collect(uri: &str) -> GuestsSnapshot {
             interval: Duration::from_secs(15),
             timeout: Duration::from_secs(15),
         },
+        event_grace: Duration::from_secs(3600),
     };
     let mut source = LibvirtSource::new(&config);
     match source.collect(SystemTime::now()).await {
@@ -364,7 +365,7 @@ async fn a_missing_node_file_is_libvirt_down_not_an_error() {
         ours,
         GuestsSnapshot {
             up: false,
-            guests: vec![]
+            ..GuestsSnapshot::default()
         }
     );
 }

@@ -297,7 +297,7 @@ fn bulk_stats_with_nowait_refresh_without_warnings() {
     let Some(d) = Daemon::get("daemon::bulk_stats_with_nowait_refresh_without_warnings") else {
         return;
     };
-    let mut host = Host::new(d.ro_uri());
+    let mut host = Host::new(d.ro_uri(), Duration::from_secs(3600));
     for k in 0..3 {
         let (snapshot, log) = logged(|| host.refresh());
         assert_fixture(&snapshot, &format!("refresh {k}"));
@@ -351,7 +351,7 @@ fn a_guest_vanishing_during_refreshes_leaves_the_others_whole() {
             }
         })
     };
-    let mut host = Host::new(d.ro_uri());
+    let mut host = Host::new(d.ro_uri(), Duration::from_secs(3600));
     let (mut whole, mut logs) = (0, String::new());
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     for k in 0..200 {
@@ -391,7 +391,7 @@ fn a_restarted_daemon_is_reached_again_in_the_same_refresh() {
     if !restart_allowed(test) {
         return;
     }
-    let mut host = Host::new(d.ro_uri());
+    let mut host = Host::new(d.ro_uri(), Duration::from_secs(3600));
     assert_fixture(&host.refresh(), "before the restart");
     d.stop();
     d.start();
@@ -460,7 +460,7 @@ fn a_stopped_guest_redefined_by_another_client_shows_its_new_metadata() {
             .as_ref()
             .map(|n| n.flavor_name.clone())
     };
-    let mut host = Host::new(d.ro_uri());
+    let mut host = Host::new(d.ro_uri(), Duration::from_secs(3600));
     assert_eq!(flavor(&host.refresh()).as_deref(), Some("m1.large"));
 
     let rw = d.rw_uri();

@@ -26,7 +26,7 @@ impl Blocking for Hanging {
         }
         GuestsSnapshot {
             up: true,
-            guests: Vec::new(),
+            ..GuestsSnapshot::default()
         }
     }
 }
@@ -91,7 +91,7 @@ async fn a_stuck_call_is_not_joined_by_another() {
         data,
         SourceData::Guests(GuestsSnapshot {
             up: true,
-            guests: vec![]
+            ..GuestsSnapshot::default()
         })
     );
     // The stuck call's own result was dropped: the success is a fresh, second refresh.
