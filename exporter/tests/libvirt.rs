@@ -570,6 +570,7 @@ impl Hanging {
     }
 }
 
+/// Runs under the default event loop the source registers, as in production.
 #[test]
 fn a_hanging_libvirt_fails_refreshes_without_piling_up_calls_and_shutdown_still_works() {
     let daemon = Hanging::start();
@@ -625,6 +626,16 @@ fn a_hanging_libvirt_fails_refreshes_without_piling_up_calls_and_shutdown_still_
         daemon.accepted.load(std::sync::atomic::Ordering::SeqCst),
         1,
         "one stuck call, no second connection while it hangs"
+    );
+    // All of this under libvirt's default event loop (and so keepalive), on its own thread.
+    let threads: Vec<String> = std::fs::read_dir(format!("/proc/{}/task", child.id()))
+        .expect("the exporter's threads")
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .map(|c| c.trim().to_string())
+        .collect();
+    assert!(
+        threads.iter().any(|t| t == "libvirt-events"),
+        "no event loop thread: {threads:?}"
     );
 
     // The shell's builtin: minimal images may have no kill binary.

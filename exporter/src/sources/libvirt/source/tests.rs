@@ -39,6 +39,8 @@ fn hanging(
     tokio::sync::mpsc::UnboundedReceiver<()>,
     mpsc::Sender<()>,
 ) {
+    // As in production: libvirt's event loop thread runs alongside the refreshes.
+    crate::sources::libvirt::start_event_loop().expect("the libvirt event loop starts");
     let refreshes = Arc::new(AtomicU32::new(0));
     let (entered, entered_rx) = tokio::sync::mpsc::unbounded_channel();
     let (release_tx, release) = mpsc::channel();
