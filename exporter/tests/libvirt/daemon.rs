@@ -68,6 +68,8 @@ impl Daemon {
             return None;
         }
         let one = ONE_AT_A_TIME.lock().unwrap_or_else(PoisonError::into_inner);
+        // As in the exporter: libvirt's event loop before this process opens a connection.
+        site_exporter::sources::libvirt::start_event_loop().expect("the libvirt event loop");
         let dir = std::env::var_os("LIBVIRTD_E2E_SOCKET_DIR")
             .map_or_else(|| PathBuf::from("/run/libvirt"), PathBuf::from);
         let mut daemon = Self {
