@@ -94,6 +94,12 @@ impl Drop for Registration {
 
 /// Registers `sink` for every domain's lifecycle events on `conn`.
 pub fn register_lifecycle(conn: &Connect, sink: Sink) -> Result<Registration, Error> {
+    register(conn, sys::VIR_DOMAIN_EVENT_ID_LIFECYCLE as c_int, sink)
+}
+
+/// The registration itself; `event_id` must be one whose callback has the lifecycle signature
+/// (only LIFECYCLE here; the tests pass an unknown id to take the failure path).
+fn register(conn: &Connect, event_id: c_int, sink: Sink) -> Result<Registration, Error> {
     let opaque = Box::into_raw(Box::new(sink)).cast::<c_void>();
     // SAFETY: libvirt's `VIR_DOMAIN_EVENT_CALLBACK` cast: for the LIFECYCLE id libvirt calls the
     // generic pointer with the lifecycle signature, which is `lifecycle`'s.
@@ -105,7 +111,7 @@ pub fn register_lifecycle(conn: &Connect, sink: Sink) -> Result<Registration, Er
         sys::virConnectDomainEventRegisterAny(
             conn.as_ptr(),
             std::ptr::null_mut(),
-            sys::VIR_DOMAIN_EVENT_ID_LIFECYCLE as c_int,
+            event_id,
             generic,
             opaque,
             Some(free_sink),

@@ -106,3 +106,20 @@ fn a_panicking_sink_does_not_unwind_into_libvirt() {
     assert_eq!(got, [3, 4], "the loop lives on after the panic");
     drop(registration);
 }
+
+#[test]
+fn a_failed_registration_frees_the_sink_once_itself() {
+    start_event_loop().expect("the default event loop starts");
+    let conn = Connect::open(Some(&fixture())).expect("the fixture opens read-write");
+    let freed = Arc::new(AtomicUsize::new(0));
+    let owned = CountDrop(Arc::clone(&freed));
+    let sink: Sink = Box::new(move |_: &str, _, _| {
+        let _ = &owned;
+    });
+    // An event id libvirt does not know: it refuses the registration.
+    let error = register(&conn, 10_000, sink).expect_err("an unknown event id is refused");
+    assert!(error.to_string().contains("eventID"), "{error}");
+    assert_eq!(freed.load(Ordering::SeqCst), 1, "freed by us, at once");
+    drop(conn);
+    assert_eq!(freed.load(Ordering::SeqCst), 1, "and never again");
+}
