@@ -7,8 +7,9 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-# The libvirt source against a real libvirtd (exporter/tests/libvirt/daemon.rs): the test
-# driver's shared instance, test+unix:///default, through the daemon's sockets.
+# The libvirt source against a real libvirtd (exporter/tests/libvirt/daemon.rs, its lifecycle
+# events in daemon_events.rs): the test driver's shared instance, test+unix:///default, through
+# the daemon's sockets.
 # - LIBVIRTD_E2E=0 skips these tests;
 # - LIBVIRTD_E2E_SOCKET_DIR=DIR uses the daemon answering there as is (no restart tests);
 # - otherwise, as root: a daemon answering on /run/libvirt is used as is (no restart tests);

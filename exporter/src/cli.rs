@@ -184,6 +184,15 @@ pub struct Cli {
     )]
     pub libvirt_interval: Option<humantime::Duration>,
 
+    /// How long a domain gone from libvirt keeps its lifecycle event counters and Nova
+    /// metadata [default: 1h].
+    #[arg(
+        long = "libvirt.event-grace",
+        env = "SITE_EXPORTER_LIBVIRT_EVENT_GRACE",
+        value_name = "DURATION"
+    )]
+    pub libvirt_event_grace: Option<humantime::Duration>,
+
     /// Read per-project usage from OpenStack (credentials from OS_* variables or clouds.yaml).
     #[arg(long, env = "SITE_EXPORTER_OPENSTACK")]
     pub openstack: bool,

@@ -45,8 +45,8 @@
 //!
 //! [`Source`]: source::Source
 
-// `deny`, not `forbid`: the libvirt source's `bulk` module alone allows `unsafe` for the FFI
-// calls the `virt` crate does not wrap safely.
+// `deny`, not `forbid`: the libvirt source's `bulk` and `events` modules alone allow `unsafe`
+// for the FFI calls the `virt` crate does not wrap safely.
 #![deny(unsafe_code)]
 
 pub mod classic;

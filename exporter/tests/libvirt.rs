@@ -157,6 +157,7 @@ async fn collect(uri: &str) -> GuestsSnapshot {
             interval: Duration::from_secs(15),
             timeout: Duration::from_secs(15),
         },
+        event_grace: Duration::from_secs(3600),
     };
     let mut source = LibvirtSource::new(&config);
     match source.collect(SystemTime::now()).await {
@@ -364,7 +365,7 @@ async fn a_missing_node_file_is_libvirt_down_not_an_error() {
         ours,
         GuestsSnapshot {
             up: false,
-            guests: vec![]
+            ..GuestsSnapshot::default()
         }
     );
 }
@@ -569,6 +570,7 @@ impl Hanging {
     }
 }
 
+/// Runs under the default event loop the source registers, as in production.
 #[test]
 fn a_hanging_libvirt_fails_refreshes_without_piling_up_calls_and_shutdown_still_works() {
     let daemon = Hanging::start();
@@ -624,6 +626,16 @@ fn a_hanging_libvirt_fails_refreshes_without_piling_up_calls_and_shutdown_still_
         daemon.accepted.load(std::sync::atomic::Ordering::SeqCst),
         1,
         "one stuck call, no second connection while it hangs"
+    );
+    // All of this under libvirt's default event loop (and so keepalive), on its own thread.
+    let threads: Vec<String> = std::fs::read_dir(format!("/proc/{}/task", child.id()))
+        .expect("the exporter's threads")
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .map(|c| c.trim().to_string())
+        .collect();
+    assert!(
+        threads.iter().any(|t| t == "libvirt-events"),
+        "no event loop thread: {threads:?}"
     );
 
     // The shell's builtin: minimal images may have no kill binary.

@@ -28,6 +28,7 @@ fn libvirt(uri: &str, interval: u64, timeout: u64) -> Option<LibvirtConfig> {
             interval: Duration::from_secs(interval),
             timeout: Duration::from_secs(timeout),
         },
+        event_grace: Duration::from_secs(3600),
     })
 }
 
@@ -87,6 +88,16 @@ fn settings_that_do_not_depend_on_the_feature() {
             },
             yaml: "",
             want: Want::Error(&["--libvirt.uri", "not enabled"]),
+        },
+        Case {
+            name: "the event grace without --libvirt",
+            cli: Cli {
+                dummy: true,
+                libvirt_event_grace: Some(std::time::Duration::from_secs(60).into()),
+                ..Cli::default()
+            },
+            yaml: "",
+            want: Want::Error(&["--libvirt.event-grace", "not enabled"]),
         },
         Case {
             name: "dummy only: no libvirt",
@@ -160,6 +171,37 @@ fn settings_with_the_feature() {
             cli: enabled(),
             yaml: "libvirt:\n  timeout: 0s\n",
             want: Want::Error(&["libvirt.timeout", "greater than zero"]),
+        },
+        Case {
+            name: "the event grace from the file",
+            cli: enabled(),
+            yaml: "libvirt:\n  event_grace: 20m\n",
+            want: Want::Libvirt(libvirt("qemu:///system", 15, 15).map(|c| LibvirtConfig {
+                event_grace: Duration::from_secs(1200),
+                ..c
+            })),
+        },
+        Case {
+            name: "the event grace flag wins",
+            cli: Cli {
+                libvirt_event_grace: Some(Duration::from_secs(7200).into()),
+                ..enabled()
+            },
+            yaml: "libvirt:\n  event_grace: 20m\n",
+            want: Want::Libvirt(libvirt("qemu:///system", 15, 15).map(|c| LibvirtConfig {
+                event_grace: Duration::from_secs(7200),
+                ..c
+            })),
+        },
+        Case {
+            name: "zero event grace",
+            cli: enabled(),
+            yaml: "libvirt:\n  event_grace: 0s\n",
+            want: Want::Error(&[
+                "libvirt.event_grace",
+                "--libvirt.event-grace",
+                "greater than zero",
+            ]),
         },
         Case {
             name: "empty uri",

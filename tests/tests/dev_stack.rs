@@ -79,7 +79,7 @@ fn two_sites_federate_into_the_portal() {
         Duration::from_secs(60),
         || {
             let names = count_by(portal, "__name__", "{__name__=~\"project:libvirt_.+\"}");
-            Ok((names.len() == 6).then_some(()))
+            Ok((names.len() == 7).then_some(()))
         },
     )
     .unwrap();

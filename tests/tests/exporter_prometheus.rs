@@ -60,6 +60,12 @@ const FAMILIES: &[(&str, &[&str])] = &[
             "user_name",
         ],
     ),
+    (
+        "libvirt_domain_lifecycle_events_total",
+        &["domain", "event", "reason"],
+    ),
+    ("libvirt_event_stream_up", &[]),
+    ("libvirt_event_stream_reconnects_total", &[]),
     ("libvirt_domain_info_virtual_cpus", &["domain"]),
     ("libvirt_domain_info_maximum_memory_bytes", &["domain"]),
     ("libvirt_domain_info_memory_usage_bytes", &["domain"]),

@@ -214,6 +214,7 @@ impl Config {
             enabled: cli.libvirt,
             uri: cli.libvirt_uri.clone(),
             interval: cli.libvirt_interval.map(Into::into),
+            event_grace: cli.libvirt_event_grace.map(Into::into),
         };
         let libvirt = crate::sources::libvirt::config::from_parts(&libvirt_flags, file.libvirt)?;
         if dummy.is_some() && libvirt.is_some() {
@@ -338,7 +339,12 @@ impl Config {
             ));
         }
         if let Some(l) = &self.libvirt {
-            out.push(format!("source libvirt: {}, {}", l.uri, every(&l.schedule)));
+            out.push(format!(
+                "source libvirt: {}, {}, lifecycle events of a gone domain kept {}",
+                l.uri,
+                every(&l.schedule),
+                humantime::format_duration(l.event_grace)
+            ));
         }
         if let Some(w) = &self.weights {
             let origin = match &w.origin {

@@ -11,7 +11,9 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Unit;
 
 use super::{encode, Join};
-use crate::snapshot::{BlockStats, Guest, GuestsSnapshot, InterfaceStats, MemoryStats};
+use crate::snapshot::{
+    BlockStats, Guest, GuestsSnapshot, InterfaceStats, MemoryStats, NovaMetadata,
+};
 
 /// Renders the `libvirt_*` families.
 pub fn guests(snapshot: Arc<GuestsSnapshot>) -> String {
@@ -31,6 +33,12 @@ struct DeviceLabel {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, prometheus_client::encoding::EncodeLabelSet)]
 struct VcpuLabel {
     vcpu: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, prometheus_client::encoding::EncodeLabelSet)]
+struct EventLabels {
+    event: &'static str,
+    reason: &'static str,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, prometheus_client::encoding::EncodeLabelSet)]
@@ -107,20 +115,51 @@ impl Collector for GuestsCollector {
             None,
             MetricType::Info,
         )?;
-        for (g, l) in guests.iter().zip(&labels) {
-            if let Some(m) = &g.openstack {
-                let info = OpenstackLabels {
-                    instance_id: m.instance_id.clone(),
-                    instance_name: m.instance_name.clone(),
-                    flavor_name: m.flavor_name.clone(),
-                    project_id: m.project_id.clone(),
-                    project_name: m.project_name.clone(),
-                    user_id: m.user_id.clone(),
-                    user_name: m.user_name.clone(),
+        // Departed domains keep theirs for the grace period: the per-project join of their
+        // last lifecycle events needs it.
+        let present = guests.iter().map(|g| (&g.name, &g.openstack));
+        let departed = snap.departed.iter().map(|d| (&d.name, &d.openstack));
+        for (name, meta) in present.chain(departed) {
+            if let Some(m) = meta {
+                let domain = DomainLabel {
+                    domain: name.clone(),
                 };
-                family.encode_info(&Join(l, &info))?;
+                family.encode_info(&Join(&domain, &openstack_labels(m)))?;
             }
         }
+
+        let mut family = encoder.encode_descriptor(
+            "libvirt_domain_lifecycle_events",
+            "Lifecycle events of the domain since the exporter started, by libvirt event and reason",
+            None,
+            MetricType::Counter,
+        )?;
+        for d in &snap.events {
+            let domain = DomainLabel {
+                domain: d.domain.clone(),
+            };
+            for (kind, count) in &d.counts {
+                let labels = EventLabels {
+                    event: kind.event,
+                    reason: kind.reason,
+                };
+                ConstCounter::new(*count).encode(family.encode_family(&Join(&domain, &labels))?)?;
+            }
+        }
+        let family = encoder.encode_descriptor(
+            "libvirt_event_stream_up",
+            "Whether the lifecycle event callback is registered on a live connection",
+            None,
+            MetricType::Gauge,
+        )?;
+        ConstGauge::new(i64::from(snap.event_stream.up)).encode(family)?;
+        let family = encoder.encode_descriptor(
+            "libvirt_event_stream_reconnects",
+            "Times the lifecycle event stream was lost and registered again on a new connection",
+            None,
+            MetricType::Counter,
+        )?;
+        ConstCounter::new(snap.event_stream.reconnects).encode(family)?;
 
         let info_gauges: [GuestFamily; 3] = [
             (
@@ -340,5 +379,17 @@ impl Collector for GuestsCollector {
             }
         }
         Ok(())
+    }
+}
+
+fn openstack_labels(m: &NovaMetadata) -> OpenstackLabels {
+    OpenstackLabels {
+        instance_id: m.instance_id.clone(),
+        instance_name: m.instance_name.clone(),
+        flavor_name: m.flavor_name.clone(),
+        project_id: m.project_id.clone(),
+        project_name: m.project_name.clone(),
+        user_id: m.user_id.clone(),
+        user_name: m.user_name.clone(),
     }
 }

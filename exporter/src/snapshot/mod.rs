@@ -135,6 +135,62 @@ pub struct GuestsSnapshot {
     /// Whether the last refresh reached libvirt.
     pub up: bool,
     pub guests: Vec<Guest>,
+    /// Lifecycle events counted since start, per domain: the present ones and those gone for
+    /// less than the grace period.
+    pub events: Vec<DomainEvents>,
+    /// Domains gone from libvirt within the grace period, with their last Nova metadata, so
+    /// that the per-project join still finds their last events.
+    pub departed: Vec<DepartedGuest>,
+    /// The lifecycle event stream of this host.
+    pub event_stream: EventStream,
+}
+
+/// The lifecycle events of one domain, counted since the exporter started.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DomainEvents {
+    pub domain: String,
+    /// Count per event and reason, sorted; alert pairs are present at 0 once the domain is seen.
+    pub counts: Vec<(LifecycleEvent, u64)>,
+}
+
+/// One lifecycle event kind: libvirt's event and its detail, as label values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct LifecycleEvent {
+    /// `started`, `suspended`, `resumed`, `stopped`, `shutdown`, `pmsuspended`, `crashed`.
+    pub event: &'static str,
+    /// libvirt's detail: `booted`, `destroyed`, `failed`, `crashed`, `migrated`, `saved`, ...
+    pub reason: &'static str,
+}
+
+impl LifecycleEvent {
+    /// The pairs the site alerts use: a crash, or a stop no user asked for. Exported at 0 as
+    /// soon as a domain is seen, so that `increase()` sees its first crash.
+    pub const ALERT_PAIRS: [Self; 4] = [
+        Self::new("crashed", "crashloaded"),
+        Self::new("crashed", "panicked"),
+        Self::new("stopped", "crashed"),
+        Self::new("stopped", "failed"),
+    ];
+
+    pub const fn new(event: &'static str, reason: &'static str) -> Self {
+        Self { event, reason }
+    }
+}
+
+/// A domain gone from libvirt, still exported during the grace period.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DepartedGuest {
+    pub name: String,
+    pub openstack: Option<NovaMetadata>,
+}
+
+/// The health of the lifecycle event stream (libvirt's domain event callback).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EventStream {
+    /// Whether the callback is registered on a live connection.
+    pub up: bool,
+    /// Times the stream was lost and registered again on a new connection.
+    pub reconnects: u64,
 }
 
 /// libvirt's `virDomainState`, exported as its numeric code.

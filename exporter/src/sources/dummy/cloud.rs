@@ -10,8 +10,9 @@ use std::time::{Duration, SystemTime};
 
 use crate::legacy::{self, LegacyOptions, LegacyServer, ServerHours};
 use crate::snapshot::{
-    Allocation, BlockStats, Guest, GuestInfo, GuestState, GuestsSnapshot, InterfaceStats,
-    MemoryStats, NovaMetadata, Project, ProjectUsage, ProjectsSnapshot, UsageTotals, VcpuStats,
+    Allocation, BlockStats, DomainEvents, EventStream, Guest, GuestInfo, GuestState,
+    GuestsSnapshot, InterfaceStats, LifecycleEvent, MemoryStats, NovaMetadata, Project,
+    ProjectUsage, ProjectsSnapshot, UsageTotals, VcpuStats,
 };
 use crate::weights::Weights;
 
@@ -214,7 +215,35 @@ impl Cloud {
                 }
             }
         }
-        GuestsSnapshot { up: true, guests }
+        let events = guests.iter().map(dummy_events).collect();
+        GuestsSnapshot {
+            up: true,
+            guests,
+            events,
+            departed: Vec::new(),
+            event_stream: EventStream {
+                up: true,
+                reconnects: 0,
+            },
+        }
+    }
+}
+
+/// A guest's lifecycle events as the libvirt source would have counted them since its start:
+/// the alert pairs at 0, one boot, and one user's stop for a guest that is shut off.
+fn dummy_events(g: &Guest) -> DomainEvents {
+    let mut counts: Vec<(LifecycleEvent, u64)> = LifecycleEvent::ALERT_PAIRS
+        .iter()
+        .map(|p| (*p, 0))
+        .collect();
+    counts.push((LifecycleEvent::new("started", "booted"), 1));
+    if g.state == GuestState::Shutoff {
+        counts.push((LifecycleEvent::new("stopped", "destroyed"), 1));
+    }
+    counts.sort();
+    DomainEvents {
+        domain: g.name.clone(),
+        counts,
     }
 }
 

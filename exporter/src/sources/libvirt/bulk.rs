@@ -1,7 +1,7 @@
 //! The libvirt calls `virt` 0.5 does not wrap safely: bulk statistics and per-vCPU times.
 //!
-//! The only module of the crate with `unsafe`. `virt::Connect::all_domain_stats` frees the
-//! record array with `free()` but never the records (their typed parameters and domain
+//! One of the two modules of the crate with `unsafe` (with `events`).
+//! `virt::Connect::all_domain_stats` frees the record array with `free()` but never the records (their typed parameters and domain
 //! references leak on every call), and returns raw pointers; so this module calls
 //! `virConnectGetAllDomainStats` itself, copies every record into owned Rust values
 //! ([`StatsRecord`], [`Param`]) and frees the list with `virDomainStatsRecordListFree`, the

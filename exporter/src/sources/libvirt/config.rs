@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::{LibvirtConfig, DEFAULT_INTERVAL, DEFAULT_URI};
+use super::{LibvirtConfig, DEFAULT_EVENT_GRACE, DEFAULT_INTERVAL, DEFAULT_URI};
 use crate::settings::{invalid, ConfigError, Schedule};
 
 /// The file's `libvirt:` section; present (even as `libvirt: {}`) means enabled.
@@ -17,6 +17,8 @@ pub struct LibvirtSection {
     interval: Option<Duration>,
     #[serde(default, deserialize_with = "crate::settings::duration::option")]
     timeout: Option<Duration>,
+    #[serde(default, deserialize_with = "crate::settings::duration::option")]
+    event_grace: Option<Duration>,
 }
 
 /// What the flags say about the source.
@@ -25,6 +27,7 @@ pub struct LibvirtFlags {
     pub enabled: bool,
     pub uri: Option<String>,
     pub interval: Option<Duration>,
+    pub event_grace: Option<Duration>,
 }
 
 /// Builds the configuration, or `None` when the source is not enabled.
@@ -36,10 +39,12 @@ pub fn from_parts(
     let s = section.unwrap_or_default();
     let uri = flags.uri.clone().or(s.uri);
     let interval = flags.interval.or(s.interval);
+    let event_grace = flags.event_grace.or(s.event_grace);
     if !enabled {
         let given = [
             ("--libvirt.uri", uri.is_some()),
             ("--libvirt.interval", interval.is_some()),
+            ("--libvirt.event-grace", flags.event_grace.is_some()),
         ];
         if let Some((flag, _)) = given.iter().find(|(_, set)| *set) {
             return Err(invalid(
@@ -64,5 +69,16 @@ pub fn from_parts(
         s.timeout,
         ("libvirt.interval (--libvirt.interval)", "libvirt.timeout"),
     )?;
-    Ok(Some(LibvirtConfig { uri, schedule }))
+    let event_grace = event_grace.unwrap_or(DEFAULT_EVENT_GRACE);
+    if event_grace.is_zero() {
+        return Err(invalid(
+            "libvirt.event_grace (--libvirt.event-grace)",
+            "must be greater than zero (it must outlast the alerts' windows)",
+        ));
+    }
+    Ok(Some(LibvirtConfig {
+        uri,
+        schedule,
+        event_grace,
+    }))
 }

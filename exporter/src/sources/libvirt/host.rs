@@ -9,6 +9,7 @@
 //! logged and skipped, never the whole refresh.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use virt::connect::Connect;
@@ -18,10 +19,13 @@ use virt::sys;
 
 use super::assemble::{assemble, CallError, PerDomain, Support};
 use super::bulk;
+use super::events::{self, Registration};
+use super::lifecycle::EventBook;
 use super::metadata::{self, DomainXml};
 use super::params::{self, Decoded};
 use crate::snapshot::{
-    BlockStats, GuestInfo, GuestState, GuestsSnapshot, InterfaceStats, MemoryStats, VcpuStats,
+    BlockStats, EventStream, Guest, GuestInfo, GuestState, GuestsSnapshot, InterfaceStats,
+    MemoryStats, VcpuStats,
 };
 
 /// Groups asked of the bulk call.
@@ -61,13 +65,24 @@ pub struct Host {
     xml_fetches: u64,
     /// Whether to pass NOWAIT; cleared for a libvirt older than 4.5 that rejects it.
     nowait: bool,
+    /// Lifecycle events per domain, written by the event loop thread's callback.
+    book: Arc<Mutex<EventBook>>,
+    /// The lifecycle callback on `conn`; dropped (deregistered) before `conn` is.
+    registration: Option<Registration>,
+    /// Successful registrations so far: every one after the first follows a lost stream.
+    registrations: u64,
 }
 
 impl Host {
-    /// A host that connects to `uri` on the first refresh.
-    pub fn new(uri: String) -> Self {
+    /// A host that connects to `uri` on the first refresh and keeps a gone domain's lifecycle
+    /// events for `event_grace`.
+    pub fn new(uri: String, event_grace: Duration) -> Self {
         // libvirt prints every error to stderr by default; we log what matters ourselves.
         virt::error::clear_error_callback();
+        // Before this host opens any connection, so that its connections use the loop.
+        if let Err(error) = events::start_event_loop() {
+            tracing::warn!(%error, "no libvirt lifecycle events");
+        }
         Self {
             uri,
             conn: None,
@@ -76,6 +91,34 @@ impl Host {
             retry_at: None,
             xml_fetches: 0,
             nowait: true,
+            book: Arc::new(Mutex::new(EventBook::new(event_grace))),
+            registration: None,
+            registrations: 0,
+        }
+    }
+
+    /// Registers the lifecycle callback on the live connection if it has none yet.
+    fn register_events(&mut self) {
+        let Some(conn) = self.conn.as_ref().filter(|_| self.registration.is_none()) else {
+            return;
+        };
+        let book = Arc::clone(&self.book);
+        let sink = Box::new(move |domain: &str, event, detail| {
+            book.lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .record(domain, event, detail);
+        });
+        match events::register_lifecycle(conn, sink) {
+            Ok(r) => {
+                self.registration = Some(r);
+                self.registrations += 1;
+                if self.registrations > 1 {
+                    tracing::info!(uri = %self.uri, "lifecycle events registered again");
+                }
+            }
+            Err(error) => {
+                tracing::warn!(uri = %self.uri, %error, "cannot register for lifecycle events; retrying on the next refresh");
+            }
         }
     }
 
@@ -83,6 +126,7 @@ impl Host {
     fn connection(&mut self) -> Option<&Connect> {
         if let Some(c) = &self.conn {
             if c.is_alive().unwrap_or(false) {
+                self.register_events();
                 return self.conn.as_ref();
             }
             tracing::warn!(uri = %self.uri, "libvirt connection lost; reconnecting");
@@ -99,6 +143,7 @@ impl Host {
                 self.failures = 0;
                 self.retry_at = None;
                 self.conn = Some(c);
+                self.register_events();
                 self.conn.as_ref()
             }
             Err(error) => {
@@ -112,6 +157,8 @@ impl Host {
     }
 
     fn drop_connection(&mut self) {
+        // Deregisters first; the registration holds its own reference on the connection.
+        self.registration = None;
         // Dropping the last reference closes the connection.
         self.conn = None;
         // Domain ids are per daemon run: a new connection may see new ones.
@@ -195,10 +242,7 @@ impl Host {
 impl Blocking for Host {
     fn refresh(&mut self) -> GuestsSnapshot {
         let Some(records) = self.bulk() else {
-            return GuestsSnapshot {
-                up: false,
-                guests: Vec::new(),
-            };
+            return self.snapshot(false, Vec::new());
         };
         let decoded: Vec<Decoded> = records.iter().map(|r| params::decode(&r.params)).collect();
         let support = Support::of(&decoded);
@@ -224,7 +268,28 @@ impl Blocking for Host {
         }
         self.cache.retain(|uuid, _| seen.contains(uuid));
         guests.sort_by(|a, b| a.name.cmp(&b.name));
-        GuestsSnapshot { up: true, guests }
+        self.snapshot(true, guests)
+    }
+}
+
+impl Host {
+    /// The snapshot with the lifecycle counts. The domains of an unreachable libvirt are
+    /// unknown: they are neither seen nor gone, and their counts stay as they were.
+    fn snapshot(&self, up: bool, guests: Vec<Guest>) -> GuestsSnapshot {
+        let mut book = self.book.lock().unwrap_or_else(PoisonError::into_inner);
+        if up {
+            book.observe(&guests, Instant::now());
+        }
+        GuestsSnapshot {
+            up,
+            events: book.events(),
+            departed: book.departed(),
+            event_stream: EventStream {
+                up: up && self.registration.is_some(),
+                reconnects: self.registrations.saturating_sub(1),
+            },
+            guests,
+        }
     }
 }
 
@@ -355,7 +420,7 @@ mod tests {
 
     #[test]
     fn domain_xml_is_fetched_once_per_running_domain() {
-        let mut host = Host::new(fixture());
+        let mut host = Host::new(fixture(), Duration::from_secs(3600));
         let first = host.refresh();
         assert!(first.up);
         assert_eq!(first.guests.len(), 4);
@@ -379,7 +444,10 @@ mod tests {
 
     #[test]
     fn a_failed_connection_backs_off() {
-        let mut host = Host::new("test:///nonexistent/node.xml".into());
+        let mut host = Host::new(
+            "test:///nonexistent/node.xml".into(),
+            Duration::from_secs(3600),
+        );
         assert!(!host.refresh().up);
         assert_eq!(host.failures, 1);
         let retry_at = host.retry_at.expect("a retry time is set");

@@ -7,8 +7,11 @@
 //!   starts one while another is stuck.
 //! - `host`: connection (read-only, reconnect with backoff), one bulk stats call with NOWAIT,
 //!   the domain XML cache, per-domain calls where the driver lacks a bulk group.
-//! - `bulk`: the only `unsafe` in the crate: the bulk call and `virDomainGetVcpus`, copied into
+//! - `bulk`: `unsafe` (one of two modules): the bulk call and `virDomainGetVcpus`, copied into
 //!   owned values and freed as libvirt requires.
+//! - `events`: the other `unsafe` module: libvirt's default event loop on its own thread, and
+//!   the lifecycle event callback (trampoline, deregistered on drop, its data freed once).
+//! - `lifecycle` (pure): (event, detail) -> labels; the per-domain counts with their grace.
 //! - `params` (pure): typed parameters -> statistics; also parses `virsh domstats --raw`.
 //! - `metadata` (pure): domain XML -> Nova metadata and device targets.
 //! - `assemble` (pure but for injected calls): record + XML -> one guest.
@@ -19,6 +22,8 @@ use crate::settings::Schedule;
 pub const DEFAULT_URI: &str = "qemu:///system";
 /// Default refresh interval (and timeout) of the libvirt source.
 pub const DEFAULT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(15);
+/// Default `--libvirt.event-grace`: how long a gone domain keeps its lifecycle counters.
+pub const DEFAULT_EVENT_GRACE: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// The libvirt source's validated settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,6 +31,9 @@ pub struct LibvirtConfig {
     /// Connection URI, opened read-only.
     pub uri: String,
     pub schedule: Schedule,
+    /// How long a domain gone from libvirt keeps its lifecycle event counters and its
+    /// `libvirt_domain_openstack_info`.
+    pub event_grace: std::time::Duration,
 }
 
 #[cfg(feature = "libvirt")]
@@ -35,7 +43,12 @@ mod assemble;
 mod bulk;
 pub mod config;
 #[cfg(feature = "libvirt")]
+#[allow(unsafe_code)]
+mod events;
+#[cfg(feature = "libvirt")]
 mod host;
+#[cfg(feature = "libvirt")]
+pub mod lifecycle;
 #[cfg(feature = "libvirt")]
 pub mod metadata;
 #[cfg(feature = "libvirt")]
@@ -43,6 +56,8 @@ pub mod params;
 #[cfg(feature = "libvirt")]
 mod source;
 
+#[cfg(feature = "libvirt")]
+pub use events::start_event_loop;
 #[cfg(feature = "libvirt")]
 pub use host::{Blocking, Host};
 #[cfg(feature = "libvirt")]

@@ -38,7 +38,7 @@ pub struct LibvirtSource<B: Blocking = Host> {
 impl LibvirtSource<Host> {
     /// The source for `config`; it connects on its first refresh, not here.
     pub fn new(config: &LibvirtConfig) -> Self {
-        Self::with(Host::new(config.uri.clone()))
+        Self::with(Host::new(config.uri.clone(), config.event_grace))
     }
 }
 

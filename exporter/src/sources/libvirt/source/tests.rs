@@ -26,7 +26,7 @@ impl Blocking for Hanging {
         }
         GuestsSnapshot {
             up: true,
-            guests: Vec::new(),
+            ..GuestsSnapshot::default()
         }
     }
 }
@@ -39,6 +39,8 @@ fn hanging(
     tokio::sync::mpsc::UnboundedReceiver<()>,
     mpsc::Sender<()>,
 ) {
+    // As in production: libvirt's event loop thread runs alongside the refreshes.
+    crate::sources::libvirt::start_event_loop().expect("the libvirt event loop starts");
     let refreshes = Arc::new(AtomicU32::new(0));
     let (entered, entered_rx) = tokio::sync::mpsc::unbounded_channel();
     let (release_tx, release) = mpsc::channel();
@@ -91,7 +93,7 @@ async fn a_stuck_call_is_not_joined_by_another() {
         data,
         SourceData::Guests(GuestsSnapshot {
             up: true,
-            guests: vec![]
+            ..GuestsSnapshot::default()
         })
     );
     // The stuck call's own result was dropped: the success is a fresh, second refresh.
