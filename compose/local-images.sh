@@ -9,6 +9,8 @@
 #                                            (compose/local-images/host-binaries.Dockerfile)
 #   site-monitoring/prometheus:local         Debian's prometheus (2.42) on that base
 #                                            (compose/local-images/prometheus.Dockerfile)
+#   site-monitoring/victoria-metrics:local   Debian's victoria-metrics (1.79) on that base
+#                                            (compose/local-images/victoria-metrics.Dockerfile)
 #   site-monitoring/fake-openstack:local     for the tests only: the fake Keystone + Nova of
 #                                            exporter/examples/fake_openstack
 # Grafana has no Debian package: the stacks run without it here.
@@ -29,6 +31,7 @@ base=site-monitoring/debian:bookworm-slim
 exporter=site-monitoring/site-exporter:local
 gateway=site-monitoring/federation-gateway:local
 prometheus=site-monitoring/prometheus:local
+victoria_metrics=site-monitoring/victoria-metrics:local
 fake_openstack=site-monitoring/fake-openstack:local
 
 say() { echo "local-images: $*" >&2; }
@@ -101,8 +104,11 @@ for image in exporter gateway fake-openstack; do
 done
 build "$prometheus" -f compose/local-images/prometheus.Dockerfile \
   --build-arg BASE_IMAGE="$base" compose/local-images
+build "$victoria_metrics" -f compose/local-images/victoria-metrics.Dockerfile \
+  --build-arg BASE_IMAGE="$base" compose/local-images
 
 echo "EXPORTER_IMAGE=$exporter"
 echo "GATEWAY_IMAGE=$gateway"
 echo "PROMETHEUS_IMAGE=$prometheus"
+echo "VICTORIAMETRICS_IMAGE=$victoria_metrics"
 echo "FAKE_OPENSTACK_IMAGE=$fake_openstack"

@@ -1,7 +1,8 @@
 //! The development topology, natively: per site a dummy exporter, a site Prometheus with the
 //! repository's site configuration and rules, and a gateway with the development gateway
 //! configuration; one portal Prometheus with the repository's portal configuration federating
-//! every site through its gateway over TLS.
+//! every site through its gateway over TLS, and remote-writing the billing families to a
+//! billing store when one is given.
 //!
 //! The shipped files are used as they are; only addresses, ports, file paths and intervals are
 //! rewritten (structurally, through YAML values), so a test of this stack tests those files.
@@ -136,8 +137,19 @@ fn targets(addr: &str) -> Value {
 }
 
 impl DevStack {
-    /// Starts `sites` sites (`site-a`, `site-b`, …) and the portal.
+    /// Starts `sites` sites (`site-a`, `site-b`, …) and the portal, without the portal's
+    /// `remote_write` (its billing store is a compose service name).
     pub fn start(sites: usize, speed: Speed) -> anyhow::Result<Self> {
+        Self::start_writing_to(sites, speed, None)
+    }
+
+    /// Like [`DevStack::start`], the portal remote-writing to `store` (the remote-write URL of
+    /// a [`crate::store::VictoriaMetrics`]) with the shipped `write_relabel_configs`.
+    pub fn start_with_store(sites: usize, speed: Speed, store: &str) -> anyhow::Result<Self> {
+        Self::start_writing_to(sites, speed, Some(store))
+    }
+
+    fn start_writing_to(sites: usize, speed: Speed, store: Option<&str>) -> anyhow::Result<Self> {
         if sites == 0 || sites > 26 {
             bail!("between 1 and 26 sites");
         }
@@ -152,7 +164,7 @@ impl DevStack {
             let name = format!("site-{}", (b'a' + i as u8) as char);
             started.push(Self::start_site(&name, i as u64 + 1, speed, dir.path())?);
         }
-        let portal = Self::start_portal(&started, speed, dir.path())?;
+        let portal = Self::start_portal(&started, speed, dir.path(), store)?;
         Ok(Self {
             sites: started,
             portal,
@@ -227,11 +239,36 @@ impl DevStack {
         })
     }
 
-    fn start_portal(sites: &[Site], speed: Speed, dir: &Path) -> anyhow::Result<Prometheus> {
+    fn start_portal(
+        sites: &[Site],
+        speed: Speed,
+        dir: &Path,
+        store: Option<&str>,
+    ) -> anyhow::Result<Prometheus> {
         let mut portal: Value = serde_yaml::from_str(&read("prometheus/portal/prometheus.yml")?)?;
         portal["global"]["scrape_interval"] = seconds(speed.interval);
         portal["global"]["scrape_timeout"] = seconds(speed.interval);
         portal["global"]["evaluation_interval"] = seconds(speed.interval);
+        let config = portal
+            .as_mapping_mut()
+            .context("the portal config is a mapping")?;
+        match store {
+            Some(url) => {
+                let writes = config
+                    .get_mut("remote_write")
+                    .and_then(Value::as_sequence_mut)
+                    .context("the portal config has a remote_write list")?;
+                let [write] = writes.as_mut_slice() else {
+                    bail!("the portal config has one remote_write");
+                };
+                write["url"] = url.into();
+                // Sent within a second instead of five, so that tests see it soon.
+                write["queue_config"]["batch_send_deadline"] = "1s".into();
+            }
+            None => {
+                config.remove("remote_write");
+            }
+        }
         let template = job(&mut portal, "federate_site-a")?.clone();
         let port = free_port();
         let mut jobs: Vec<Value> = Vec::new();

@@ -761,7 +761,8 @@ fn every_image_can_be_replaced_by_a_local_one() {
             "EXPORTER_IMAGE",
             "GATEWAY_IMAGE",
             "GRAFANA_IMAGE",
-            "PROMETHEUS_IMAGE"
+            "PROMETHEUS_IMAGE",
+            "VICTORIAMETRICS_IMAGE"
         ]
     );
 }

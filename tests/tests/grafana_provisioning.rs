@@ -1,9 +1,9 @@
 //! Grafana cannot run here (no Debian package, no registry), so its provisioning is checked
 //! statically against what Grafana would do with it: every compose file with a `grafana`
 //! service mounts the provisioning and the dashboards where the provider looks, the
-//! provisioned datasource points at that file's Prometheus service, and every dashboard takes
-//! its datasource from a `datasource` variable, so it works with any Prometheus-compatible
-//! datasource.
+//! provisioned datasources (the portal Prometheus and the billing store, VictoriaMetrics) point
+//! at services of that file that grafana reaches, and every dashboard takes its datasource from
+//! a `datasource` variable that offers both, so it works with either.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -58,20 +58,39 @@ fn resolves(compose: &Value, from: &str, host: &str) -> bool {
     })
 }
 
+/// The hosts of the provisioned datasources, in order: the portal Prometheus, then the
+/// billing store. Both are of type `prometheus`, so the dashboards' `datasource` variable (of
+/// that type) offers both.
+fn datasource_hosts() -> Vec<String> {
+    let datasources = yaml(&repo().join("dashboards/provisioning/datasources/prometheus.yml"));
+    let list = datasources["datasources"]
+        .as_sequence()
+        .expect("a list of datasources");
+    let mut uids = BTreeSet::new();
+    let hosts: Vec<String> = list
+        .iter()
+        .map(|d| {
+            assert_eq!(d["type"].as_str(), Some("prometheus"), "{d:?}");
+            assert!(uids.insert(d["uid"].as_str().expect("a uid")), "{d:?}");
+            let url = d["url"].as_str().expect("the datasource has a URL");
+            let host = url
+                .strip_prefix("http://")
+                .and_then(|rest| rest.split(':').next())
+                .expect("an http URL with a host");
+            host.to_owned()
+        })
+        .collect();
+    assert_eq!(hosts, ["prometheus", "victoria-metrics"]);
+    hosts
+}
+
 #[test]
 fn grafana_mounts_what_its_provisioning_names() {
     let provider = yaml(&repo().join("dashboards/provisioning/dashboards/dashboards.yml"));
     let dashboards_path = provider["providers"][0]["options"]["path"]
         .as_str()
         .expect("the dashboard provider names a path");
-    let datasources = yaml(&repo().join("dashboards/provisioning/datasources/prometheus.yml"));
-    let url = datasources["datasources"][0]["url"]
-        .as_str()
-        .expect("the datasource has a URL");
-    let host = url
-        .strip_prefix("http://")
-        .and_then(|rest| rest.split(':').next())
-        .expect("an http URL with a host");
+    let hosts = datasource_hosts();
 
     let mut checked = 0;
     for file in ["docker-compose.dev.yml", "docker-compose.portal.yml"] {
@@ -108,10 +127,12 @@ fn grafana_mounts_what_its_provisioning_names() {
                 "{file}: {source} exists"
             );
         }
-        assert!(
-            resolves(&compose, "grafana", host),
-            "{file}: the datasource's host {host} is a service, or a network alias, that grafana reaches"
-        );
+        for host in &hosts {
+            assert!(
+                resolves(&compose, "grafana", host),
+                "{file}: the datasource's host {host} is a service, or a network alias, that grafana reaches"
+            );
+        }
         checked += 1;
     }
     assert_eq!(checked, 2);
@@ -136,11 +157,14 @@ fn every_dashboard_takes_its_datasource_from_a_variable() {
             "{name}: uid unique"
         );
         let variables = d["templating"]["list"].as_array().expect("variables");
+        // Of type prometheus and without a regex, so it offers every provisioned datasource,
+        // the billing store included.
         assert!(
             variables.iter().any(|v| v["name"] == "datasource"
                 && v["type"] == "datasource"
-                && v["query"] == "prometheus"),
-            "{name}: a `datasource` variable of type prometheus"
+                && v["query"] == "prometheus"
+                && v["regex"].as_str().unwrap_or("").is_empty()),
+            "{name}: a `datasource` variable of type prometheus that offers every datasource"
         );
         let mut panels = 0;
         let mut stack: Vec<&serde_json::Value> =
