@@ -5,7 +5,7 @@
 //! the start, in case an earlier run left it behind.
 //!
 //! Images come from the environment the compose files read (`EXPORTER_IMAGE`,
-//! `GATEWAY_IMAGE`, `PROMETHEUS_IMAGE`, `FAKE_OPENSTACK_IMAGE`), which
+//! `GATEWAY_IMAGE`, `PROMETHEUS_IMAGE`, `VICTORIAMETRICS_IMAGE`, `FAKE_OPENSTACK_IMAGE`), which
 //! `compose/local-images.sh` prints; nothing is pulled or built here (`--no-build`).
 //! [`require_engine`] makes a container test fail, not pass, where they are missing.
 
@@ -14,10 +14,9 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use serde_json::Value;
 
+use crate::poll;
 use crate::stack::repo;
-use crate::{encode, get, poll};
 
 /// One compose project; `down -v` when dropped.
 #[derive(Debug)]
@@ -177,7 +176,12 @@ pub fn require_engine() {
         "set DOCKER_E2E=1 once a Docker engine answers and compose/local-images.sh has run \
          (run-tests.sh does both)"
     );
-    for var in ["EXPORTER_IMAGE", "GATEWAY_IMAGE", "PROMETHEUS_IMAGE"] {
+    for var in [
+        "EXPORTER_IMAGE",
+        "GATEWAY_IMAGE",
+        "PROMETHEUS_IMAGE",
+        "VICTORIAMETRICS_IMAGE",
+    ] {
         assert!(
             std::env::var_os(var).is_some(),
             "{var} is not set: export what compose/local-images.sh prints"
@@ -185,16 +189,7 @@ pub fn require_engine() {
     }
 }
 
-/// An instant query against a Prometheus at `url`; returns the result vector.
-pub fn query(url: &str, promql: &str) -> anyhow::Result<Vec<Value>> {
-    let (status, body) = get(&format!("{url}/api/v1/query?query={}", encode(promql)))?;
-    let v: Value = serde_json::from_str(&body)?;
-    anyhow::ensure!(
-        status == 200 && v["status"] == "success",
-        "{promql}: {body}"
-    );
-    Ok(v["data"]["result"].as_array().cloned().unwrap_or_default())
-}
+pub use crate::query;
 
 /// Runs `docker <args>`; fails with its standard error unless it succeeds.
 pub fn docker(args: &[&str]) -> anyhow::Result<String> {

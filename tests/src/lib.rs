@@ -175,9 +175,14 @@ impl Prometheus {
 
     /// An instant query; returns the result vector.
     pub fn query(&self, promql: &str) -> anyhow::Result<Vec<Value>> {
-        let data = self.api(&format!("/api/v1/query?query={}", encode(promql)))?;
-        Ok(data["result"].as_array().cloned().unwrap_or_default())
+        query(&self.url, promql)
     }
+}
+
+/// An instant query against a Prometheus-compatible API at `base`; returns the result vector.
+pub fn query(base: &str, promql: &str) -> anyhow::Result<Vec<Value>> {
+    let data = api(base, &format!("/api/v1/query?query={}", encode(promql)))?;
+    Ok(data["result"].as_array().cloned().unwrap_or_default())
 }
 
 /// Calls a Prometheus-compatible query API (Prometheus, VictoriaMetrics) at `base`

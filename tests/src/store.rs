@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use serde_json::Value;
 
-use crate::{api, encode, free_port, get};
+use crate::{api, free_port, get, query};
 
 /// A VictoriaMetrics single-node server on 127.0.0.1.
 #[derive(Debug)]
@@ -116,8 +116,7 @@ impl VictoriaMetrics {
 
     /// An instant query; returns the result vector.
     pub fn query(&self, promql: &str) -> anyhow::Result<Vec<Value>> {
-        let data = self.api(&format!("/api/v1/query?query={}", encode(promql)))?;
-        Ok(data["result"].as_array().cloned().unwrap_or_default())
+        query(&self.url, promql)
     }
 }
 
