@@ -9,6 +9,7 @@
 //! `compose/local-images.sh` prints; nothing is pulled or built here (`--no-build`).
 //! [`require_engine`] makes a container test fail, not pass, where they are missing.
 
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::time::Duration;
@@ -190,6 +191,44 @@ pub fn require_engine() {
 }
 
 pub use crate::query;
+
+/// The networks a service is on (compose's `default` when it names none).
+pub fn networks(service: &serde_yaml::Value) -> BTreeSet<String> {
+    match &service["networks"] {
+        serde_yaml::Value::Sequence(list) => list
+            .iter()
+            .filter_map(serde_yaml::Value::as_str)
+            .map(str::to_owned)
+            .collect(),
+        serde_yaml::Value::Mapping(map) => map
+            .keys()
+            .filter_map(serde_yaml::Value::as_str)
+            .map(str::to_owned)
+            .collect(),
+        _ => BTreeSet::from(["default".to_owned()]),
+    }
+}
+
+/// Whether `host`, looked up from `from`, names a service on a shared network, by its name or
+/// by a network alias, as compose's DNS answers.
+pub fn resolves(compose: &serde_yaml::Value, from: &str, host: &str) -> bool {
+    let mine = networks(&compose["services"][from]);
+    let Some(services) = compose["services"].as_mapping() else {
+        return false;
+    };
+    services.iter().any(|(name, service)| {
+        let shared: Vec<String> = networks(service).intersection(&mine).cloned().collect();
+        if shared.is_empty() {
+            return false;
+        }
+        name.as_str() == Some(host)
+            || shared.iter().any(|n| {
+                service["networks"][n.as_str()]["aliases"]
+                    .as_sequence()
+                    .is_some_and(|a| a.iter().any(|x| x.as_str() == Some(host)))
+            })
+    })
+}
 
 /// Runs `docker <args>`; fails with its standard error unless it succeeds.
 pub fn docker(args: &[&str]) -> anyhow::Result<String> {

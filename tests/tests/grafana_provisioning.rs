@@ -9,6 +9,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use serde_yaml::Value;
+use stack_tests::compose::resolves;
 use stack_tests::stack::repo;
 
 fn yaml(path: &Path) -> Value {
@@ -18,44 +19,6 @@ fn yaml(path: &Path) -> Value {
     doc.apply_merge()
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     doc
-}
-
-/// The networks a service is on (compose's `default` when it names none).
-fn networks(service: &Value) -> BTreeSet<String> {
-    match &service["networks"] {
-        Value::Sequence(list) => list
-            .iter()
-            .filter_map(Value::as_str)
-            .map(str::to_owned)
-            .collect(),
-        Value::Mapping(map) => map
-            .keys()
-            .filter_map(Value::as_str)
-            .map(str::to_owned)
-            .collect(),
-        _ => BTreeSet::from(["default".to_owned()]),
-    }
-}
-
-/// Whether `host`, looked up from `from`, names a service on a shared network, by its name or
-/// by a network alias, as compose's DNS answers.
-fn resolves(compose: &Value, from: &str, host: &str) -> bool {
-    let mine = networks(&compose["services"][from]);
-    let Some(services) = compose["services"].as_mapping() else {
-        return false;
-    };
-    services.iter().any(|(name, service)| {
-        let shared: Vec<String> = networks(service).intersection(&mine).cloned().collect();
-        if shared.is_empty() {
-            return false;
-        }
-        name.as_str() == Some(host)
-            || shared.iter().any(|n| {
-                service["networks"][n.as_str()]["aliases"]
-                    .as_sequence()
-                    .is_some_and(|a| a.iter().any(|x| x.as_str() == Some(host)))
-            })
-    })
 }
 
 /// The hosts of the provisioned datasources, in order: the portal Prometheus, then the
