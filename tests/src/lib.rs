@@ -127,20 +127,8 @@ impl Prometheus {
     }
 
     fn wait_ready(&mut self) -> anyhow::Result<()> {
-        let ready = format!("{}/-/ready", self.url);
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Some(status) = self.child.try_wait()? {
-                bail!("prometheus exited with {status}: {}", self.log());
-            }
-            if get(&ready).is_ok_and(|(status, _)| status == 200) {
-                return Ok(());
-            }
-            if Instant::now() >= deadline {
-                bail!("prometheus not ready after 60 s: {}", self.log());
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        let log = self.dir.path().join("prometheus.log");
+        wait_answering(&mut self.child, &format!("{}/-/ready", self.url), &log)
     }
 
     /// Stops this Prometheus, deletes its data directory (the TSDB and the remote-write WAL)
@@ -195,6 +183,25 @@ pub fn api(base: &str, path_and_query: &str) -> anyhow::Result<Value> {
         bail!("{path_and_query}: HTTP {status}: {body}");
     }
     Ok(v["data"].clone())
+}
+
+/// Waits up to 60 s until `url` answers 200, checking every 100 ms that `child` (the server
+/// behind it) still runs; on failure the error holds the server's `log` file.
+pub fn wait_answering(child: &mut Child, url: &str, log: &Path) -> anyhow::Result<()> {
+    let log = || std::fs::read_to_string(log).unwrap_or_default();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(status) = child.try_wait()? {
+            bail!("the server behind {url} exited with {status}: {}", log());
+        }
+        if get(url).is_ok_and(|(status, _)| status == 200) {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            bail!("{url} did not answer 200 within 60 s: {}", log());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 impl Drop for Prometheus {

@@ -10,12 +10,11 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use serde_json::Value;
 
-use crate::{api, free_port, get, query};
+use crate::{api, free_port, query, wait_answering};
 
 /// A VictoriaMetrics single-node server on 127.0.0.1.
 #[derive(Debug)]
@@ -57,20 +56,9 @@ impl VictoriaMetrics {
             child,
             dir,
         };
-        let health = format!("{}/health", vm.url);
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Some(status) = vm.child.try_wait()? {
-                bail!("victoria-metrics exited with {status}: {}", vm.log());
-            }
-            if get(&health).is_ok_and(|(status, _)| status == 200) {
-                return Ok(vm);
-            }
-            if Instant::now() >= deadline {
-                bail!("victoria-metrics not healthy after 60 s: {}", vm.log());
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        let log = vm.dir.path().join("victoria-metrics.log");
+        wait_answering(&mut vm.child, &format!("{}/health", vm.url), &log)?;
+        Ok(vm)
     }
 
     /// Backs the running server up into the directory `dst` with Debian's `vmbackup`, from
