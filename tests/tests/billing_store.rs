@@ -400,7 +400,8 @@ fn the_store_holds_the_portals_billing_series_and_outlives_the_portal() {
     .unwrap();
     assert!(portal_raw.len() > 100, "{} series", portal_raw.len());
     assert!(
-        portal_raw.values().all(|s| s.len() >= 10),
+        // One sample a second, less what a loaded machine's scrapes miss.
+        portal_raw.values().all(|s| s.len() >= 5),
         "a series with few samples in {WINDOW} s"
     );
 
