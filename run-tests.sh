@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test of the workspace. Installs what the tests need first when it is missing:
-# Debian's prometheus (prometheus, promtool), libvirt's client tools and development files,
-# docker-compose (to validate the compose files), curl and python3; as root also libvirt's
-# daemon, for the libvirt source's real-daemon tests, and for the container tests at the end
-# Debian's docker.io and mmdebstrap (see below).
+# Debian's prometheus (prometheus, promtool), victoria-metrics (the billing store's tests),
+# libvirt's client tools and development files, docker-compose (to validate the compose files),
+# curl and python3; as root also libvirt's daemon, for the libvirt source's real-daemon tests,
+# and for the container tests at the end Debian's docker.io and mmdebstrap (see below).
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -36,6 +36,7 @@ need=()
 [ "$libvirtd_mode" != root ] || [ -x /usr/sbin/libvirtd ] || need+=(libvirt-daemon)
 { command -v prometheus && command -v promtool; } >/dev/null 2>&1 || need+=(prometheus)
 { command -v prometheus-alertmanager && command -v amtool; } >/dev/null 2>&1 || need+=(prometheus-alertmanager)
+command -v victoria-metrics >/dev/null 2>&1 || need+=(victoria-metrics)
 command -v virsh >/dev/null 2>&1 || need+=(libvirt-clients)
 command -v docker-compose >/dev/null 2>&1 || need+=(docker-compose)
 command -v curl >/dev/null 2>&1 || need+=(curl ca-certificates)

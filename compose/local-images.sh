@@ -11,6 +11,8 @@
 #                                            (compose/local-images/prometheus.Dockerfile)
 #   site-monitoring/alertmanager:local       Debian's prometheus-alertmanager (0.25) on that
 #                                            base (compose/local-images/alertmanager.Dockerfile)
+#   site-monitoring/victoria-metrics:local   Debian's victoria-metrics (1.79) on that base
+#                                            (compose/local-images/victoria-metrics.Dockerfile)
 #   site-monitoring/fake-openstack:local     for the tests only: the fake Keystone + Nova of
 #                                            exporter/examples/fake_openstack
 # Grafana has no Debian package: the stacks run without it here.
@@ -32,6 +34,7 @@ exporter=site-monitoring/site-exporter:local
 gateway=site-monitoring/federation-gateway:local
 prometheus=site-monitoring/prometheus:local
 alertmanager=site-monitoring/alertmanager:local
+victoria_metrics=site-monitoring/victoria-metrics:local
 fake_openstack=site-monitoring/fake-openstack:local
 
 say() { echo "local-images: $*" >&2; }
@@ -106,9 +109,12 @@ build "$prometheus" -f compose/local-images/prometheus.Dockerfile \
   --build-arg BASE_IMAGE="$base" compose/local-images
 build "$alertmanager" -f compose/local-images/alertmanager.Dockerfile \
   --build-arg BASE_IMAGE="$base" compose/local-images
+build "$victoria_metrics" -f compose/local-images/victoria-metrics.Dockerfile \
+  --build-arg BASE_IMAGE="$base" compose/local-images
 
 echo "EXPORTER_IMAGE=$exporter"
 echo "GATEWAY_IMAGE=$gateway"
 echo "PROMETHEUS_IMAGE=$prometheus"
 echo "ALERTMANAGER_IMAGE=$alertmanager"
+echo "VICTORIAMETRICS_IMAGE=$victoria_metrics"
 echo "FAKE_OPENSTACK_IMAGE=$fake_openstack"

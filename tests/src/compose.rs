@@ -6,10 +6,11 @@
 //! behind.
 //!
 //! Images come from the environment the compose files read (`EXPORTER_IMAGE`,
-//! `GATEWAY_IMAGE`, `PROMETHEUS_IMAGE`, `FAKE_OPENSTACK_IMAGE`), which
-//! `compose/local-images.sh` prints; nothing is pulled or built here (`--no-build`).
+//! `GATEWAY_IMAGE`, `PROMETHEUS_IMAGE`, `ALERTMANAGER_IMAGE`, `VICTORIAMETRICS_IMAGE`,
+//! `FAKE_OPENSTACK_IMAGE`), which `compose/local-images.sh` prints; nothing is pulled or built here (`--no-build`).
 //! [`require_engine`] makes a container test fail, not pass, where they are missing.
 
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::time::Duration;
@@ -17,8 +18,8 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use serde_json::Value;
 
+use crate::poll;
 use crate::stack::repo;
-use crate::{encode, get, poll};
 
 /// One compose project; `down -v` when dropped.
 #[derive(Debug)]
@@ -201,7 +202,12 @@ pub fn require_engine() {
         "set DOCKER_E2E=1 once a Docker engine answers and compose/local-images.sh has run \
          (run-tests.sh does both)"
     );
-    for var in ["EXPORTER_IMAGE", "GATEWAY_IMAGE", "PROMETHEUS_IMAGE"] {
+    for var in [
+        "EXPORTER_IMAGE",
+        "GATEWAY_IMAGE",
+        "PROMETHEUS_IMAGE",
+        "VICTORIAMETRICS_IMAGE",
+    ] {
         assert!(
             std::env::var_os(var).is_some(),
             "{var} is not set: export what compose/local-images.sh prints"
@@ -209,15 +215,44 @@ pub fn require_engine() {
     }
 }
 
-/// An instant query against a Prometheus at `url`; returns the result vector.
-pub fn query(url: &str, promql: &str) -> anyhow::Result<Vec<Value>> {
-    let (status, body) = get(&format!("{url}/api/v1/query?query={}", encode(promql)))?;
-    let v: Value = serde_json::from_str(&body)?;
-    anyhow::ensure!(
-        status == 200 && v["status"] == "success",
-        "{promql}: {body}"
-    );
-    Ok(v["data"]["result"].as_array().cloned().unwrap_or_default())
+pub use crate::query;
+
+/// The networks a service is on (compose's `default` when it names none).
+pub fn networks(service: &serde_yaml::Value) -> BTreeSet<String> {
+    match &service["networks"] {
+        serde_yaml::Value::Sequence(list) => list
+            .iter()
+            .filter_map(serde_yaml::Value::as_str)
+            .map(str::to_owned)
+            .collect(),
+        serde_yaml::Value::Mapping(map) => map
+            .keys()
+            .filter_map(serde_yaml::Value::as_str)
+            .map(str::to_owned)
+            .collect(),
+        _ => BTreeSet::from(["default".to_owned()]),
+    }
+}
+
+/// Whether `host`, looked up from `from`, names a service on a shared network, by its name or
+/// by a network alias, as compose's DNS answers.
+pub fn resolves(compose: &serde_yaml::Value, from: &str, host: &str) -> bool {
+    let mine = networks(&compose["services"][from]);
+    let Some(services) = compose["services"].as_mapping() else {
+        return false;
+    };
+    services.iter().any(|(name, service)| {
+        let shared: Vec<String> = networks(service).intersection(&mine).cloned().collect();
+        if shared.is_empty() {
+            return false;
+        }
+        name.as_str() == Some(host)
+            || shared.iter().any(|n| {
+                service["networks"][n.as_str()]["aliases"]
+                    .as_sequence()
+                    .is_some_and(|a| a.iter().any(|x| x.as_str() == Some(host)))
+            })
+    })
 }
 
 /// Runs `docker <args>`; fails with its standard error unless it succeeds.

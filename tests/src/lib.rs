@@ -1,8 +1,8 @@
 //! Helpers shared by the end-to-end tests in `tests/tests/` and the `dev-stack` runner: real
 //! Prometheus processes on loopback, in-process exporters and gateways, the whole development
-//! topology ([`stack`]), a real Alertmanager and a webhook sink ([`alertmanager`]), free ports, a
-//! tiny HTTP client, and polling with a deadline; and the layer check of both crates' sources
-//! ([`layers`]).
+//! topology ([`stack`]), a real Alertmanager and a webhook sink ([`alertmanager`]), the billing
+//! store (Debian's VictoriaMetrics, [`store`]), free ports, a tiny HTTP client, and polling with
+//! a deadline; and the layer check of both crates' sources ([`layers`]).
 //!
 //! Every server binds 127.0.0.1 with a port the OS chose; nothing is sent anywhere else.
 //! Nothing here sleeps for a fixed time to wait for a server: [`poll`] retries a condition
@@ -12,6 +12,7 @@ pub mod alertmanager;
 pub mod compose;
 pub mod layers;
 pub mod stack;
+pub mod store;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -120,37 +121,51 @@ impl Prometheus {
             }
             std::fs::write(path, content)?;
         }
-        let log = std::fs::File::create(dir.path().join("prometheus.log"))?;
-        let child = Command::new(prometheus_binary())
-            .arg(format!("--config.file={}", dir.path().join("prometheus.yml").display()))
-            .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .arg("--log.level=warn")
-            .current_dir(dir.path())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .context("cannot start prometheus: install Debian's prometheus package (the README's test command does)")?;
+        let child = Self::spawn(dir.path(), port)?;
         let mut p = Self {
             url: format!("http://127.0.0.1:{port}"),
             child,
             dir,
         };
-        let ready = format!("{}/-/ready", p.url);
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Some(status) = p.child.try_wait()? {
-                bail!("prometheus exited with {status}: {}", p.log());
-            }
-            if get(&ready).is_ok_and(|(status, _)| status == 200) {
-                break;
-            }
-            if Instant::now() >= deadline {
-                bail!("prometheus not ready after 60 s: {}", p.log());
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        p.wait_ready()?;
         Ok(p)
+    }
+
+    fn spawn(dir: &Path, port: u16) -> anyhow::Result<Child> {
+        let log = std::fs::File::options()
+            .create(true)
+            .append(true)
+            .open(dir.join("prometheus.log"))?;
+        Command::new(prometheus_binary())
+            .arg(format!("--config.file={}", dir.join("prometheus.yml").display()))
+            .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg("--log.level=warn")
+            .current_dir(dir)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .context("cannot start prometheus: install Debian's prometheus package (the README's test command does)")
+    }
+
+    fn wait_ready(&mut self) -> anyhow::Result<()> {
+        let log = self.dir.path().join("prometheus.log");
+        wait_answering(&mut self.child, &format!("{}/-/ready", self.url), &log)
+    }
+
+    /// Stops this Prometheus, deletes its data directory (the TSDB and the remote-write WAL)
+    /// and starts it again on the same port with the same config, as after a lost volume.
+    pub fn restart_wiped(&mut self) -> anyhow::Result<()> {
+        self.child.kill()?;
+        self.child.wait()?;
+        std::fs::remove_dir_all(self.dir.path().join("data"))?;
+        let port = self
+            .url
+            .rsplit_once(':')
+            .and_then(|(_, p)| p.parse::<u16>().ok())
+            .context("the URL ends in a port")?;
+        self.child = Self::spawn(self.dir.path(), port)?;
+        self.wait_ready()
     }
 
     /// The directory holding its config and data.
@@ -165,19 +180,49 @@ impl Prometheus {
 
     /// Calls an API path (`/api/v1/...` with query string) and returns `data`.
     pub fn api(&self, path_and_query: &str) -> anyhow::Result<Value> {
-        let (status, body) = get(&format!("{}{}", self.url, path_and_query))?;
-        let v: Value =
-            serde_json::from_str(&body).with_context(|| format!("{path_and_query}: {body}"))?;
-        if status != 200 || v["status"] != "success" {
-            bail!("{path_and_query}: HTTP {status}: {body}");
-        }
-        Ok(v["data"].clone())
+        api(&self.url, path_and_query)
     }
 
     /// An instant query; returns the result vector.
     pub fn query(&self, promql: &str) -> anyhow::Result<Vec<Value>> {
-        let data = self.api(&format!("/api/v1/query?query={}", encode(promql)))?;
-        Ok(data["result"].as_array().cloned().unwrap_or_default())
+        query(&self.url, promql)
+    }
+}
+
+/// An instant query against a Prometheus-compatible API at `base`; returns the result vector.
+pub fn query(base: &str, promql: &str) -> anyhow::Result<Vec<Value>> {
+    let data = api(base, &format!("/api/v1/query?query={}", encode(promql)))?;
+    Ok(data["result"].as_array().cloned().unwrap_or_default())
+}
+
+/// Calls a Prometheus-compatible query API (Prometheus, VictoriaMetrics) at `base`
+/// (`http://host:port`) with a path and query string, and returns `data`.
+pub fn api(base: &str, path_and_query: &str) -> anyhow::Result<Value> {
+    let (status, body) = get(&format!("{base}{path_and_query}"))?;
+    let v: Value =
+        serde_json::from_str(&body).with_context(|| format!("{path_and_query}: {body}"))?;
+    if status != 200 || v["status"] != "success" {
+        bail!("{path_and_query}: HTTP {status}: {body}");
+    }
+    Ok(v["data"].clone())
+}
+
+/// Waits up to 60 s until `url` answers 200, checking every 100 ms that `child` (the server
+/// behind it) still runs; on failure the error holds the server's `log` file.
+pub fn wait_answering(child: &mut Child, url: &str, log: &Path) -> anyhow::Result<()> {
+    let log = || std::fs::read_to_string(log).unwrap_or_default();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(status) = child.try_wait()? {
+            bail!("the server behind {url} exited with {status}: {}", log());
+        }
+        if get(url).is_ok_and(|(status, _)| status == 200) {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            bail!("{url} did not answer 200 within 60 s: {}", log());
+        }
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 

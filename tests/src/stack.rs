@@ -1,7 +1,8 @@
 //! The development topology, natively: per site a dummy exporter, a site Prometheus with the
 //! repository's site configuration and rules, and a gateway with the development gateway
 //! configuration; one portal Prometheus with the repository's portal configuration federating
-//! every site through its gateway over TLS.
+//! every site through its gateway over TLS, and remote-writing the billing families to a
+//! billing store when one is given.
 //!
 //! The shipped files are used as they are; only addresses, ports, file paths and intervals are
 //! rewritten (structurally, through YAML values), so a test of this stack tests those files.
@@ -151,6 +152,9 @@ pub struct Options {
     /// Each site's dummy exporter serves the built-in cloud from a file in the stack's
     /// directory ([`Site::cloud_file`]), so a test can break and repair its source.
     pub cloud_files: bool,
+    /// The portal remote-writes the billing families to this URL (a billing store); without
+    /// one its `remote_write` is dropped.
+    pub store: Option<String>,
 }
 
 /// Where and how the stack's Prometheus servers send alerts.
@@ -178,9 +182,20 @@ fn targets(addr: &str) -> Value {
 }
 
 impl DevStack {
-    /// Starts `sites` sites (`site-a`, `site-b`, …) and the portal.
+    /// Starts `sites` sites (`site-a`, `site-b`, …) and the portal, without the portal's
+    /// `remote_write` (its billing store is a compose service name).
     pub fn start(sites: usize, speed: Speed) -> anyhow::Result<Self> {
         Self::start_with(sites, speed, &Options::default())
+    }
+
+    /// Like [`DevStack::start`], the portal remote-writing to `store` (the remote-write URL of
+    /// a [`crate::store::VictoriaMetrics`]) with the shipped `write_relabel_configs`.
+    pub fn start_with_store(sites: usize, speed: Speed, store: &str) -> anyhow::Result<Self> {
+        let options = Options {
+            store: Some(store.to_owned()),
+            ..Options::default()
+        };
+        Self::start_with(sites, speed, &options)
     }
 
     /// Like [`DevStack::start`], with options.
@@ -324,6 +339,26 @@ impl DevStack {
         portal["global"]["scrape_interval"] = seconds(speed.interval);
         portal["global"]["scrape_timeout"] = seconds(speed.interval);
         portal["global"]["evaluation_interval"] = seconds(speed.interval);
+        let config = portal
+            .as_mapping_mut()
+            .context("the portal config is a mapping")?;
+        match options.store.as_deref() {
+            Some(url) => {
+                let writes = config
+                    .get_mut("remote_write")
+                    .and_then(Value::as_sequence_mut)
+                    .context("the portal config has a remote_write list")?;
+                let [write] = writes.as_mut_slice() else {
+                    bail!("the portal config has one remote_write");
+                };
+                write["url"] = url.into();
+                // Sent within a second instead of five, so that tests see it soon.
+                write["queue_config"]["batch_send_deadline"] = "1s".into();
+            }
+            None => {
+                config.remove("remote_write");
+            }
+        }
         let template = job(&mut portal, "federate_site-a")?.clone();
         let port = free_port();
         let mut jobs: Vec<Value> = Vec::new();

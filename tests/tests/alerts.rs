@@ -147,6 +147,7 @@ fn site_alerts_reach_the_sink_and_are_inhibited_while_federation_is_down() {
             site_password_file: secret("dev-alertmanager-site.password"),
         }),
         cloud_files: true,
+        store: None,
     };
     let mut stack = DevStack::start_with(2, Speed::FAST, &options).unwrap();
     let cloud = stack.sites[0].cloud_file.clone().unwrap();

@@ -1,7 +1,9 @@
 //! The compose files are valid (`docker-compose config -q`; no Docker engine runs here), every
 //! file they mount is shipped or is an operator's file that is documented and kept out of git
-//! and image builds, the development stack's own configs pass their checks, and the production
-//! site stack is wired together and accepted by the real configuration loaders of both binaries.
+//! and image builds, the development stack's own configs pass their checks, the production
+//! site stack is wired together and accepted by the real configuration loaders of both binaries,
+//! and each portal Prometheus remote-writes only the billing families to a billing store it
+//! reaches (named volume, retention in years, health check, 127.0.0.1 only).
 
 #![allow(clippy::unwrap_used)]
 
@@ -10,6 +12,7 @@ use std::process::Command;
 
 use clap::Parser;
 use serde_yaml::Value;
+use stack_tests::compose::resolves;
 use stack_tests::stack::{self, repo};
 
 fn compose_files() -> Vec<PathBuf> {
@@ -792,7 +795,8 @@ fn every_image_can_be_replaced_by_a_local_one() {
             "EXPORTER_IMAGE",
             "GATEWAY_IMAGE",
             "GRAFANA_IMAGE",
-            "PROMETHEUS_IMAGE"
+            "PROMETHEUS_IMAGE",
+            "VICTORIAMETRICS_IMAGE"
         ]
     );
 }
@@ -1027,6 +1031,83 @@ fn every_secret_the_alerting_configs_read_is_given_to_their_service() {
             assert!(
                 compose["secrets"][name.as_str()]["file"].is_string(),
                 "{file}: secret {name} is not defined"
+            );
+        }
+    }
+}
+
+#[test]
+fn each_portal_writes_its_billing_history_to_its_store() {
+    // (compose file, portal Prometheus service, the config it mounts)
+    for (file, portal, config) in [
+        (
+            "docker-compose.portal.yml",
+            "prometheus",
+            "prometheus/portal/prometheus.yml",
+        ),
+        (
+            "docker-compose.dev.yml",
+            "portal",
+            "compose/dev/portal/prometheus.yml",
+        ),
+    ] {
+        let compose = yaml(&repo().join("compose").join(file));
+        let config = yaml(&repo().join(config));
+        let writes = config["remote_write"].as_sequence().unwrap();
+        assert_eq!(writes.len(), 1, "{file}: one remote_write");
+        let url = writes[0]["url"].as_str().unwrap();
+        let (host, port) = host_port(url.strip_suffix("/api/v1/write").unwrap());
+        assert_eq!(port, 8428, "{file}: {url}");
+        // Only the billing families.
+        let relabel = writes[0]["write_relabel_configs"].as_sequence().unwrap();
+        assert_eq!(relabel.len(), 1, "{file}");
+        assert_eq!(relabel[0]["action"].as_str(), Some("keep"), "{file}");
+        assert_eq!(
+            relabel[0]["regex"].as_str(),
+            Some("project_.*_usage|openstack_project_.+|project:libvirt_.+"),
+            "{file}"
+        );
+        assert!(
+            resolves(&compose, portal, &host),
+            "{file}: {portal} reaches {host}"
+        );
+
+        // The store: its data on a named volume, retention in years, a health check, and a
+        // port only on 127.0.0.1.
+        let store = &compose["services"][host.as_str()];
+        let args: Vec<&str> = store["command"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap())
+            .collect();
+        let arg = |flag: &str| {
+            args.iter()
+                .find_map(|a| a.strip_prefix(flag))
+                .unwrap_or_else(|| panic!("{file}: {host} has no {flag}"))
+        };
+        let data = arg("-storageDataPath=");
+        let retention = variable_default(arg("-retentionPeriod="));
+        assert!(
+            retention.ends_with('y') && retention[..retention.len() - 1].parse::<u32>().is_ok(),
+            "{file}: retention {retention} in years"
+        );
+        let volume = store["volumes"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .filter_map(|v| v.as_str()?.strip_suffix(&format!(":{data}")))
+            .next()
+            .unwrap_or_else(|| panic!("{file}: nothing mounted at {data}"));
+        assert!(
+            compose["volumes"][volume].is_mapping(),
+            "{file}: {volume} is a named volume"
+        );
+        assert!(store["healthcheck"]["test"].is_sequence(), "{file}");
+        for published in store["ports"].as_sequence().into_iter().flatten() {
+            assert!(
+                published.as_str().unwrap().starts_with("127.0.0.1:"),
+                "{file}: {published:?}"
             );
         }
     }

@@ -1,6 +1,7 @@
 //! The stacks as sites run them: containers from the images `compose/local-images.sh` builds
-//! (compose/Dockerfile's stages, Debian's Prometheus), started by `docker-compose` from the
-//! repository's compose files with only the overrides in `tests/compose/`.
+//! (compose/Dockerfile's stages, Debian's Prometheus and VictoriaMetrics), started by
+//! `docker-compose` from the repository's compose files with only the overrides in
+//! `tests/compose/`.
 //!
 //! These tests need a Docker engine and those images, so they are `#[ignore]`d: `cargo test`
 //! lists them as ignored, and `run-tests.sh` runs them with `--ignored` and `DOCKER_E2E=1`
@@ -8,16 +9,17 @@
 //! hand without `DOCKER_E2E=1` they fail rather than pass.
 //!
 //! - dev stack: health (Alertmanager's through amtool with its user), uid 10001, each site's
-//!   usage at the portal with its own `site` label through its gateway's TLS port, each
+//!   usage at the portal with its own `site` label through its gateway's TLS port, the billing
+//!   families (only they) remote-written on to the billing store (VictoriaMetrics), each
 //!   gateway with its own token (A's refused at B: 401) and allow-list (a selector A allows
 //!   refused at B: 403), the portal and both sites' Prometheus with the Alertmanager active,
 //!   gateway reload on SIGHUP (and why an edit by rename needs a restart), no token or
 //!   password in the logs;
 //! - hypervisor stack: the libvirt test driver on a node file, health, uid 10001, the guests;
-//! - portal stack (without Grafana): health of Prometheus and Alertmanager, the config loads
-//!   with its secrets mounted as the README says, Prometheus has the Alertmanager active (TLS,
-//!   basic auth), which refuses a request without a user, the series survive `down`/`up` on
-//!   the named volume.
+//! - portal stack (without Grafana): health of Prometheus, Alertmanager and the billing store,
+//!   the config loads with its secrets mounted as the README says, Prometheus has the
+//!   Alertmanager active (TLS, basic auth), which refuses a request without a user, the series
+//!   of the portal and of the store survive `down`/`up` on their named volumes.
 //!
 //! The site stack is in `docker_site.rs`.
 //!
@@ -60,7 +62,16 @@ fn federate_status_for(port: u16, token: &str, selector: &str) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-const DEV_SERVICES: [&str; 8] = [
+/// The `site` labels of `family`'s series at the Prometheus API `url`, once there are two.
+fn site_labels(url: &str, family: &str) -> anyhow::Result<Option<BTreeSet<String>>> {
+    let got: BTreeSet<String> = query(url, &format!("count by (site) ({family})"))?
+        .iter()
+        .map(|s| s["metric"]["site"].as_str().unwrap_or("").to_owned())
+        .collect();
+    Ok((got.len() >= 2).then_some(got))
+}
+
+const DEV_SERVICES: [&str; 9] = [
     "exporter-a",
     "prometheus-a",
     "gateway-a",
@@ -69,6 +80,7 @@ const DEV_SERVICES: [&str; 8] = [
     "gateway-b",
     "portal",
     "alertmanager",
+    "victoria-metrics",
 ];
 
 #[test]
@@ -87,6 +99,7 @@ fn the_dev_stack_federates_both_sites_through_their_gateways() {
         ],
         &[
             ("PORTAL_PORT", ""),
+            ("STORE_PORT", ""),
             ("GATEWAY_A_CONFIG", gateway_a_config.to_str().unwrap()),
         ],
     )
@@ -112,13 +125,7 @@ fn the_dev_stack_federates_both_sites_through_their_gateways() {
     let pairs = poll(
         "both sites' project_vcpu_usage at the portal",
         Duration::from_secs(180),
-        || {
-            let got: BTreeSet<String> = query(&portal, "count by (site) (project_vcpu_usage)")?
-                .iter()
-                .map(|s| s["metric"]["site"].as_str().unwrap_or("").to_owned())
-                .collect();
-            Ok((got.len() >= 2).then_some(got))
-        },
+        || site_labels(&portal, "project_vcpu_usage"),
     )
     .unwrap();
     assert_eq!(
@@ -161,6 +168,49 @@ fn the_dev_stack_federates_both_sites_through_their_gateways() {
         sites,
         BTreeSet::from(["site-a".to_owned(), "site-b".to_owned()])
     );
+    // The portal remote-writes the billing families, and only them, to the billing store
+    // (VictoriaMetrics), where each site's series arrive with their labels.
+    let store = format!(
+        "http://127.0.0.1:{}",
+        compose.port("victoria-metrics", 8428).unwrap()
+    );
+    for family in ["project_vcpu_usage", "openstack_project_vcpu_seconds_total"] {
+        let stored = poll(
+            &format!("both sites' {family} in the store"),
+            Duration::from_secs(120),
+            || site_labels(&store, family),
+        )
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", compose.logs().unwrap_or_default()));
+        assert_eq!(stored, pairs, "{family}");
+    }
+    // The sites' recording rules' outputs too (project:libvirt_*), and no other family.
+    let names: Vec<String> = poll(
+        "a project:libvirt_ family in the store",
+        Duration::from_secs(120),
+        || {
+            let (status, body) = get(&format!("{store}/api/v1/label/__name__/values"))?;
+            anyhow::ensure!(status == 200, "{body}");
+            let names: Value = serde_json::from_str(&body)?;
+            let names: Vec<String> = names["data"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|n| n.as_str().map(str::to_owned))
+                .collect();
+            Ok(names
+                .iter()
+                .any(|n| n.starts_with("project:libvirt_"))
+                .then_some(names))
+        },
+    )
+    .unwrap();
+    assert!(
+        names.iter().all(|n| n.starts_with("project_")
+            || n.starts_with("openstack_project_")
+            || n.starts_with("project:libvirt_")),
+        "non-billing series in the store: {names:?}"
+    );
+
     let (status, body) = get(&format!("{portal}/api/v1/targets?state=active")).unwrap();
     assert_eq!(status, 200, "{body}");
     let targets: Value = serde_json::from_str(&body).unwrap();
@@ -393,6 +443,7 @@ fn the_portal_stack_loads_its_config_and_keeps_its_series() {
         ],
         &[
             ("PORTAL_PORT", ""),
+            ("STORE_PORT", ""),
             ("PORTAL_SECRETS", secrets.path().to_str().unwrap()),
             ("ALERTMANAGER_PUBLISH", "127.0.0.1:"),
         ],
@@ -400,10 +451,20 @@ fn the_portal_stack_loads_its_config_and_keeps_its_series() {
     .unwrap();
     // Grafana has no Debian package, so no local image.
     compose
-        .run(&["up", "-d", "--no-build", "prometheus", "alertmanager"])
+        .run(&[
+            "up",
+            "-d",
+            "--no-build",
+            "prometheus",
+            "alertmanager",
+            "victoria-metrics",
+        ])
         .unwrap();
     compose
-        .wait_healthy(&["prometheus", "alertmanager"], Duration::from_secs(60))
+        .wait_healthy(
+            &["prometheus", "alertmanager", "victoria-metrics"],
+            Duration::from_secs(60),
+        )
         .unwrap();
     // Prometheus sends to the Alertmanager over TLS with its user; nothing is open.
     compose
@@ -448,12 +509,53 @@ fn the_portal_stack_loads_its_config_and_keeps_its_series() {
     let before = query(&url, "up{job=\"prometheus\"}").unwrap()[0]["value"][0]
         .as_f64()
         .unwrap();
+    // The billing store's data lives on its named volume too: a sample imported now (the
+    // sites of this test do not answer, so nothing is remote-written) is there after `up`.
+    let store = format!(
+        "http://127.0.0.1:{}",
+        compose.port("victoria-metrics", 8428).unwrap()
+    );
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let sample = format!(
+        "volume_check{{site=\"test\"}} 42 {}",
+        (before * 1000.0) as i64
+    );
+    let response = agent
+        .post(&format!("{store}/api/v1/import/prometheus"))
+        .send(sample.as_str())
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 204);
+    let exported = |store: &str| -> anyhow::Result<Option<()>> {
+        let (status, body) = get(&format!(
+            "{store}/api/v1/export?match[]={}",
+            encode("volume_check")
+        ))?;
+        anyhow::ensure!(status == 200, "{body}");
+        Ok(body.contains("\"values\":[42]").then_some(()))
+    };
+    poll(
+        "the imported sample in the store",
+        Duration::from_secs(30),
+        || exported(&store),
+    )
+    .unwrap();
+
     compose.run(&["down", "--timeout", "10"]).unwrap();
     compose
-        .run(&["up", "-d", "--no-build", "prometheus", "alertmanager"])
+        .run(&[
+            "up",
+            "-d",
+            "--no-build",
+            "prometheus",
+            "alertmanager",
+            "victoria-metrics",
+        ])
         .unwrap();
     compose
-        .wait_healthy(&["prometheus"], Duration::from_secs(60))
+        .wait_healthy(&["prometheus", "victoria-metrics"], Duration::from_secs(60))
         .unwrap();
     let url = format!(
         "http://127.0.0.1:{}",
@@ -471,4 +573,11 @@ fn the_portal_stack_loads_its_config_and_keeps_its_series() {
         Some(1),
         "the series from before `down` are gone: {body}"
     );
+    let store = format!(
+        "http://127.0.0.1:{}",
+        compose.port("victoria-metrics", 8428).unwrap()
+    );
+    exported(&store)
+        .unwrap()
+        .expect("the store's sample from before `down` is gone");
 }

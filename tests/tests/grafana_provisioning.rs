@@ -1,15 +1,16 @@
 //! Grafana cannot run here (no Debian package, no registry), so its provisioning is checked
 //! statically against what Grafana would do with it: every compose file with a `grafana`
 //! service mounts the provisioning and the dashboards where the provider looks, the
-//! provisioned datasource points at that file's Prometheus service, and every dashboard takes
-//! its datasource from a `datasource` variable, so it works with any Prometheus-compatible
-//! datasource. Grafana's admin password comes from a secret file and anonymous access is off in
-//! every compose file that runs Grafana.
+//! provisioned datasources (the portal Prometheus and the billing store, VictoriaMetrics) point
+//! at services of that file that grafana reaches, and every dashboard takes its datasource from
+//! a `datasource` variable that offers both, so it works with either. Grafana's admin password
+//! comes from a secret file and anonymous access is off in every compose file that runs Grafana.
 
 use std::collections::BTreeSet;
 use std::path::Path;
 
 use serde_yaml::Value;
+use stack_tests::compose::resolves;
 use stack_tests::stack::repo;
 
 fn yaml(path: &Path) -> Value {
@@ -21,42 +22,30 @@ fn yaml(path: &Path) -> Value {
     doc
 }
 
-/// The networks a service is on (compose's `default` when it names none).
-fn networks(service: &Value) -> BTreeSet<String> {
-    match &service["networks"] {
-        Value::Sequence(list) => list
-            .iter()
-            .filter_map(Value::as_str)
-            .map(str::to_owned)
-            .collect(),
-        Value::Mapping(map) => map
-            .keys()
-            .filter_map(Value::as_str)
-            .map(str::to_owned)
-            .collect(),
-        _ => BTreeSet::from(["default".to_owned()]),
-    }
-}
-
-/// Whether `host`, looked up from `from`, names a service on a shared network, by its name or
-/// by a network alias, as compose's DNS answers.
-fn resolves(compose: &Value, from: &str, host: &str) -> bool {
-    let mine = networks(&compose["services"][from]);
-    let Some(services) = compose["services"].as_mapping() else {
-        return false;
-    };
-    services.iter().any(|(name, service)| {
-        let shared: Vec<String> = networks(service).intersection(&mine).cloned().collect();
-        if shared.is_empty() {
-            return false;
-        }
-        name.as_str() == Some(host)
-            || shared.iter().any(|n| {
-                service["networks"][n.as_str()]["aliases"]
-                    .as_sequence()
-                    .is_some_and(|a| a.iter().any(|x| x.as_str() == Some(host)))
-            })
-    })
+/// The hosts of the provisioned datasources, in order: the portal Prometheus, then the
+/// billing store. Both are of type `prometheus`, so the dashboards' `datasource` variable (of
+/// that type) offers both.
+fn datasource_hosts() -> Vec<String> {
+    let datasources = yaml(&repo().join("dashboards/provisioning/datasources/prometheus.yml"));
+    let list = datasources["datasources"]
+        .as_sequence()
+        .expect("a list of datasources");
+    let mut uids = BTreeSet::new();
+    let hosts: Vec<String> = list
+        .iter()
+        .map(|d| {
+            assert_eq!(d["type"].as_str(), Some("prometheus"), "{d:?}");
+            assert!(uids.insert(d["uid"].as_str().expect("a uid")), "{d:?}");
+            let url = d["url"].as_str().expect("the datasource has a URL");
+            let host = url
+                .strip_prefix("http://")
+                .and_then(|rest| rest.split(':').next())
+                .expect("an http URL with a host");
+            host.to_owned()
+        })
+        .collect();
+    assert_eq!(hosts, ["prometheus", "victoria-metrics"]);
+    hosts
 }
 
 #[test]
@@ -65,14 +54,7 @@ fn grafana_mounts_what_its_provisioning_names() {
     let dashboards_path = provider["providers"][0]["options"]["path"]
         .as_str()
         .expect("the dashboard provider names a path");
-    let datasources = yaml(&repo().join("dashboards/provisioning/datasources/prometheus.yml"));
-    let url = datasources["datasources"][0]["url"]
-        .as_str()
-        .expect("the datasource has a URL");
-    let host = url
-        .strip_prefix("http://")
-        .and_then(|rest| rest.split(':').next())
-        .expect("an http URL with a host");
+    let hosts = datasource_hosts();
 
     let mut checked = 0;
     for file in ["docker-compose.dev.yml", "docker-compose.portal.yml"] {
@@ -109,10 +91,12 @@ fn grafana_mounts_what_its_provisioning_names() {
                 "{file}: {source} exists"
             );
         }
-        assert!(
-            resolves(&compose, "grafana", host),
-            "{file}: the datasource's host {host} is a service, or a network alias, that grafana reaches"
-        );
+        for host in &hosts {
+            assert!(
+                resolves(&compose, "grafana", host),
+                "{file}: the datasource's host {host} is a service, or a network alias, that grafana reaches"
+            );
+        }
         checked += 1;
     }
     assert_eq!(checked, 2);
@@ -137,11 +121,14 @@ fn every_dashboard_takes_its_datasource_from_a_variable() {
             "{name}: uid unique"
         );
         let variables = d["templating"]["list"].as_array().expect("variables");
+        // Of type prometheus and without a regex, so it offers every provisioned datasource,
+        // the billing store included.
         assert!(
             variables.iter().any(|v| v["name"] == "datasource"
                 && v["type"] == "datasource"
-                && v["query"] == "prometheus"),
-            "{name}: a `datasource` variable of type prometheus"
+                && v["query"] == "prometheus"
+                && v["regex"].as_str().unwrap_or("").is_empty()),
+            "{name}: a `datasource` variable of type prometheus that offers every datasource"
         );
         let mut panels = 0;
         let mut stack: Vec<&serde_json::Value> =

@@ -1,12 +1,15 @@
 //! `dev-stack`: the development topology without Docker — two dummy sites (exporter, site
 //! Prometheus, gateway) and a portal Prometheus federating both through their gateways over
-//! TLS. Prints the URLs; Ctrl-C stops everything.
+//! TLS and remote-writing the billing families to a VictoriaMetrics billing store. Prints the
+//! URLs; Ctrl-C stops everything.
 //!
-//! `cargo run -p stack-tests --bin dev-stack -- [SITES]` (default 2; needs Debian's prometheus).
+//! `cargo run -p stack-tests --bin dev-stack -- [SITES]` (default 2; needs Debian's prometheus
+//! and victoria-metrics).
 
 use std::process::ExitCode;
 
 use stack_tests::stack::{DevStack, Speed};
+use stack_tests::store::VictoriaMetrics;
 
 fn main() -> ExitCode {
     let sites = match std::env::args().nth(1).map(|a| a.parse::<usize>()) {
@@ -17,7 +20,14 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let stack = match DevStack::start(sites, Speed::DEMO) {
+    let store = match VictoriaMetrics::start() {
+        Ok(s) => s,
+        Err(error) => {
+            eprintln!("dev-stack: the billing store: {error:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let stack = match DevStack::start_with_store(sites, Speed::DEMO, &store.write_url()) {
         Ok(s) => s,
         Err(error) => {
             eprintln!("dev-stack: {error:#}");
@@ -25,6 +35,7 @@ fn main() -> ExitCode {
         }
     };
     println!("portal Prometheus   {}", stack.portal.url);
+    println!("billing store       {} (VictoriaMetrics)", store.url);
     for site in &stack.sites {
         println!(
             "{:<8} exporter http://{}/metrics  Prometheus {}  gateway https://{} (internal http://{})  portal token {}",
@@ -48,5 +59,6 @@ fn main() -> ExitCode {
     };
     let _ = runtime.block_on(tokio::signal::ctrl_c());
     drop(stack);
+    drop(store);
     ExitCode::SUCCESS
 }
