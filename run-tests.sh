@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of the workspace. Installs what the tests need first when it is missing:
 # Debian's prometheus (prometheus, promtool), libvirt's client tools and development files,
-# docker-compose (to validate the compose files), curl and python3; as root also libvirt's
+# docker-compose (to validate the compose files), curl, python3 and prometheus-node-exporter
+# (the oracle of --web.config.file); as root also libvirt's
 # daemon, for the libvirt source's real-daemon tests, and for the container tests at the end
 # Debian's docker.io and mmdebstrap (see below).
 set -euo pipefail
@@ -37,6 +38,8 @@ need=()
 command -v virsh >/dev/null 2>&1 || need+=(libvirt-clients)
 command -v docker-compose >/dev/null 2>&1 || need+=(docker-compose)
 command -v curl >/dev/null 2>&1 || need+=(curl ca-certificates)
+# The oracle of --web.config.file (tests/tests/web_config.rs).
+[ -x /usr/bin/prometheus-node-exporter ] || need+=(prometheus-node-exporter)
 command -v python3 >/dev/null 2>&1 || need+=(python3)
 { command -v pkg-config && pkg-config --exists libvirt; } >/dev/null 2>&1 || need+=(libvirt-dev pkg-config)
 if ((${#need[@]})); then

@@ -10,6 +10,7 @@
 pub mod compose;
 pub mod layers;
 pub mod stack;
+pub mod webcfg;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -199,6 +200,11 @@ impl Exporter {
 
     /// A dummy exporter serving `dummy`.
     pub fn start(dummy: DummyConfig) -> Self {
+        Self::start_with(dummy, None)
+    }
+
+    /// A dummy exporter serving `dummy`, secured by the web config at `web_config_file`.
+    pub fn start_with(dummy: DummyConfig, web_config_file: Option<PathBuf>) -> Self {
         let runtime = tokio::runtime::Runtime::new().expect("test exporter setup");
         let listener = runtime
             .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
@@ -206,6 +212,7 @@ impl Exporter {
         let addr = listener.local_addr().expect("test exporter setup");
         let config = Config {
             listen_address: addr,
+            web_config_file,
             log: LogConfig {
                 filter: "warn".into(),
                 format: LogFormat::Text,
