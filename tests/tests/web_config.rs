@@ -404,3 +404,75 @@ fn dummy() -> site_exporter::sources::dummy::DummyConfig {
         },
     }
 }
+
+#[test]
+fn the_site_prometheus_scrapes_a_secured_exporter_with_the_shipped_libvirt_job() {
+    check_tools();
+    let dir = tempfile::tempdir().unwrap();
+    Pki::generate(dir.path()).unwrap();
+    let web = dir.path().join("web.yml");
+    std::fs::write(
+        &web,
+        format!(
+            "{TLS}basic_auth_users:\n  prometheus: '{}'\n",
+            bcrypt_hash(PASSWORD)
+        ),
+    )
+    .unwrap();
+    let exporter = Exporter::start_with(dummy(), Some(web));
+
+    // The shipped site config's `libvirt` job as it is, but for the interval; a copy with a
+    // wrong password must fail, or the first proves nothing.
+    let shipped: serde_yaml::Value = serde_yaml::from_str(
+        &std::fs::read_to_string(stack_tests::stack::repo().join("prometheus/site/prometheus.yml"))
+            .unwrap(),
+    )
+    .unwrap();
+    let job = shipped["scrape_configs"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|j| j["job_name"] == "libvirt")
+        .unwrap()
+        .clone();
+    let mut wrong = job.clone();
+    wrong["job_name"] = "libvirt-wrong-password".into();
+    wrong["basic_auth"]["password_file"] = "secrets/wrong.password".into();
+    let mut config = serde_yaml::Mapping::new();
+    config.insert(
+        "global".into(),
+        serde_yaml::from_str("{scrape_interval: 1s, scrape_timeout: 1s}").unwrap(),
+    );
+    config.insert("scrape_configs".into(), vec![job, wrong].into());
+    let ca = std::fs::read_to_string(dir.path().join("ca.crt")).unwrap();
+    let target = format!("- targets: ['127.0.0.1:{}']\n", exporter.addr.port());
+    let prometheus = stack_tests::Prometheus::start(
+        &serde_yaml::to_string(&config).unwrap(),
+        &[
+            ("secrets/hypervisors-ca.pem", &ca),
+            ("secrets/hypervisors.password", &format!("{PASSWORD}\n")),
+            ("secrets/wrong.password", "not it\n"),
+            ("hypervisors/hypervisors.yml", &target),
+        ],
+    )
+    .unwrap();
+    let up = |job: &str| -> anyhow::Result<Option<String>> {
+        let r = prometheus.query(&format!("up{{job=\"{job}\"}}"))?;
+        Ok(r.first()
+            .and_then(|s| s["value"][1].as_str().map(str::to_owned)))
+    };
+    poll("the libvirt job to scrape", Duration::from_secs(60), || {
+        Ok((up("libvirt")?.as_deref() == Some("1")).then_some(()))
+    })
+    .unwrap();
+    poll(
+        "the wrong password to be refused",
+        Duration::from_secs(60),
+        || Ok((up("libvirt-wrong-password")?.as_deref() == Some("0")).then_some(())),
+    )
+    .unwrap();
+    let domains = prometheus
+        .query("libvirt_domains{job=\"libvirt\"}")
+        .unwrap();
+    assert_eq!(domains.len(), 1, "{domains:?}");
+}
