@@ -161,3 +161,51 @@ fn stamp(path: &Path, config: &WebConfig) -> Stamp {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn a_bad_edit_is_counted_once_and_the_last_good_config_stays() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("web.yml");
+        let hash = bcrypt::hash("pw", 4).unwrap();
+        std::fs::write(&path, format!("basic_auth_users:\n  alice: '{hash}'\n")).unwrap();
+        let live = LiveWebConfig::load(&path).unwrap();
+        assert_eq!(live.current().config.users.0.len(), 1);
+
+        std::fs::write(&path, "basic_auth_users: [\n").unwrap();
+        for _ in 0..3 {
+            assert_eq!(live.current().config.users.0.len(), 1, "last good kept");
+        }
+        assert_eq!(
+            live.reload_failures(),
+            1,
+            "one failure per version of the file"
+        );
+
+        std::fs::write(
+            &path,
+            format!("basic_auth_users:\n  alice: '{hash}'\n  bob: '{hash}'\n"),
+        )
+        .unwrap();
+        assert_eq!(
+            live.current().config.users.0.len(),
+            2,
+            "the fixed file counts"
+        );
+
+        // TLS cannot be switched on by an edit.
+        std::fs::write(
+            &path,
+            "tls_server_config:\n  cert_file: a.crt\n  key_file: a.key\n",
+        )
+        .unwrap();
+        assert!(live.current().tls.is_none());
+        assert_eq!(live.reload_failures(), 2);
+        assert!(live.summary().contains("plain HTTP"), "{}", live.summary());
+    }
+}
