@@ -21,11 +21,10 @@ pub enum WebConfigError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{path}: {source}")]
-    Parse {
-        path: PathBuf,
-        source: serde_yaml::Error,
-    },
+    /// serde's message with every quoted value blanked: a misplaced password must not be
+    /// echoed (`invalid type: string "..."`); key names (in backticks) stay.
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
     /// A key whose value cannot be used; `key` is its path in the file.
     #[error("{key}: {problem}")]
     Invalid { key: String, problem: String },
@@ -233,9 +232,9 @@ pub fn parse(text: &str, dir: &Path, path: &Path) -> Result<WebConfig, WebConfig
     let file: File = if text.trim().is_empty() {
         File::default()
     } else {
-        serde_yaml::from_str(text).map_err(|source| WebConfigError::Parse {
+        serde_yaml::from_str(text).map_err(|e| WebConfigError::Parse {
             path: path.to_owned(),
-            source,
+            message: blank_quoted(&e.to_string()),
         })?
     };
     let http = file.http_server_config.unwrap_or_default();
@@ -273,6 +272,19 @@ fn http2_suites(t: &TlsSettings, http2: bool) -> Result<(), WebConfigError> {
         ));
     }
     Ok(())
+}
+
+/// `text` with the inside of every `"..."` replaced by `...`.
+fn blank_quoted(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for (i, part) in text.split('"').enumerate() {
+        if i % 2 == 1 {
+            out.push_str("\"...\"");
+        } else {
+            out.push_str(part);
+        }
+    }
+    out
 }
 
 fn tls_settings(t: TlsSection, dir: &Path) -> Result<Option<TlsSettings>, WebConfigError> {

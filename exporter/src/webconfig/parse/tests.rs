@@ -196,6 +196,21 @@ fn invalid_files_name_the_key() {
 }
 
 #[test]
+fn yaml_errors_name_the_key_but_not_the_value() {
+    for text in [
+        "basic_auth_users: hunter2-in-clear\n",
+        "tls_server_config:\n  cert_file: [hunter2-in-clear]\n",
+        "http_server_config:\n  http2: hunter2-in-clear\n",
+    ] {
+        let err = run(text).unwrap_err().to_string();
+        assert!(!err.contains("hunter2"), "{err}");
+        assert!(err.contains("/etc/exp/web.yml"), "{err}");
+    }
+    let err = run("basic_auth_user: {}\n").unwrap_err().to_string();
+    assert!(err.contains("unknown field `basic_auth_user`"), "{err}");
+}
+
+#[test]
 fn errors_and_debug_never_show_the_hash() {
     let err = run("basic_auth_users:\n  alice: $2y$10$short\n").unwrap_err();
     assert!(!err.to_string().contains("short"), "{err}");
