@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Runs every test of the workspace. Installs what the tests need first when it is missing:
 # Debian's prometheus (prometheus, promtool), victoria-metrics (the billing store's tests),
-# libvirt's client tools and development files, docker-compose (to validate the compose files),
-# curl and python3; as root also libvirt's daemon, for the libvirt source's real-daemon tests,
-# and for the container tests at the end Debian's docker.io and mmdebstrap (see below).
+# prometheus-alertmanager (amtool, the alerting tests), prometheus-node-exporter (the oracle of
+# --web.config.file), libvirt's client tools and development files, docker-compose (to
+# validate the compose files), curl and python3; as root also libvirt's daemon, for the libvirt
+# source's real-daemon tests, and for the container tests at the end Debian's docker.io and
+# mmdebstrap (see below).
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -40,6 +42,8 @@ command -v victoria-metrics >/dev/null 2>&1 || need+=(victoria-metrics)
 command -v virsh >/dev/null 2>&1 || need+=(libvirt-clients)
 command -v docker-compose >/dev/null 2>&1 || need+=(docker-compose)
 command -v curl >/dev/null 2>&1 || need+=(curl ca-certificates)
+# The oracle of --web.config.file (tests/tests/web_config.rs).
+[ -x /usr/bin/prometheus-node-exporter ] || need+=(prometheus-node-exporter)
 command -v python3 >/dev/null 2>&1 || need+=(python3)
 { command -v pkg-config && pkg-config --exists libvirt; } >/dev/null 2>&1 || need+=(libvirt-dev pkg-config)
 if ((${#need[@]})); then

@@ -34,6 +34,15 @@ pub struct Cli {
     )]
     pub listen_address: Option<std::net::SocketAddr>,
 
+    /// TLS, basic authentication and headers, in the Prometheus exporter-toolkit's format
+    /// (node_exporter's keys); re-read when it changes [default: plain HTTP, no auth].
+    #[arg(
+        long = "web.config.file",
+        env = "SITE_EXPORTER_WEB_CONFIG_FILE",
+        value_name = "FILE"
+    )]
+    pub web_config_file: Option<PathBuf>,
+
     /// Log filter: a level (error, warn, info, debug, trace) or tracing directives [default: info].
     #[arg(
         long = "log.level",

@@ -30,7 +30,10 @@
 //! 5. Orchestration:
 //!    - [`hub`]: last good data per source, self-metrics, readiness.
 //!    - [`refresh`]: the background refresh of each source.
-//!    - [`server`]: HTTP routes and graceful shutdown.
+//!    - [`webconfig`]: `--web.config.file` (exporter-toolkit format): [`webconfig::parse`]
+//!      (pure), [`webconfig::tls`] and [`webconfig::auth`] (rustls, bcrypt), and
+//!      [`webconfig::live`] (re-read on change, last good kept).
+//!    - [`server`]: HTTP routes, TLS and basic auth from the web config, graceful shutdown.
 //! 6. Start-up:
 //!    - [`cli`]: flags and their `SITE_EXPORTER_*` variables.
 //!    - [`config`]: YAML file + flags -> one validated [`Config`], composed from the
@@ -64,6 +67,7 @@ pub mod settings;
 pub mod snapshot;
 pub mod source;
 pub mod sources;
+pub mod webconfig;
 pub mod weights;
 
 #[cfg(test)]
@@ -86,6 +90,8 @@ pub enum StartError {
     Dummy(#[from] sources::dummy::DummyError),
     #[error(transparent)]
     Openstack(#[from] sources::openstack::OpenstackError),
+    #[error("web config: {0}")]
+    WebConfig(#[from] webconfig::parse::WebConfigError),
 }
 
 /// Starts every configured source and serves `listener` until `shutdown` completes.
@@ -94,6 +100,10 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), StartError> {
+    let web = match &config.web_config_file {
+        Some(path) => Some(Arc::new(webconfig::live::LiveWebConfig::load(path)?)),
+        None => None,
+    };
     let hub = Arc::new(hub::Hub::new(VERSION));
     let mut tasks = Vec::new();
     let weights = match &config.weights {
@@ -166,7 +176,7 @@ pub async fn run(
             config.render,
         ));
     }
-    server::serve(listener, hub, shutdown).await;
+    server::serve(listener, hub, web, shutdown).await;
     for task in tasks {
         task.abort();
     }

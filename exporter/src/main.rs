@@ -16,8 +16,23 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let web = match config
+        .web_config_file
+        .as_deref()
+        .map(site_exporter::webconfig::live::LiveWebConfig::load)
+        .transpose()
+    {
+        Ok(web) => web,
+        Err(error) => {
+            eprintln!("site-exporter: invalid web config: {error}");
+            return ExitCode::from(2);
+        }
+    };
     if cli.check_config {
         println!("configuration is valid:\n{}", config.summary());
+        if let Some(web) = web {
+            println!("{}", web.summary());
+        }
         if cli.probe {
             return probe(&config);
         }

@@ -3,6 +3,10 @@
 //! `/metrics` serves the hub's cached exposition (OpenMetrics when the client asks for it,
 //! classic text otherwise; gzipped when accepted) and never waits for a source. `/-/healthy`
 //! answers while the process runs, `/-/ready` once every source has produced data.
+//!
+//! With a web config ([`crate::webconfig`]), connections are TLS when it says so, and every
+//! path, `/-/healthy` included, needs basic authentication when it has users, as in the
+//! exporter-toolkit; its headers go on every response, the 401 included.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -19,11 +23,14 @@ use tokio::net::TcpListener;
 
 use crate::exposition::{Chunks, Format};
 use crate::hub::Hub;
+use crate::webconfig::live::LiveWebConfig;
 
 /// How long open connections may take to finish after shutdown begins.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// Time a client has to send its request headers.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time a client has to finish the TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 const INDEX: &str = "<!DOCTYPE html>
 <html><head><title>site-exporter</title></head>
@@ -37,7 +44,13 @@ const INDEX: &str = "<!DOCTYPE html>
 ";
 
 /// Serves `hub` on `listener` until `shutdown` completes, then drains open connections.
-pub async fn serve(listener: TcpListener, hub: Arc<Hub>, shutdown: impl Future<Output = ()>) {
+/// `web` secures it (TLS, basic auth, headers); `None` serves plain HTTP to anyone.
+pub async fn serve(
+    listener: TcpListener,
+    hub: Arc<Hub>,
+    web: Option<Arc<LiveWebConfig>>,
+    shutdown: impl Future<Output = ()>,
+) {
     let graceful = GracefulShutdown::new();
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -58,15 +71,43 @@ pub async fn serve(listener: TcpListener, hub: Arc<Hub>, shutdown: impl Future<O
             },
             () = &mut shutdown => break,
         };
-        let hub = Arc::clone(&hub);
-        let service = hyper::service::service_fn(move |req| {
-            let hub = Arc::clone(&hub);
-            async move { Ok::<_, Infallible>(route(&req, &hub)) }
-        });
-        let conn = builder.serve_connection(TokioIo::new(stream), service);
-        let conn = graceful.watch(conn.into_owned());
+        let service = {
+            let (hub, web) = (Arc::clone(&hub), web.clone());
+            hyper::service::service_fn(move |req| {
+                let (hub, web) = (Arc::clone(&hub), web.clone());
+                async move { Ok::<_, Infallible>(secured(req, &hub, web.as_deref()).await) }
+            })
+        };
+        let tls = web
+            .as_ref()
+            .and_then(|w| w.current().tls.clone())
+            .map(tokio_rustls::TlsAcceptor::from);
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
         tokio::spawn(async move {
-            if let Err(error) = conn.await {
+            let result = match tls {
+                Some(acceptor) => {
+                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                        Ok(Ok(tls)) => {
+                            let conn = builder.serve_connection(TokioIo::new(tls), service);
+                            watcher.watch(conn.into_owned()).await
+                        }
+                        Ok(Err(error)) => {
+                            tracing::debug!(%peer, %error, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!(%peer, "TLS handshake timed out");
+                            return;
+                        }
+                    }
+                }
+                None => {
+                    let conn = builder.serve_connection(TokioIo::new(stream), service);
+                    watcher.watch(conn.into_owned()).await
+                }
+            };
+            if let Err(error) = result {
                 tracing::debug!(%peer, %error, "connection ended with an error");
             }
         });
@@ -78,6 +119,41 @@ pub async fn serve(listener: TcpListener, hub: Arc<Hub>, shutdown: impl Future<O
     {
         tracing::warn!("connections still open after {DRAIN_TIMEOUT:?}; closing them");
     }
+}
+
+/// [`route`] behind the web config's basic authentication, with its headers added.
+async fn secured(
+    req: Request<Incoming>,
+    hub: &Hub,
+    web: Option<&LiveWebConfig>,
+) -> Response<Chunks> {
+    let Some(web) = web else {
+        return route(&req, hub);
+    };
+    let active = web.current();
+    let allowed = !active.auth.required()
+        || Arc::clone(&active.auth)
+            .allows_blocking(req.headers().clone())
+            .await;
+    let mut resp = if allowed {
+        route(&req, hub)
+    } else {
+        let mut r = text(StatusCode::UNAUTHORIZED, "Unauthorized\n");
+        r.headers_mut().insert(
+            http::header::WWW_AUTHENTICATE,
+            http::HeaderValue::from_static("Basic"),
+        );
+        // Go's http.Error, which the exporter-toolkit answers with, sets it too.
+        r.headers_mut().insert(
+            http::header::X_CONTENT_TYPE_OPTIONS,
+            http::HeaderValue::from_static("nosniff"),
+        );
+        r
+    };
+    for (name, value) in &active.config.headers {
+        resp.headers_mut().insert(name.clone(), value.clone());
+    }
+    resp
 }
 
 /// The one place that maps a request to a response.

@@ -1,8 +1,9 @@
 //! Helpers shared by the end-to-end tests in `tests/tests/` and the `dev-stack` runner: real
 //! Prometheus processes on loopback, in-process exporters and gateways, the whole development
 //! topology ([`stack`]), a real Alertmanager and a webhook sink ([`alertmanager`]), the billing
-//! store (Debian's VictoriaMetrics, [`store`]), free ports, a tiny HTTP client, and polling with
-//! a deadline; and the layer check of both crates' sources ([`layers`]).
+//! store (Debian's VictoriaMetrics, [`store`]), test certificates and a curl driver for the
+//! exporter's web config ([`webcfg`]), free ports, a tiny HTTP client, and polling with a
+//! deadline; and the layer check of both crates' sources ([`layers`]).
 //!
 //! Every server binds 127.0.0.1 with a port the OS chose; nothing is sent anywhere else.
 //! Nothing here sleeps for a fixed time to wait for a server: [`poll`] retries a condition
@@ -13,6 +14,7 @@ pub mod compose;
 pub mod layers;
 pub mod stack;
 pub mod store;
+pub mod webcfg;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -267,6 +269,11 @@ impl Exporter {
 
     /// A dummy exporter serving `dummy`.
     pub fn start(dummy: DummyConfig) -> Self {
+        Self::start_with(dummy, None)
+    }
+
+    /// A dummy exporter serving `dummy`, secured by the web config at `web_config_file`.
+    pub fn start_with(dummy: DummyConfig, web_config_file: Option<PathBuf>) -> Self {
         let runtime = tokio::runtime::Runtime::new().expect("test exporter setup");
         let listener = runtime
             .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
@@ -274,6 +281,7 @@ impl Exporter {
         let addr = listener.local_addr().expect("test exporter setup");
         let config = Config {
             listen_address: addr,
+            web_config_file,
             log: LogConfig {
                 filter: "warn".into(),
                 format: LogFormat::Text,

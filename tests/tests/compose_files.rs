@@ -1112,3 +1112,115 @@ fn each_portal_writes_its_billing_history_to_its_store() {
         }
     }
 }
+
+#[test]
+fn the_hypervisor_stack_serves_tls_with_basic_auth_and_the_site_scrapes_it_so() {
+    let doc = yaml(&repo().join("compose/docker-compose.hypervisor.yml"));
+    let exporter = &doc["services"]["exporter"];
+    let dir = mount_target(exporter, "./hypervisor/secrets");
+    let web = format!("{dir}/web.yml");
+
+    // The command's --web.config.file is the mounted directory's web.yml, through the same
+    // parser as the binary.
+    let mut argv = vec!["site-exporter".to_owned()];
+    argv.extend(
+        exporter["command"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap().to_owned()),
+    );
+    let cli = site_exporter::cli::Cli::try_parse_from(&argv).unwrap();
+    assert_eq!(cli.web_config_file.as_deref(), Some(Path::new(&web)));
+
+    // Published (the site Prometheus is on another host), on the exporter's port.
+    assert_eq!(exporter["ports"][0], "${EXPORTER_PUBLISH:-9184}:9184");
+    // The health check logs in with the netrc from the same directory, over TLS.
+    let test: Vec<&str> = exporter["healthcheck"]["test"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    let netrc = format!("{dir}/healthcheck.netrc");
+    assert!(
+        test.windows(2)
+            .any(|w| w == ["--netrc-file", netrc.as_str()]),
+        "{test:?}"
+    );
+    assert_eq!(test.last(), Some(&"https://127.0.0.1:9184/-/healthy"));
+
+    // Every file of the directory is documented, and the README's web.yml loads once its
+    // hashes and files are real.
+    let readme =
+        std::fs::read_to_string(repo().join("compose/hypervisor/secrets/README.md")).unwrap();
+    for name in ["web.yml", "tls.crt", "tls.key", "healthcheck.netrc"] {
+        assert!(
+            readme.contains(&format!("`{name}`")),
+            "README misses {name}"
+        );
+    }
+    let example = readme
+        .split("```yaml\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("the README shows web.yml");
+    let tmp = tempfile::tempdir().unwrap();
+    let cert = rcgen::generate_simple_self_signed(vec!["compute-01.example.org".into()]).unwrap();
+    std::fs::write(tmp.path().join("tls.crt"), cert.cert.pem()).unwrap();
+    std::fs::write(tmp.path().join("tls.key"), cert.signing_key.serialize_pem()).unwrap();
+    let hash = bcrypt::hash("pw", 4).unwrap();
+    std::fs::write(
+        tmp.path().join("web.yml"),
+        example.replace("$2y$10$...", &format!("'{hash}'")),
+    )
+    .unwrap();
+    let live = site_exporter::webconfig::live::LiveWebConfig::load(&tmp.path().join("web.yml"))
+        .unwrap_or_else(|e| panic!("the README's web.yml: {e}"));
+    let summary = live.summary();
+    assert!(
+        summary.contains("TLS") && summary.contains("2 user(s)"),
+        "{summary}"
+    );
+
+    // The site Prometheus scrapes the hypervisors over TLS with basic auth, from files in
+    // prometheus/site/secrets/ (which the site stack mounts with prometheus/site), each
+    // documented there.
+    let prometheus = yaml(&repo().join("prometheus/site/prometheus.yml"));
+    let job = prometheus["scrape_configs"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|j| j["job_name"] == "libvirt")
+        .unwrap();
+    assert_eq!(job["scheme"], "https");
+    assert_eq!(job["basic_auth"]["username"], "prometheus");
+    assert!(
+        job["basic_auth"]["password"].is_null(),
+        "no password in the config"
+    );
+    let secrets_readme =
+        std::fs::read_to_string(repo().join("prometheus/site/secrets/README.md")).unwrap();
+    for file in [
+        &job["tls_config"]["ca_file"],
+        &job["basic_auth"]["password_file"],
+    ] {
+        let file = file.as_str().unwrap();
+        let name = file
+            .strip_prefix("secrets/")
+            .unwrap_or_else(|| panic!("{file}"));
+        assert!(secrets_readme.contains(&format!("`{name}`")), "{name}");
+        assert!(
+            git_ignored(&format!("prometheus/site/{file}")),
+            "{file} is not ignored"
+        );
+        assert!(
+            docker_ignored(&format!("prometheus/site/{file}")),
+            "{file} reaches builds"
+        );
+    }
+    assert_eq!(
+        mount_target(&site()["services"]["prometheus"], "../prometheus/site"),
+        "/etc/prometheus"
+    );
+}

@@ -15,7 +15,9 @@
 //!   refused at B: 403), the portal and both sites' Prometheus with the Alertmanager active,
 //!   gateway reload on SIGHUP (and why an edit by rename needs a restart), no token or
 //!   password in the logs;
-//! - hypervisor stack: the libvirt test driver on a node file, health, uid 10001, the guests;
+//! - hypervisor stack: the libvirt test driver on a node file, its web config (TLS + basic
+//!   auth, from a directory with the README's owner and modes), health through the netrc
+//!   login, uid 10001, the guests only with the password, no password in the logs;
 //! - portal stack (without Grafana): health of Prometheus, Alertmanager and the billing store,
 //!   the config loads with its secrets mounted as the README says, Prometheus has the
 //!   Alertmanager active (TLS, basic auth), which refuses a request without a user, the series
@@ -35,6 +37,7 @@ use std::time::Duration;
 use serde_json::Value;
 use stack_tests::compose::{query, require_engine, Compose};
 use stack_tests::stack::{repo, DEV_TOKEN_A, DEV_TOKEN_B};
+use stack_tests::webcfg::{bcrypt_hash, curl, Pki, Request};
 use stack_tests::{encode, get, poll};
 
 /// The HTTP status of a federation request with `token` to the gateway on `port`, over TLS
@@ -361,34 +364,90 @@ fn the_dev_stack_federates_both_sites_through_their_gateways() {
 #[ignore = "needs a Docker engine and compose/local-images.sh: run-tests.sh runs it"]
 fn the_hypervisor_stack_exports_the_guests_of_a_libvirt_node() {
     require_engine();
+    // The operator's secrets directory, as compose/hypervisor/secrets/README.md describes it:
+    // web.yml (TLS, users prometheus and healthcheck), the certificate and key, the
+    // healthcheck's netrc; owned by uid 10001, directory 0500, files 0400.
+    let secrets = tempfile::tempdir().unwrap();
+    let dir = secrets.path().join("web");
+    std::fs::create_dir(&dir).unwrap();
+    let pki = Pki::generate(&dir).unwrap();
+    let (password, check_password) = ("scrape-password-7Kq", "health-password-3Zx");
+    std::fs::write(
+        dir.join("web.yml"),
+        format!(
+            "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\nbasic_auth_users:\n  prometheus: '{}'\n  healthcheck: '{}'\n",
+            bcrypt_hash(password),
+            bcrypt_hash(check_password)
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("healthcheck.netrc"),
+        format!("machine 127.0.0.1 login healthcheck password {check_password}\n"),
+    )
+    .unwrap();
+    let status = Command::new("sh")
+        .arg("-c")
+        .arg("chown -R 10001 \"$0\" && chmod 0400 \"$0\"/* && chmod 0500 \"$0\"")
+        .arg(&dir)
+        .status()
+        .unwrap();
+    assert!(status.success());
     let compose = Compose::new(
         "sm-e2e-hypervisor",
         &[
             "compose/docker-compose.hypervisor.yml",
             "tests/compose/hypervisor.test.yml",
         ],
-        &[("EXPORTER_PUBLISH", "127.0.0.1:")],
+        &[
+            ("EXPORTER_PUBLISH", "127.0.0.1:"),
+            ("HYPERVISOR_SECRETS", dir.to_str().unwrap()),
+        ],
     )
     .unwrap();
     compose.run(&["up", "-d", "--no-build"]).unwrap();
+    // Healthy means the healthcheck logged in with its netrc over TLS.
     compose
         .wait_healthy(&["exporter"], Duration::from_secs(60))
         .unwrap();
     assert_eq!(compose.process_uid("exporter").unwrap(), 10001);
 
     // The guests of the mounted node file (four, as the libvirt source's own tests count),
-    // through libvirt0 of the image, on the port published on 127.0.0.1.
-    let url = format!(
-        "http://127.0.0.1:{}/metrics",
-        compose.port("exporter", 9184).unwrap()
-    );
+    // through libvirt0 of the image, on the port published on 127.0.0.1: over TLS verified
+    // against the CA, with the scrape user's password.
+    let port = compose.port("exporter", 9184).unwrap();
+    let scrape = |user: Option<(&'static str, &'static str)>| {
+        let req = Request {
+            user,
+            ..Request::default()
+        };
+        curl(port, true, &pki, &req).unwrap().status
+    };
     let body = poll("the node's guests", Duration::from_secs(60), || {
-        let (status, body) = get(&url)?;
-        Ok((status == 200 && body.contains("\nlibvirt_up ")).then_some(body))
+        let out = Command::new("curl")
+            .args(["-sS", "--cacert"])
+            .arg(dir.join("ca.crt"))
+            .args(["-u", &format!("prometheus:{password}")])
+            .arg(format!("https://127.0.0.1:{port}/metrics"))
+            .output()?;
+        let body = String::from_utf8_lossy(&out.stdout).into_owned();
+        Ok(body.contains("\nlibvirt_up ").then_some(body))
     })
     .unwrap();
     assert!(body.contains("\nlibvirt_up 1\n"), "{body}");
     assert!(body.contains("\nlibvirt_domains 4\n"), "{body}");
+    assert_eq!(scrape(None), Some(401), "without credentials");
+    assert_eq!(
+        scrape(Some(("prometheus", "wrong"))),
+        Some(401),
+        "wrong password"
+    );
+    // Plain HTTP gets no metrics.
+    assert!(get(&format!("http://127.0.0.1:{port}/metrics")).map_or(true, |(s, _)| s != 200));
+    let logs = compose.logs().unwrap();
+    for secret in [password, check_password] {
+        assert!(!logs.contains(secret), "the logs show a password:\n{logs}");
+    }
 }
 
 #[test]

@@ -116,7 +116,16 @@ const EXPORTER: &[(&str, &[&str])] = &[
             "source",
         ],
     ),
-    ("server", &["exposition", "hub"]),
+    // The web config: a pure parser, then TLS and auth on it, then the live file on top.
+    ("webconfig", &[]),
+    ("webconfig::parse", &[]),
+    ("webconfig::tls", &["webconfig::parse"]),
+    ("webconfig::auth", &["webconfig::parse"]),
+    (
+        "webconfig::live",
+        &["webconfig::auth", "webconfig::parse", "webconfig::tls"],
+    ),
+    ("server", &["exposition", "hub", "webconfig::live"]),
     ("cli", &["settings"]),
     (
         "probe",

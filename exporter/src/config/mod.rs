@@ -34,6 +34,8 @@ pub const DEFAULT_LISTEN_ADDRESS: &str = "0.0.0.0:9184";
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen_address: SocketAddr,
+    /// `--web.config.file`: TLS, basic auth, headers; read by [`crate::run`].
+    pub web_config_file: Option<std::path::PathBuf>,
     pub log: LogConfig,
     pub render: RenderOptions,
     /// How the legacy families are computed (memory unit, SimpleVM split).
@@ -79,6 +81,7 @@ pub struct FileConfig {
 #[serde(deny_unknown_fields)]
 struct WebSection {
     listen_address: Option<SocketAddr>,
+    config_file: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -270,6 +273,7 @@ impl Config {
         )?;
         Ok(Self {
             listen_address,
+            web_config_file: cli.web_config_file.clone().or(file.web.config_file),
             log,
             render,
             legacy,
