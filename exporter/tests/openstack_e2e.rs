@@ -178,6 +178,7 @@ fn source_with_state(
             legacy,
             weights: WeightsInput::None,
             quotas,
+            stopped_ages: Default::default(),
         },
     )
 }
