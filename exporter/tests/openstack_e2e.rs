@@ -156,6 +156,43 @@ fn wait_status(server: &str, want: &str) {
     }
 }
 
+/// Boots a server of `flavor` from the stack's image, without a network, named
+/// `e2e-<pid>-<n>`, with `extra` arguments (`--wait`, `--property k=v`); returns its id.
+fn boot(n: &str, flavor: &str, extra: &[&str]) -> String {
+    let name = format!("e2e-{}-{n}", std::process::id());
+    let mut args = vec![
+        "server",
+        "create",
+        "--image",
+        "fake-raw-1m",
+        "--flavor",
+        flavor,
+        "--nic",
+        "none",
+        "-f",
+        "value",
+        "-c",
+        "id",
+    ];
+    args.extend_from_slice(extra);
+    args.push(&name);
+    cli(&args)
+}
+
+/// The stack for this test alone (servers come and go that the usage comparisons of the
+/// others must not see); `None`, with the skip printed, when the real stack is not enabled.
+fn alone() -> Option<std::sync::RwLockWriteGuard<'static, ()>> {
+    if !enabled() {
+        eprintln!("skipped: set OPENSTACK_E2E=1 with the real stack running and openrc sourced");
+        return None;
+    }
+    Some(
+        STACK
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner),
+    )
+}
+
 fn source(start: SystemTime, legacy: LegacyOptions, quotas: bool) -> OpenstackSource {
     source_with_state(start, legacy, quotas, None)
 }
@@ -240,27 +277,12 @@ async fn servers_changing_between_refreshes_are_accounted_like_one_query_of_the_
     };
     let start = SystemTime::now() - Duration::from_secs(60);
     let mut incremental = source(start, svm.clone(), false);
-    let tag = std::process::id();
-    let name = |n: &str| format!("e2e-{tag}-{n}");
     let create = |n: &str, flavor: &str, portal: &str| {
-        cli(&[
-            "server",
-            "create",
-            "--image",
-            "fake-raw-1m",
-            "--flavor",
+        boot(
+            n,
             flavor,
-            "--nic",
-            "none",
-            "--property",
-            &format!("project_name={portal}"),
-            "--wait",
-            "-f",
-            "value",
-            "-c",
-            "id",
-            &name(n),
-        ])
+            &["--property", &format!("project_name={portal}"), "--wait"],
+        )
     };
     let a1 = create("a1", "m1.tiny", "portal-a");
     let b1 = create("b1", "m1.medium", "portal-b");
@@ -457,33 +479,11 @@ fn the_binary_authenticates_with_an_application_credential_from_the_environment(
 #[tokio::test]
 #[allow(clippy::await_holding_lock)] // the guard serializes tests on the shared stack
 async fn after_archiving_deleted_rows_a_restart_from_the_state_file_lowers_nothing() {
-    if !enabled() {
-        eprintln!("skipped: set OPENSTACK_E2E=1 with the real stack running and openrc sourced");
-        return;
-    }
-    let _stack = STACK
-        .write()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let Some(_stack) = alone() else { return };
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state.json");
     let start = SystemTime::now() - Duration::from_secs(60);
-    let name = format!("e2e-{}-archived", std::process::id());
-    let id = cli(&[
-        "server",
-        "create",
-        "--image",
-        "fake-raw-1m",
-        "--flavor",
-        "m1.tiny",
-        "--nic",
-        "none",
-        "--wait",
-        "-f",
-        "value",
-        "-c",
-        "id",
-        &name,
-    ]);
+    let id = boot("archived", "m1.tiny", &["--wait"]);
     cli(&["server", "delete", "--wait", &id]);
 
     let options = LegacyOptions::default();
@@ -637,36 +637,12 @@ fn remembered(state: &std::path::Path) -> BTreeMap<String, (String, u64)> {
 #[tokio::test]
 #[allow(clippy::await_holding_lock)] // the guard serializes tests on the shared stack
 async fn stopped_shelved_and_errored_servers_age_in_their_buckets() {
-    if !enabled() {
-        eprintln!("skipped: set OPENSTACK_E2E=1 with the real stack running and openrc sourced");
-        return;
-    }
-    // Alone: the usage comparisons of the other tests must not see these servers come and go.
-    let _stack = STACK
-        .write()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let Some(_stack) = alone() else { return };
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state.json");
     let start = SystemTime::now() - Duration::from_secs(60);
     let admin = cli(&["project", "show", "admin", "-f", "value", "-c", "id"]);
-    let tag = std::process::id();
-    let create = |n: &str| {
-        cli(&[
-            "server",
-            "create",
-            "--image",
-            "fake-raw-1m",
-            "--flavor",
-            "m1.tiny",
-            "--nic",
-            "none",
-            "-f",
-            "value",
-            "-c",
-            "id",
-            &format!("e2e-{tag}-{n}"),
-        ])
-    };
+    let create = |n: &str| boot(n, "m1.tiny", &[]);
     // Booted side by side, then waited for.
     let (off, shelved, broken) = (create("off"), create("shelved"), create("broken"));
     for id in [&off, &shelved, &broken] {
