@@ -240,6 +240,15 @@ pub struct Cli {
         value_name = "DURATION"
     )]
     pub openstack_interval: Option<humantime::Duration>,
+
+    /// Age buckets of the stopped-servers families, comma-separated [default: 1d,7d,30d,90d].
+    #[arg(
+        long = "openstack.stopped-older-than",
+        env = "SITE_EXPORTER_OPENSTACK_STOPPED_OLDER_THAN",
+        value_name = "DURATIONS",
+        value_delimiter = ','
+    )]
+    pub openstack_stopped_older_than: Option<Vec<String>>,
 }
 
 #[cfg(test)]

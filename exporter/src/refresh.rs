@@ -231,6 +231,7 @@ mod tests {
                         allocation: Default::default(),
                         instances: Default::default(),
                         quota: None,
+                        stopped: Default::default(),
                     }],
                 })),
                 Step::Fail => Err(Failure),

@@ -156,6 +156,43 @@ fn wait_status(server: &str, want: &str) {
     }
 }
 
+/// Boots a server of `flavor` from the stack's image, without a network, named
+/// `e2e-<pid>-<n>`, with `extra` arguments (`--wait`, `--property k=v`); returns its id.
+fn boot(n: &str, flavor: &str, extra: &[&str]) -> String {
+    let name = format!("e2e-{}-{n}", std::process::id());
+    let mut args = vec![
+        "server",
+        "create",
+        "--image",
+        "fake-raw-1m",
+        "--flavor",
+        flavor,
+        "--nic",
+        "none",
+        "-f",
+        "value",
+        "-c",
+        "id",
+    ];
+    args.extend_from_slice(extra);
+    args.push(&name);
+    cli(&args)
+}
+
+/// The stack for this test alone (servers come and go that the usage comparisons of the
+/// others must not see); `None`, with the skip printed, when the real stack is not enabled.
+fn alone() -> Option<std::sync::RwLockWriteGuard<'static, ()>> {
+    if !enabled() {
+        eprintln!("skipped: set OPENSTACK_E2E=1 with the real stack running and openrc sourced");
+        return None;
+    }
+    Some(
+        STACK
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner),
+    )
+}
+
 fn source(start: SystemTime, legacy: LegacyOptions, quotas: bool) -> OpenstackSource {
     source_with_state(start, legacy, quotas, None)
 }
@@ -178,6 +215,7 @@ fn source_with_state(
             legacy,
             weights: WeightsInput::None,
             quotas,
+            stopped_ages: Default::default(),
         },
     )
 }
@@ -239,27 +277,12 @@ async fn servers_changing_between_refreshes_are_accounted_like_one_query_of_the_
     };
     let start = SystemTime::now() - Duration::from_secs(60);
     let mut incremental = source(start, svm.clone(), false);
-    let tag = std::process::id();
-    let name = |n: &str| format!("e2e-{tag}-{n}");
     let create = |n: &str, flavor: &str, portal: &str| {
-        cli(&[
-            "server",
-            "create",
-            "--image",
-            "fake-raw-1m",
-            "--flavor",
+        boot(
+            n,
             flavor,
-            "--nic",
-            "none",
-            "--property",
-            &format!("project_name={portal}"),
-            "--wait",
-            "-f",
-            "value",
-            "-c",
-            "id",
-            &name(n),
-        ])
+            &["--property", &format!("project_name={portal}"), "--wait"],
+        )
     };
     let a1 = create("a1", "m1.tiny", "portal-a");
     let b1 = create("b1", "m1.medium", "portal-b");
@@ -456,33 +479,11 @@ fn the_binary_authenticates_with_an_application_credential_from_the_environment(
 #[tokio::test]
 #[allow(clippy::await_holding_lock)] // the guard serializes tests on the shared stack
 async fn after_archiving_deleted_rows_a_restart_from_the_state_file_lowers_nothing() {
-    if !enabled() {
-        eprintln!("skipped: set OPENSTACK_E2E=1 with the real stack running and openrc sourced");
-        return;
-    }
-    let _stack = STACK
-        .write()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let Some(_stack) = alone() else { return };
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state.json");
     let start = SystemTime::now() - Duration::from_secs(60);
-    let name = format!("e2e-{}-archived", std::process::id());
-    let id = cli(&[
-        "server",
-        "create",
-        "--image",
-        "fake-raw-1m",
-        "--flavor",
-        "m1.tiny",
-        "--nic",
-        "none",
-        "--wait",
-        "-f",
-        "value",
-        "-c",
-        "id",
-        &name,
-    ]);
+    let id = boot("archived", "m1.tiny", &["--wait"]);
     cli(&["server", "delete", "--wait", &id]);
 
     let options = LegacyOptions::default();
@@ -589,5 +590,154 @@ fn probe_reaches_keystone_and_nova() {
         assert_eq!(code, Some(1), "{text}");
         assert!(text.contains("probe openstack: FAILED"), "{text}");
         assert!(!text.contains("wrong-e2e-password"), "{text}");
+    }
+}
+
+/// The stopped-servers buckets of the project with id `project`: (status, days) -> servers.
+fn stopped_buckets(
+    snap: &site_exporter::snapshot::ProjectsSnapshot,
+    project: &str,
+) -> BTreeMap<(String, u64), (u64, u64, u64)> {
+    snap.projects
+        .iter()
+        .filter(|p| p.project.id == project)
+        .flat_map(|p| p.stopped.iter())
+        .map(|(b, h)| {
+            (
+                (b.status.clone(), b.older_than.as_secs() / 86_400),
+                (h.instances, h.vcpus, h.memory_bytes >> 20),
+            )
+        })
+        .collect()
+}
+
+/// The state file's remembered stopped servers: id -> (status, since).
+fn remembered(state: &std::path::Path) -> BTreeMap<String, (String, u64)> {
+    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(state).unwrap()).unwrap();
+    json["stopped"]["servers"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(id, s)| {
+            (
+                id.clone(),
+                (
+                    s["status"].as_str().unwrap().to_owned(),
+                    s["since"].as_u64().unwrap(),
+                ),
+            )
+        })
+        .collect()
+}
+
+/// Stop, shelve and error three servers on the real Nova: the state file remembers each in
+/// its real status from the refresh that saw it; aged 8 days through that remembered state
+/// (Nova's `updated` cannot be moved back), a restarted source buckets them in 1d and 7d; a
+/// server started again leaves the buckets and the state.
+#[tokio::test]
+#[allow(clippy::await_holding_lock)] // the guard serializes tests on the shared stack
+async fn stopped_shelved_and_errored_servers_age_in_their_buckets() {
+    let Some(_stack) = alone() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.json");
+    let start = SystemTime::now() - Duration::from_secs(60);
+    let admin = cli(&["project", "show", "admin", "-f", "value", "-c", "id"]);
+    let create = |n: &str| boot(n, "m1.tiny", &[]);
+    // Booted side by side, then waited for.
+    let (off, shelved, broken) = (create("off"), create("shelved"), create("broken"));
+    for id in [&off, &shelved, &broken] {
+        wait_status(id, "ACTIVE");
+    }
+    let fresh = |state: &std::path::Path| {
+        source_with_state(
+            start,
+            LegacyOptions::default(),
+            false,
+            Some(state.to_owned()),
+        )
+    };
+
+    let mut src = fresh(&state);
+    let first = SystemTime::now();
+    src.refresh(first).await.unwrap();
+    let seen_running = first.duration_since(UNIX_EPOCH).unwrap().as_secs();
+    let mine = |r: &BTreeMap<String, (String, u64)>| {
+        [&off, &shelved, &broken]
+            .iter()
+            .filter_map(|id| r.get(*id).map(|s| ((*id).clone(), s.clone())))
+            .collect::<BTreeMap<_, _>>()
+    };
+    assert!(mine(&remembered(&state)).is_empty(), "all three run");
+
+    cli(&["server", "stop", &off]);
+    wait_status(&off, "SHUTOFF");
+    cli(&["server", "shelve", &shelved]);
+    wait_status(&shelved, "SHELVED_OFFLOADED");
+    cli(&[
+        "server",
+        "set",
+        "--auto-approve",
+        "--state",
+        "error",
+        &broken,
+    ]);
+    wait_status(&broken, "ERROR");
+    let snap = src.refresh(SystemTime::now()).await.unwrap();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let got = mine(&remembered(&state));
+    let statuses: Vec<&str> = [&off, &shelved, &broken]
+        .iter()
+        .map(|id| got.get(*id).map_or("-", |s| s.0.as_str()))
+        .collect();
+    assert_eq!(
+        statuses,
+        ["shutoff", "shelved_offloaded", "error"],
+        "{got:?}"
+    );
+    for (id, (_, since)) in &got {
+        // Changed after the refresh that saw them running, not later than now.
+        assert!(
+            *since >= seen_running && *since <= now,
+            "{id}: since {since}, seen running {seen_running}, now {now}"
+        );
+    }
+    assert!(
+        stopped_buckets(&snap, &admin).is_empty(),
+        "minutes old: in no bucket"
+    );
+
+    // Eight days ago, as the state file remembers it; a restarted source serves that.
+    let mut json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&state).unwrap()).unwrap();
+    for id in [&off, &shelved, &broken] {
+        let since = &mut json["stopped"]["servers"][id.as_str()]["since"];
+        *since = (since.as_u64().unwrap() - 8 * 86_400).into();
+    }
+    std::fs::write(&state, serde_json::to_vec(&json).unwrap()).unwrap();
+    let mut restarted = fresh(&state);
+    let snap = restarted.refresh(SystemTime::now()).await.unwrap();
+    let tiny = (1, 1, 512);
+    let want: BTreeMap<(String, u64), (u64, u64, u64)> = ["shutoff", "shelved_offloaded", "error"]
+        .iter()
+        .flat_map(|s| [1, 7].map(|d| ((s.to_string(), d), tiny)))
+        .collect();
+    assert_eq!(stopped_buckets(&snap, &admin), want);
+
+    // Started again: out of the buckets and the state.
+    cli(&["server", "start", &off]);
+    wait_status(&off, "ACTIVE");
+    let snap = restarted.refresh(SystemTime::now()).await.unwrap();
+    let want: BTreeMap<(String, u64), (u64, u64, u64)> = want
+        .into_iter()
+        .filter(|((s, _), _)| s != "shutoff")
+        .collect();
+    assert_eq!(stopped_buckets(&snap, &admin), want);
+    assert!(!remembered(&state).contains_key(&off));
+
+    for id in [&off, &shelved, &broken] {
+        cli(&["server", "delete", "--wait", id]);
     }
 }

@@ -782,7 +782,7 @@ fn saved_state(dir: &Path) -> String {
     )
     .unwrap();
     let path = dir.join("seed.json");
-    state::save(&path, CLOUD, &acc).unwrap();
+    state::save(&path, CLOUD, &acc, &Default::default()).unwrap();
     std::fs::read_to_string(&path).unwrap()
 }
 
@@ -797,7 +797,7 @@ fn load_checked(bytes: &[u8]) -> Result<(), TestCaseError> {
             prop_assert!(!path.exists(), "set aside but still in place: {}", reason);
             prop_assert_eq!(std::fs::read(&moved_to).unwrap(), bytes);
         }
-        state::Loaded::Resumed(mut acc) => {
+        state::Loaded::Resumed(mut acc, stopped) => {
             let now = SystemTime::now();
             prop_assert_eq!(acc.implausible(now), None);
             let start = acc.next_window_start();
@@ -822,9 +822,9 @@ fn load_checked(bytes: &[u8]) -> Result<(), TestCaseError> {
             let end = start.max(now) + Duration::from_secs(60);
             acc.apply_window(end, &[]).unwrap();
             // What a resumed accounting saves, the next start resumes.
-            state::save(&path, CLOUD, &acc).unwrap();
+            state::save(&path, CLOUD, &acc, &stopped).unwrap();
             let again = state::load(&path, CLOUD).unwrap();
-            prop_assert_eq!(again, state::Loaded::Resumed(acc));
+            prop_assert_eq!(again, state::Loaded::Resumed(acc, stopped));
         }
     }
     Ok(())

@@ -138,11 +138,19 @@ fn two_sites_federate_into_the_portal() {
     for (gw, token) in [(gw_a, &a.token), (gw_b, &b.token)] {
         assert_eq!(curl(gw, token, everything), "403");
     }
-    // So the portal holds site A's gateway metrics and not site B's.
-    assert_eq!(
-        count_by(portal, "site", "federation_gateway_requests_total"),
-        BTreeSet::from(["site-a".to_string()])
-    );
+    // So the portal holds site A's gateway metrics and not site B's (they arrive once site A's
+    // Prometheus has scraped its gateway after a federation and the portal federated again).
+    let want = BTreeSet::from(["site-a".to_string()]);
+    poll(
+        "site A's gateway metrics, and only A's, at the portal",
+        Duration::from_secs(60),
+        || {
+            let got = count_by(portal, "site", "federation_gateway_requests_total");
+            anyhow::ensure!(got.is_subset(&want), "beyond site A: {got:?}");
+            Ok((got == want).then_some(()))
+        },
+    )
+    .unwrap();
 
     // Every panel of every dashboard returns data for a real site.
     for file in ["project-usage.json", "guests.json", "stack-health.json"] {

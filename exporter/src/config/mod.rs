@@ -235,6 +235,7 @@ impl Config {
                 usage_start: cli.openstack_usage_start.clone(),
                 state_file: cli.openstack_state_file.clone(),
                 interval: cli.openstack_interval.map(Into::into),
+                stopped_older_than: cli.openstack_stopped_older_than.clone(),
             },
             file.openstack,
             usage_start_url.as_deref(),

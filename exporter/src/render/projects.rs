@@ -1,5 +1,5 @@
 //! The `openstack_project_*` families: usage since the accounting start, allocation now,
-//! statuses, quotas and names; the legacy families follow when enabled.
+//! statuses, long-stopped servers, quotas and names; the legacy families follow when enabled.
 
 use std::sync::Arc;
 
@@ -11,7 +11,7 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Unit;
 
 use super::{encode, Join, ProjectLabels, RenderOptions};
-use crate::snapshot::{ProjectUsage, ProjectsSnapshot, Quota};
+use crate::snapshot::{Held, ProjectUsage, ProjectsSnapshot, Quota};
 
 /// Renders the `openstack_project_*` families (and the legacy ones when enabled).
 pub fn projects(snapshot: Arc<ProjectsSnapshot>, options: RenderOptions) -> String {
@@ -21,6 +21,66 @@ pub fn projects(snapshot: Arc<ProjectsSnapshot>, options: RenderOptions) -> Stri
 #[derive(Debug, Clone, PartialEq, Eq, Hash, prometheus_client::encoding::EncodeLabelSet)]
 struct StatusLabel {
     status: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, prometheus_client::encoding::EncodeLabelSet)]
+struct StoppedLabels {
+    status: String,
+    older_than: String,
+}
+
+/// The `older_than` label of a bucket bound: whole days as `7d`, else hours, minutes, seconds.
+pub(crate) fn age_label(age: std::time::Duration) -> String {
+    let s = age.as_secs();
+    match s {
+        _ if s % 86_400 == 0 => format!("{}d", s / 86_400),
+        _ if s % 3600 == 0 => format!("{}h", s / 3600),
+        _ if s % 60 == 0 => format!("{}m", s / 60),
+        _ => format!("{s}s"),
+    }
+}
+
+/// The stopped-servers families: only non-empty buckets have series.
+fn encode_stopped(
+    encoder: &mut DescriptorEncoder,
+    projects: &[ProjectUsage],
+    labels: &[ProjectLabels],
+) -> Result<(), std::fmt::Error> {
+    type StoppedFamily = (&'static str, &'static str, Option<Unit>, fn(&Held) -> u64);
+    let families: [StoppedFamily; 3] = [
+        (
+            "openstack_project_stopped_instances",
+            "Servers of the project in a stopped or broken status (shutoff, shelved, shelved_offloaded, error) for longer than older_than (cumulative buckets)",
+            None,
+            |h| h.instances,
+        ),
+        (
+            "openstack_project_stopped_vcpus",
+            "vCPUs of the flavors of the project's servers stopped or broken for longer than older_than",
+            None,
+            |h| h.vcpus,
+        ),
+        (
+            "openstack_project_stopped_memory",
+            "Memory of the flavors of the project's servers stopped or broken for longer than older_than",
+            Some(Unit::Bytes),
+            |h| h.memory_bytes,
+        ),
+    ];
+    for (name, help, unit, value) in &families {
+        let mut family = encoder.encode_descriptor(name, help, unit.as_ref(), MetricType::Gauge)?;
+        for (p, l) in projects.iter().zip(labels) {
+            for (bucket, held) in &p.stopped {
+                let bucket = StoppedLabels {
+                    status: bucket.status.clone(),
+                    older_than: age_label(bucket.older_than),
+                };
+                ConstGauge::new(value(held) as f64)
+                    .encode(family.encode_family(&Join(l, &bucket))?)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, prometheus_client::encoding::EncodeLabelSet)]
@@ -95,6 +155,8 @@ impl Collector for ProjectsCollector {
                 ConstGauge::new(*count as i64).encode(family.encode_family(&Join(l, &status))?)?;
             }
         }
+
+        encode_stopped(&mut encoder, projects, &labels)?;
 
         let gauges: [ProjectFamily; 3] = [
             (

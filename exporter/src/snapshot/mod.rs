@@ -61,6 +61,105 @@ pub struct ProjectUsage {
     pub instances: BTreeMap<String, u64>,
     /// Compute quota limits, when the source reads them; `None` inside means unlimited.
     pub quota: Option<Quota>,
+    /// Servers long in a stopped or broken status, by cumulative age bucket; only non-empty
+    /// buckets are present.
+    pub stopped: BTreeMap<StoppedBucket, Held>,
+}
+
+/// A cumulative bucket of long-stopped servers: those in `status` (lower case, as in
+/// [`ProjectUsage::instances`]) for longer than `older_than`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct StoppedBucket {
+    pub status: String,
+    pub older_than: std::time::Duration,
+}
+
+/// Nova statuses of servers that run nothing but may still hold quota, lower case.
+pub const STOPPED_STATUSES: [&str; 4] = ["shutoff", "shelved", "shelved_offloaded", "error"];
+
+/// The cumulative age bounds of the stopped-servers buckets: at least one, each above zero,
+/// strictly increasing (validated once, at start-up).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoppedAges(Vec<std::time::Duration>);
+
+/// Most buckets accepted; each one multiplies the series per project and status.
+pub const MAX_STOPPED_AGES: usize = 10;
+
+impl Default for StoppedAges {
+    /// 1 day, 7 days, 30 days, 90 days.
+    fn default() -> Self {
+        Self(
+            [1, 7, 30, 90]
+                .map(|d| std::time::Duration::from_secs(d * 86_400))
+                .to_vec(),
+        )
+    }
+}
+
+impl StoppedAges {
+    /// The bounds, or why they cannot be buckets.
+    pub fn try_new(ages: Vec<std::time::Duration>) -> Result<Self, String> {
+        if ages.is_empty() {
+            return Err("needs at least one age".into());
+        }
+        if ages.len() > MAX_STOPPED_AGES {
+            return Err(format!(
+                "at most {MAX_STOPPED_AGES} ages, got {}",
+                ages.len()
+            ));
+        }
+        if ages.iter().any(|a| a.as_secs() == 0) {
+            return Err("ages must be at least one second".into());
+        }
+        if ages.windows(2).any(|w| w[0] >= w[1]) {
+            return Err("ages must be strictly increasing, e.g. 1d,7d,30d,90d".into());
+        }
+        Ok(Self(ages))
+    }
+
+    /// The bounds, ascending.
+    pub fn bounds(&self) -> &[std::time::Duration] {
+        &self.0
+    }
+
+    /// Counts a server in `status` (lower case) for `age`, holding `held`, in every bucket
+    /// it is older than (the buckets are cumulative). Other statuses count nowhere.
+    pub fn add(
+        &self,
+        buckets: &mut BTreeMap<StoppedBucket, Held>,
+        status: &str,
+        age: std::time::Duration,
+        held: Held,
+    ) {
+        if !STOPPED_STATUSES.contains(&status) {
+            return;
+        }
+        for bound in self.0.iter().filter(|b| age > **b) {
+            *buckets
+                .entry(StoppedBucket {
+                    status: status.to_owned(),
+                    older_than: *bound,
+                })
+                .or_default() += held;
+        }
+    }
+}
+
+/// What the servers of one bucket count and still hold.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Held {
+    pub instances: u64,
+    pub vcpus: u64,
+    pub memory_bytes: u64,
+}
+
+/// Saturating: sizes come from outside and may be absurd.
+impl std::ops::AddAssign for Held {
+    fn add_assign(&mut self, other: Self) {
+        self.instances = self.instances.saturating_add(other.instances);
+        self.vcpus = self.vcpus.saturating_add(other.vcpus);
+        self.memory_bytes = self.memory_bytes.saturating_add(other.memory_bytes);
+    }
 }
 
 /// A project's compute quota limits; `None` is unlimited (Nova's -1).

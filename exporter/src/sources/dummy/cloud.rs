@@ -11,8 +11,8 @@ use std::time::{Duration, SystemTime};
 use crate::legacy::{self, LegacyOptions, LegacyServer, ServerHours};
 use crate::snapshot::{
     Allocation, BlockStats, DomainEvents, EventStream, Guest, GuestInfo, GuestState,
-    GuestsSnapshot, InterfaceStats, LifecycleEvent, MemoryStats, NovaMetadata, Project,
-    ProjectUsage, ProjectsSnapshot, UsageTotals, VcpuStats,
+    GuestsSnapshot, Held, InterfaceStats, LifecycleEvent, MemoryStats, NovaMetadata, Project,
+    ProjectUsage, ProjectsSnapshot, StoppedAges, UsageTotals, VcpuStats,
 };
 use crate::weights::Weights;
 
@@ -131,6 +131,7 @@ impl Cloud {
     ) -> ProjectsSnapshot {
         let mut projects = Vec::new();
         let mut legacy_series = Vec::new();
+        let stopped_ages = StoppedAges::default();
         for domain in &self.domains {
             for p in &domain.projects {
                 let mut usage = ProjectUsage {
@@ -145,6 +146,7 @@ impl Cloud {
                     allocation: Allocation::default(),
                     instances: BTreeMap::new(),
                     quota: None,
+                    stopped: BTreeMap::new(),
                 };
                 let mut legacy_servers = Vec::with_capacity(p.servers.len());
                 for s in &p.servers {
@@ -177,6 +179,17 @@ impl Cloud {
                             memory_bytes: f.ram_mb * MIB,
                             disk_bytes,
                         };
+                        // No status history here: a stopped server has been so since created.
+                        stopped_ages.add(
+                            &mut usage.stopped,
+                            &s.status,
+                            now.duration_since(s.created).unwrap_or_default(),
+                            Held {
+                                instances: 1,
+                                vcpus: f.vcpus,
+                                memory_bytes: f.ram_mb * MIB,
+                            },
+                        );
                     }
                 }
                 legacy_series.extend(legacy::project_series(

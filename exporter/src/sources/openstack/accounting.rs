@@ -279,6 +279,7 @@ impl Accounting {
                     allocation,
                     instances,
                     quota: None,
+                    stopped: BTreeMap::new(),
                 }
             })
             .collect();

@@ -11,6 +11,7 @@ use serde::Deserialize;
 use super::client::Limits;
 use super::keystone::Filters;
 use crate::settings::{ConfigError, Schedule};
+use crate::snapshot::StoppedAges;
 
 /// Default state file, relative to the working directory (as Prometheus keeps `data/`); in
 /// the image the working directory is the state volume.
@@ -44,6 +45,8 @@ pub struct OpenstackSection {
     projects: Vec<String>,
     #[serde(default)]
     exclude_projects: Vec<String>,
+    /// Age buckets of the stopped-servers families, e.g. `[1d, 7d, 30d, 90d]`.
+    stopped_older_than: Option<Vec<String>>,
 }
 
 /// What the flags say about the source.
@@ -54,6 +57,8 @@ pub struct OpenstackFlags {
     pub usage_start: Option<String>,
     pub state_file: Option<PathBuf>,
     pub interval: Option<Duration>,
+    /// `--openstack.stopped-older-than`, comma-separated durations as given.
+    pub stopped_older_than: Option<Vec<String>>,
 }
 
 /// The validated configuration of the OpenStack source.
@@ -71,6 +76,8 @@ pub struct OpenstackConfig {
     pub filters: Filters,
     /// Read per-project compute quotas [default: false].
     pub quotas: bool,
+    /// Age buckets of the stopped-servers families [default: 1d, 7d, 30d, 90d].
+    pub stopped_ages: StoppedAges,
 }
 
 fn invalid(key: &'static str, problem: impl Into<String>) -> ConfigError {
@@ -165,6 +172,10 @@ pub fn from_parts(
             "must be greater than zero",
         ));
     }
+    let stopped_ages = match flags.stopped_older_than.clone().or(s.stopped_older_than) {
+        None => StoppedAges::default(),
+        Some(texts) => stopped_ages(&texts)?,
+    };
     let mut domains = s.domains;
     if domains.is_empty() {
         if let Some(v) = env("USAGE_EXPORTER_PROJECT_DOMAINS") {
@@ -200,7 +211,21 @@ pub fn from_parts(
             exclude_projects: s.exclude_projects,
         },
         quotas: s.quotas,
+        stopped_ages,
     }))
+}
+
+/// The age buckets from their texts (`1d`, `36h`, ...), or an error naming the bad one.
+fn stopped_ages(texts: &[String]) -> Result<StoppedAges, ConfigError> {
+    const KEY: &str = "openstack.stopped_older_than (--openstack.stopped-older-than)";
+    let ages = texts
+        .iter()
+        .map(|t| {
+            humantime::parse_duration(t.trim())
+                .map_err(|e| invalid(KEY, format!("'{t}' is not a duration such as 7d: {e}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    StoppedAges::try_new(ages).map_err(|problem| invalid(KEY, format!("{texts:?}: {problem}")))
 }
 
 #[cfg(test)]

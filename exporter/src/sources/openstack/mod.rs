@@ -4,6 +4,7 @@
 //! - [`keystone`]: projects and domains, filters.
 //! - [`accounting`]: running totals from contiguous usage windows, per-server records.
 //! - [`state`]: the state file (atomic writes, untrusted files set aside).
+//! - [`stopped`]: since when servers are stopped or broken, and their age buckets.
 //! - `fetch`: what one refresh reads (Keystone lists, Nova usage, servers, flavors, quotas),
 //!   page by page.
 //! - [`client`]: authenticated requests with timeouts, retries, re-auth and a concurrency limit.
@@ -28,6 +29,7 @@ mod fetch;
 pub mod keystone;
 pub mod nova;
 pub mod state;
+pub mod stopped;
 
 use std::path::PathBuf;
 use std::time::SystemTime;
@@ -85,6 +87,8 @@ pub struct Settings {
     pub weights: WeightsInput,
     /// Read per-project compute quotas.
     pub quotas: bool,
+    /// Age buckets of the stopped-servers families [default: 1d, 7d, 30d, 90d].
+    pub stopped_ages: crate::snapshot::StoppedAges,
 }
 
 /// Clouds whose next refresh panics between applying a window and saving the state (tests of
@@ -100,6 +104,8 @@ pub struct OpenstackSource {
     settings: Settings,
     /// Settled by the first refresh (start date, state file).
     accounting: Option<Accounting>,
+    /// Since when servers are stopped; from the state file at the first refresh.
+    stopped: stopped::Stopped,
     start: Option<UsageStart>,
     /// Whether Nova embeds flavors in servers (microversion 2.47), asked once.
     embeds_flavors: Option<bool>,
@@ -112,6 +118,7 @@ impl OpenstackSource {
             client,
             settings,
             accounting: None,
+            stopped: stopped::Stopped::default(),
             start: None,
             embeds_flavors: None,
         }
@@ -144,8 +151,9 @@ impl OpenstackSource {
                     .map_err(|e| OpenstackError::Blocking(e.to_string()))??;
                 match loaded {
                     state::Loaded::Missing => fresh,
-                    state::Loaded::Resumed(acc) => {
+                    state::Loaded::Resumed(acc, stopped) => {
                         tracing::info!(path = %shown, "resuming openstack accounting");
+                        self.stopped = stopped;
                         acc
                     }
                     state::Loaded::SetAside { reason, moved_to } => {
@@ -213,6 +221,7 @@ impl OpenstackSource {
                 legacy,
                 weights,
                 quotas: config.quotas,
+                stopped_ages: config.stopped_ages.clone(),
             },
         )
     }
@@ -269,6 +278,7 @@ impl OpenstackSource {
             acc.apply_window(end, usage)?;
         }
         acc.note_metadata(servers.iter().map(|s| (s.id.as_str(), &s.metadata)));
+        self.stopped.observe(&servers, now);
         #[cfg(test)]
         if PANIC_BEFORE_SAVE
             .lock()
@@ -284,8 +294,10 @@ impl OpenstackSource {
             // OpenstackStateNotSaved).
             let cloud = self.settings.cloud.clone();
             let acc = self.accounting.take().ok_or(OpenstackError::NoStart)?;
+            // Small (one entry per stopped server): copied rather than moved.
+            let stopped = self.stopped.clone();
             let (acc, saved) = tokio::task::spawn_blocking(move || {
-                let saved = state::save(&path, &cloud, &acc);
+                let saved = state::save(&path, &cloud, &acc, &stopped);
                 (acc, saved)
             })
             .await
@@ -318,6 +330,12 @@ impl OpenstackSource {
             for p in &mut snapshot.projects {
                 p.quota = Some(quotas.get(&p.project.id).copied().unwrap_or_default());
             }
+        }
+        let mut stopped =
+            self.stopped
+                .buckets(&servers, &flavors, &self.settings.stopped_ages, now);
+        for p in &mut snapshot.projects {
+            p.stopped = stopped.remove(&p.project.id).unwrap_or_default();
         }
         Ok(snapshot)
     }

@@ -74,6 +74,9 @@ pub struct Server {
     pub flavor: ServerFlavor,
     #[serde(default)]
     pub metadata: BTreeMap<String, String>,
+    /// Last change of the server (`2026-11-22T14:45:50Z`); any update moves it.
+    #[serde(default)]
+    pub updated: Option<String>,
 }
 
 /// A server's flavor: embedded since microversion 2.47, a reference to the flavors list before.
@@ -215,6 +218,18 @@ pub fn server_totals(u: &ServerUsage) -> crate::snapshot::UsageTotals {
     }
 }
 
+/// A server's size: embedded (microversion >= 2.47) or from `flavors`; `None` when its flavor
+/// is gone from the list.
+pub fn server_size<'a>(
+    s: &'a Server,
+    flavors: &'a BTreeMap<String, EmbeddedFlavor>,
+) -> Option<&'a EmbeddedFlavor> {
+    match &s.flavor {
+        ServerFlavor::Embedded(f) => Some(f),
+        ServerFlavor::Reference { id } => flavors.get(id),
+    }
+}
+
 /// Per project: what its existing servers allocate, and how many there are by status.
 pub type CurrentState = BTreeMap<String, (Allocation, BTreeMap<String, u64>)>;
 
@@ -230,11 +245,7 @@ pub fn current_state(
     let mut unknown = Vec::new();
     for s in servers {
         let entry = out.entry(s.tenant_id.clone()).or_default();
-        let size = match &s.flavor {
-            ServerFlavor::Embedded(f) => Some(f),
-            ServerFlavor::Reference { id } => flavors.get(id),
-        };
-        match size {
+        match server_size(s, flavors) {
             Some(f) => {
                 // Saturating: sizes from Nova can be any u64.
                 entry.0 += Allocation {

@@ -1,4 +1,5 @@
-//! The state file: the accounting persisted after each successful refresh.
+//! The state file: the accounting, and since when servers are stopped, persisted after each
+//! successful refresh.
 //!
 //! Written atomically (temporary file in the same directory, fsync, rename, fsync of the
 //! directory), so a crash leaves the old or the new state, never half of one. A file that is
@@ -15,6 +16,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 use super::accounting::Accounting;
+use super::stopped::Stopped;
 
 /// The format version this build writes and reads.
 pub const VERSION: u32 = 1;
@@ -25,6 +27,10 @@ struct StateFile {
     /// Which cloud the totals belong to (its identity URL); never a credential.
     cloud: String,
     accounting: Accounting,
+    /// Since when servers are stopped; absent in files written before it was kept (their
+    /// stopped servers start from Nova's `updated`, as at a first start).
+    #[serde(default)]
+    stopped: Stopped,
 }
 
 /// [`StateFile`] borrowed, for writing without copying the accounting.
@@ -33,6 +39,7 @@ struct StateFileRef<'a> {
     version: u32,
     cloud: &'a str,
     accounting: &'a Accounting,
+    stopped: &'a Stopped,
 }
 
 /// What loading found.
@@ -40,8 +47,8 @@ struct StateFileRef<'a> {
 pub enum Loaded {
     /// No state file yet: start from `usage_start`.
     Missing,
-    /// The totals to resume from.
-    Resumed(Accounting),
+    /// The totals to resume from, and the stopped servers remembered.
+    Resumed(Accounting, Stopped),
     /// The file could not be trusted; it was renamed to `moved_to`.
     SetAside { reason: String, moved_to: PathBuf },
 }
@@ -87,7 +94,7 @@ pub fn load(path: &Path, cloud: &str) -> Result<Loaded, StateError> {
         Ok(s) if s.cloud != cloud => format!("belongs to cloud {:?}, not {cloud:?}", s.cloud),
         Ok(s) => match s.accounting.implausible(SystemTime::now()) {
             Some(reason) => reason,
-            None => return Ok(Loaded::Resumed(s.accounting)),
+            None => return Ok(Loaded::Resumed(s.accounting, s.stopped)),
         },
     };
     let moved_to = set_aside_name(path);
@@ -121,12 +128,18 @@ fn set_aside_name(path: &Path) -> PathBuf {
     candidate
 }
 
-/// Writes `accounting` for `cloud` to `path` atomically.
-pub fn save(path: &Path, cloud: &str, accounting: &Accounting) -> Result<(), StateError> {
+/// Writes `accounting` and `stopped` for `cloud` to `path` atomically.
+pub fn save(
+    path: &Path,
+    cloud: &str,
+    accounting: &Accounting,
+    stopped: &Stopped,
+) -> Result<(), StateError> {
     let file = StateFileRef {
         version: VERSION,
         cloud,
         accounting,
+        stopped,
     };
     let bytes = serde_json::to_vec(&file).map_err(|source| StateError::Encode {
         path: path.to_owned(),

@@ -221,6 +221,75 @@ fn openstack_config_cases() {
             want: Err("'yesterday' is not a date"),
         },
         Case {
+            name: "stopped buckets default to 1d 7d 30d 90d",
+            flags: on(),
+            yaml: Some("usage_start: 2026-01-01"),
+            env: &[],
+            start_url: None,
+            want: Ok(|c| {
+                let days: Vec<u64> = c.as_ref().unwrap().stopped_ages.bounds().iter().map(|d| d.as_secs() / 86_400).collect();
+                days == [1, 7, 30, 90]
+            }),
+        },
+        Case {
+            name: "stopped buckets from the file",
+            flags: on(),
+            yaml: Some("usage_start: 2026-01-01\nstopped_older_than: [12h, 14d]"),
+            env: &[],
+            start_url: None,
+            want: Ok(|c| {
+                c.as_ref().unwrap().stopped_ages.bounds()
+                    == [Duration::from_secs(43_200), Duration::from_secs(14 * 86_400)]
+            }),
+        },
+        Case {
+            name: "stopped buckets: the flag beats the file",
+            flags: OpenstackFlags {
+                stopped_older_than: Some(vec!["2d".into()]),
+                ..on()
+            },
+            yaml: Some("usage_start: 2026-01-01\nstopped_older_than: [12h, 14d]"),
+            env: &[],
+            start_url: None,
+            want: Ok(|c| c.as_ref().unwrap().stopped_ages.bounds() == [Duration::from_secs(2 * 86_400)]),
+        },
+        Case {
+            name: "stopped buckets: not a duration",
+            flags: on(),
+            yaml: Some("usage_start: 2026-01-01\nstopped_older_than: [1d, a week]"),
+            env: &[],
+            start_url: None,
+            want: Err("openstack.stopped_older_than (--openstack.stopped-older-than): 'a week' is not a duration"),
+        },
+        Case {
+            name: "stopped buckets: not increasing",
+            flags: OpenstackFlags {
+                stopped_older_than: Some(vec!["7d".into(), "1d".into()]),
+                usage_start: Some("2026-01-01".into()),
+                ..on()
+            },
+            yaml: None,
+            env: &[],
+            start_url: None,
+            want: Err("strictly increasing"),
+        },
+        Case {
+            name: "stopped buckets: zero",
+            flags: on(),
+            yaml: Some("usage_start: 2026-01-01\nstopped_older_than: [0s, 1d]"),
+            env: &[],
+            start_url: None,
+            want: Err("at least one second"),
+        },
+        Case {
+            name: "stopped buckets: empty",
+            flags: on(),
+            yaml: Some("usage_start: 2026-01-01\nstopped_older_than: []"),
+            env: &[],
+            start_url: None,
+            want: Err("needs at least one age"),
+        },
+        Case {
             name: "bad legacy interval names the variable",
             flags: on(),
             yaml: None,

@@ -387,6 +387,7 @@ fn current_state_saturates_absurd_sizes() {
                 status: "ACTIVE".into(),
                 flavor: ServerFlavor::Embedded(f.clone()),
                 metadata: BTreeMap::new(),
+                updated: None,
             })
             .collect();
         let (state, _) = current_state(&servers, &BTreeMap::new());

@@ -32,8 +32,11 @@ fn round_trip_resumes_exactly() {
     let path = dir.path().join("state.json");
     assert_eq!(load(&path, CLOUD).unwrap(), Loaded::Missing);
     let acc = accounting(1000);
-    save(&path, CLOUD, &acc).unwrap();
-    assert_eq!(load(&path, CLOUD).unwrap(), Loaded::Resumed(acc));
+    save(&path, CLOUD, &acc, &Stopped::default()).unwrap();
+    assert_eq!(
+        load(&path, CLOUD).unwrap(),
+        Loaded::Resumed(acc, Stopped::default())
+    );
     assert!(!dir.path().join("state.json.tmp").exists());
 }
 
@@ -43,8 +46,11 @@ fn a_state_with_another_start_is_resumed_not_set_aside() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("state.json");
     let acc = accounting(5000);
-    save(&path, CLOUD, &acc).unwrap();
-    assert_eq!(load(&path, CLOUD).unwrap(), Loaded::Resumed(acc));
+    save(&path, CLOUD, &acc, &Stopped::default()).unwrap();
+    assert_eq!(
+        load(&path, CLOUD).unwrap(),
+        Loaded::Resumed(acc, Stopped::default())
+    );
 }
 
 #[test]
@@ -64,7 +70,7 @@ fn a_state_written_by_the_previous_build_resumes() {
     .unwrap();
     assert_eq!(
         load(&path, CLOUD).unwrap(),
-        Loaded::Resumed(accounting(1000))
+        Loaded::Resumed(accounting(1000), Stopped::default())
     );
 }
 
@@ -91,6 +97,7 @@ fn untrusted_files_are_set_aside_not_deleted() {
             version,
             cloud: cloud.into(),
             accounting: accounting(start),
+            stopped: Stopped::default(),
         })
         .unwrap()
     };
@@ -178,7 +185,7 @@ fn a_hand_written_plausible_state_resumes() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("state.json");
     std::fs::write(&path, raw(1000, 8200, "9000.0", "1.25")).unwrap();
-    let Loaded::Resumed(acc) = load(&path, CLOUD).unwrap() else {
+    let Loaded::Resumed(acc, _) = load(&path, CLOUD).unwrap() else {
         panic!("resumed")
     };
     assert_eq!(acc.window_end, 8200);
@@ -196,6 +203,35 @@ fn unwritable_directory_is_an_error_naming_the_path() {
     // A directory that cannot be created: a regular file stands in its way.
     std::fs::write(dir.path().join("missing-dir"), "a file").unwrap();
     let path = dir.path().join("missing-dir").join("state.json");
-    let err = save(&path, CLOUD, &accounting(0)).unwrap_err();
+    let err = save(&path, CLOUD, &accounting(0), &Stopped::default()).unwrap_err();
     assert!(err.to_string().contains("missing-dir"), "{err}");
+}
+
+#[test]
+fn stopped_servers_survive_a_restart_and_old_files_load_without_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.json");
+    let stopped = Stopped {
+        seen_at: Some(8200),
+        servers: [(
+            "s".to_owned(),
+            crate::sources::openstack::stopped::Since {
+                status: "shelved_offloaded".into(),
+                since: 4000,
+            },
+        )]
+        .into(),
+    };
+    save(&path, CLOUD, &accounting(1000), &stopped).unwrap();
+    assert_eq!(
+        load(&path, CLOUD).unwrap(),
+        Loaded::Resumed(accounting(1000), stopped)
+    );
+    // A file of the build before: no `stopped` key, nothing else lost.
+    std::fs::write(&path, raw(1000, 8200, "9000.0", "1.25")).unwrap();
+    let Loaded::Resumed(acc, stopped) = load(&path, CLOUD).unwrap() else {
+        panic!("resumed")
+    };
+    assert_eq!(acc.projects["p"].vcpu_seconds, 9000.0);
+    assert_eq!(stopped, Stopped::default());
 }

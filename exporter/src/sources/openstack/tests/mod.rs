@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod fake;
+mod stopped;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
@@ -67,6 +68,7 @@ fn settings(fake: &Fake) -> Settings {
         legacy: LegacyOptions::default(),
         weights: WeightsInput::None,
         quotas: false,
+        stopped_ages: Default::default(),
     }
 }
 

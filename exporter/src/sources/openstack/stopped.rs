@@ -1,0 +1,120 @@
+//! Servers left stopped or broken (SHUTOFF, SHELVED, SHELVED_OFFLOADED, ERROR): since when
+//! each has been in its status, remembered across refreshes and restarts (the state file keeps
+//! [`Stopped`] beside the accounting), and bucketed by age per project. Pure: the caller reads
+//! the servers list and the clock.
+//!
+//! Invariants: only servers now in a stopped status are remembered (one status and one
+//! timestamp each), so a server that starts again or is deleted is forgotten at the next
+//! refresh; a status change resets its time; no remembered time is after the refresh that
+//! set it. Where a server's time comes from:
+//! - seen stopped at the first refresh (no servers list read before): Nova's `updated`, a
+//!   lower bound of how long it has been stopped (anything touching the server moves it);
+//! - newly stopped, or in another stopped status, since an earlier refresh: Nova's `updated`
+//!   when it lies between that refresh and now (the change touched it), else that refresh's
+//!   time, when the server was last seen otherwise.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use super::nova::{self, EmbeddedFlavor, Server};
+use crate::snapshot::{Held, StoppedAges, StoppedBucket, STOPPED_STATUSES};
+
+/// What the state file remembers about stopped servers.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Stopped {
+    /// When the servers list was last read, epoch seconds; `None` before the first time.
+    #[serde(default)]
+    pub seen_at: Option<u64>,
+    /// Servers now in a stopped status, by server id.
+    #[serde(default)]
+    pub servers: BTreeMap<String, Since>,
+}
+
+/// One stopped server: its status (lower case) and since when, epoch seconds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Since {
+    pub status: String,
+    pub since: u64,
+}
+
+/// Per project: the non-empty buckets of its stopped servers.
+pub type StoppedByProject = BTreeMap<String, BTreeMap<StoppedBucket, Held>>;
+
+fn epoch_secs(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+impl Stopped {
+    /// Takes in the servers listed at `now`: remembers newly stopped ones, keeps the time of
+    /// those still in the same status, forgets the others.
+    pub fn observe(&mut self, servers: &[Server], now: SystemTime) {
+        let now = epoch_secs(now);
+        let mut next = BTreeMap::new();
+        for s in servers {
+            let status = s.status.to_lowercase();
+            if !STOPPED_STATUSES.contains(&status.as_str()) {
+                continue;
+            }
+            let since = match self.servers.remove(&s.id) {
+                // A time after `now` (a state file written by a clock ahead) is taken as now.
+                Some(known) if known.status == status => known.since.min(now),
+                _ => self.first_seen(s, now),
+            };
+            next.insert(s.id.clone(), Since { status, since });
+        }
+        self.servers = next;
+        self.seen_at = Some(now);
+    }
+
+    /// The start of a server not remembered in its status; see the module documentation.
+    fn first_seen(&self, s: &Server, now: u64) -> u64 {
+        let updated = s
+            .updated
+            .as_deref()
+            .and_then(nova::epoch_seconds)
+            .map(|t| t as u64)
+            .filter(|t| *t <= now);
+        match (self.seen_at, updated) {
+            (None, Some(t)) => t,
+            (None, None) => now,
+            (Some(seen), Some(t)) if t >= seen => t,
+            (Some(seen), _) => seen.min(now),
+        }
+    }
+
+    /// The stopped servers of each project in the buckets of `ages` at `now`, with the vCPUs
+    /// and memory their flavors hold (nothing when the flavor is unknown, as for the
+    /// allocation). Servers not remembered count nowhere.
+    pub fn buckets(
+        &self,
+        servers: &[Server],
+        flavors: &BTreeMap<String, EmbeddedFlavor>,
+        ages: &StoppedAges,
+        now: SystemTime,
+    ) -> StoppedByProject {
+        let now = epoch_secs(now);
+        let mut out = StoppedByProject::new();
+        for s in servers {
+            let Some(known) = self.servers.get(&s.id) else {
+                continue;
+            };
+            let size = nova::server_size(s, flavors);
+            let held = Held {
+                instances: 1,
+                vcpus: size.map_or(0, |f| f.vcpus),
+                memory_bytes: size.map_or(0, |f| f.ram.saturating_mul(1 << 20)),
+            };
+            let age = Duration::from_secs(now.saturating_sub(known.since));
+            let buckets = out.entry(s.tenant_id.clone()).or_default();
+            ages.add(buckets, &known.status, age, held);
+        }
+        out.retain(|_, b| !b.is_empty());
+        out
+    }
+}
+
+#[cfg(test)]
+#[path = "stopped/tests.rs"]
+mod tests;
