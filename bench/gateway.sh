@@ -3,11 +3,11 @@
 # (2) RSS while 50 clients each download a 100 MB /federate body through it. Prints tables.
 # Loopback only. Needs haproxy, wrk, curl, python3 (and openssl for the test certificate).
 #
-#   BIN (target/release/federation-gateway)  DURATION (10)  RUNS (3)  CLIENTS (50)  MB (100)
+#   BIN (target/release/federation-gateway)  DURATION (10)  RUNS (5)  CLIENTS (50)  MB (100)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-target/release/federation-gateway}
-DURATION=${DURATION:-10}; RUNS=${RUNS:-3}; CLIENTS=${CLIENTS:-50}; MB=${MB:-100}
+DURATION=${DURATION:-10}; RUNS=${RUNS:-5}; CLIENTS=${CLIENTS:-50}; MB=${MB:-100}
 for t in haproxy wrk curl python3 openssl; do command -v $t >/dev/null || { echo "missing $t" >&2; exit 1; }; done
 [ -x "$BIN" ] || cargo build --release -p federation-gateway >&2
 WORK=$(mktemp -d); PIDS=()
@@ -94,6 +94,9 @@ for row in upstream plain tls deny_tls; do
   printf '| %s | %.1f | %.3f | %.3f |\n' "$row" "$(median ${RPS[$row]})" "$(median ${P50[$row]})" "$(median ${P99[$row]})"
 done
 printf '| RSS after the runs: plain / TLS | %s / %s kB | | |\n' "$(rss_kb "$PLAIN_PID")" "$(rss_kb "$TLS_PID")"
+# shellcheck disable=SC2086
+python3 -c 'import sys; u, p, t = map(float, sys.argv[1:]); print(f"ratios (same run): plain/upstream {p/u:.2f}, TLS/upstream {t/u:.2f}, TLS/plain {t/p:.2f}")' \
+  "$(median ${RPS[upstream]})" "$(median ${RPS[plain]})" "$(median ${RPS[tls]})"
 
 # --- (2) 50 clients each downloading 100 MB through the gateway
 mkdir -p "$WORK/big"
