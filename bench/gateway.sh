@@ -62,12 +62,13 @@ clients:
     token_file: $WORK/token
     allow: ['$SEL']
 CFG
-  "$BIN" --log.level warn --config "$WORK/$1.yml" >"$WORK/$1.log" 2>&1 & PIDS+=($!)
+  # runs in a process substitution: the caller adds the PID to PIDS
+  "$BIN" --log.level warn --config "$WORK/$1.yml" >"$WORK/$1.log" 2>&1 &
   wait_port "$port"
   echo "$port $!"
 }
-read -r PLAIN PLAIN_PID < <(start_gateway plain "" "http://127.0.0.1:$UP")
-read -r TLS TLS_PID < <(start_gateway tls "tls: {cert_file: $WORK/tls.crt, key_file: $WORK/tls.key}" "http://127.0.0.1:$UP")
+read -r PLAIN PLAIN_PID < <(start_gateway plain "" "http://127.0.0.1:$UP"); PIDS+=("$PLAIN_PID")
+read -r TLS TLS_PID < <(start_gateway tls "tls: {cert_file: $WORK/tls.crt, key_file: $WORK/tls.key}" "http://127.0.0.1:$UP"); PIDS+=("$TLS_PID")
 curl -sf -o /dev/null -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$PLAIN$Q"
 curl -sf -o /dev/null --cacert "$WORK/tls.crt" -H "Authorization: Bearer $TOKEN" "https://127.0.0.1:$TLS$Q"
 
@@ -104,7 +105,7 @@ head -c $((MB * 1024 * 1024)) /dev/zero | tr '\0' 'x' > "$WORK/big/federate"
 BIGUP=$(freeport)
 (cd "$WORK/big" && exec python3 -m http.server "$BIGUP" --bind 127.0.0.1) >"$WORK/big.log" 2>&1 & PIDS+=($!)
 wait_port "$BIGUP"
-read -r STREAM STREAM_PID < <(start_gateway stream "" "http://127.0.0.1:$BIGUP")
+read -r STREAM STREAM_PID < <(start_gateway stream "" "http://127.0.0.1:$BIGUP"); PIDS+=("$STREAM_PID")
 idle=$(rss_kb "$STREAM_PID"); peak=$idle
 for _ in $(seq 1 "$CLIENTS"); do
   curl -s -o /dev/null -w '%{size_download}\n' -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$STREAM$Q" >>"$WORK/sizes" &
