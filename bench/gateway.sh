@@ -3,11 +3,11 @@
 # (2) RSS while 50 clients each download a 100 MB /federate body through it. Prints tables.
 # Loopback only. Needs haproxy, wrk, curl, python3 (and openssl for the test certificate).
 #
-#   BIN (target/release/federation-gateway)  DURATION (10)  RUNS (3)  CLIENTS (50)  MB (100)
+#   BIN (target/release/federation-gateway)  DURATION (10)  RUNS (5)  CLIENTS (50)  MB (100)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-target/release/federation-gateway}
-DURATION=${DURATION:-10}; RUNS=${RUNS:-3}; CLIENTS=${CLIENTS:-50}; MB=${MB:-100}
+DURATION=${DURATION:-10}; RUNS=${RUNS:-5}; CLIENTS=${CLIENTS:-50}; MB=${MB:-100}
 for t in haproxy wrk curl python3 openssl; do command -v $t >/dev/null || { echo "missing $t" >&2; exit 1; }; done
 [ -x "$BIN" ] || cargo build --release -p federation-gateway >&2
 WORK=$(mktemp -d); PIDS=()
@@ -62,12 +62,13 @@ clients:
     token_file: $WORK/token
     allow: ['$SEL']
 CFG
-  "$BIN" --log.level warn --config "$WORK/$1.yml" >"$WORK/$1.log" 2>&1 & PIDS+=($!)
+  # runs in a process substitution: the caller adds the PID to PIDS
+  "$BIN" --log.level warn --config "$WORK/$1.yml" >"$WORK/$1.log" 2>&1 &
   wait_port "$port"
   echo "$port $!"
 }
-read -r PLAIN PLAIN_PID < <(start_gateway plain "" "http://127.0.0.1:$UP")
-read -r TLS TLS_PID < <(start_gateway tls "tls: {cert_file: $WORK/tls.crt, key_file: $WORK/tls.key}" "http://127.0.0.1:$UP")
+read -r PLAIN PLAIN_PID < <(start_gateway plain "" "http://127.0.0.1:$UP"); PIDS+=("$PLAIN_PID")
+read -r TLS TLS_PID < <(start_gateway tls "tls: {cert_file: $WORK/tls.crt, key_file: $WORK/tls.key}" "http://127.0.0.1:$UP"); PIDS+=("$TLS_PID")
 curl -sf -o /dev/null -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$PLAIN$Q"
 curl -sf -o /dev/null --cacert "$WORK/tls.crt" -H "Authorization: Bearer $TOKEN" "https://127.0.0.1:$TLS$Q"
 
@@ -94,6 +95,9 @@ for row in upstream plain tls deny_tls; do
   printf '| %s | %.1f | %.3f | %.3f |\n' "$row" "$(median ${RPS[$row]})" "$(median ${P50[$row]})" "$(median ${P99[$row]})"
 done
 printf '| RSS after the runs: plain / TLS | %s / %s kB | | |\n' "$(rss_kb "$PLAIN_PID")" "$(rss_kb "$TLS_PID")"
+# shellcheck disable=SC2086
+python3 -c 'import sys; u, p, t = map(float, sys.argv[1:]); print(f"ratios (same run): plain/upstream {p/u:.2f}, TLS/upstream {t/u:.2f}, TLS/plain {t/p:.2f}")' \
+  "$(median ${RPS[upstream]})" "$(median ${RPS[plain]})" "$(median ${RPS[tls]})"
 
 # --- (2) 50 clients each downloading 100 MB through the gateway
 mkdir -p "$WORK/big"
@@ -101,7 +105,7 @@ head -c $((MB * 1024 * 1024)) /dev/zero | tr '\0' 'x' > "$WORK/big/federate"
 BIGUP=$(freeport)
 (cd "$WORK/big" && exec python3 -m http.server "$BIGUP" --bind 127.0.0.1) >"$WORK/big.log" 2>&1 & PIDS+=($!)
 wait_port "$BIGUP"
-read -r STREAM STREAM_PID < <(start_gateway stream "" "http://127.0.0.1:$BIGUP")
+read -r STREAM STREAM_PID < <(start_gateway stream "" "http://127.0.0.1:$BIGUP"); PIDS+=("$STREAM_PID")
 idle=$(rss_kb "$STREAM_PID"); peak=$idle
 for _ in $(seq 1 "$CLIENTS"); do
   curl -s -o /dev/null -w '%{size_download}\n' -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$STREAM$Q" >>"$WORK/sizes" &

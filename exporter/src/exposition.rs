@@ -4,7 +4,9 @@
 //! sources' fragments in a fixed order plus the self-metrics and `# EOF`, kept as the very
 //! `Bytes` the hub holds (no copy), and gzipped once. Prometheus asks for gzipped OpenMetrics,
 //! so that body is ready before the exposition is published; the classic translation and its
-//! gzip are made on the first request that wants them and kept until the next refresh.
+//! gzip are made on the first request that wants them and kept until the next refresh. The
+//! classic body shares the OpenMetrics bytes of its samples (only family headers differ), so it
+//! adds kilobytes, not a second copy of the exposition.
 
 use std::convert::Infallible;
 use std::io::Write;
@@ -30,7 +32,10 @@ pub const CLASSIC_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8
 pub struct Fragment(Bytes);
 
 impl Fragment {
-    pub fn from_openmetrics(openmetrics: String) -> Self {
+    pub fn from_openmetrics(mut openmetrics: String) -> Self {
+        // A rendered String grew by doubling; `Bytes` would keep its unused capacity until
+        // the next refresh.
+        openmetrics.shrink_to_fit();
         Self(Bytes::from(openmetrics))
     }
 
@@ -108,16 +113,23 @@ impl Exposition {
     fn classic(&self) -> &[Bytes] {
         self.classic.get_or_init(|| {
             let fragments = &self.openmetrics[..self.openmetrics.len() - 1];
-            fragments
-                .iter()
-                .map(|f| {
-                    // Fragments are rendered from Strings, so they are UTF-8.
-                    let text = std::str::from_utf8(f).unwrap_or_default();
-                    Bytes::from(classic::from_openmetrics(text))
-                })
-                .collect()
+            fragments.iter().flat_map(classic_of).collect()
         })
     }
+}
+
+/// The classic translation of one fragment: its sample lines are slices of the fragment's
+/// own bytes, so the classic body costs only its family headers in memory.
+fn classic_of(fragment: &Bytes) -> Vec<Bytes> {
+    // Fragments are rendered from Strings, so they are UTF-8.
+    let text = std::str::from_utf8(fragment).unwrap_or_default();
+    classic::segments(text)
+        .into_iter()
+        .map(|segment| match segment {
+            classic::Segment::Copy(range) => fragment.slice(range),
+            classic::Segment::New(text) => Bytes::from(text),
+        })
+        .collect()
 }
 
 fn gzip(chunks: &[Bytes]) -> Bytes {
@@ -129,11 +141,12 @@ fn gzip(chunks: &[Bytes]) -> Bytes {
             .write_all(chunk)
             .expect("compressing into a Vec cannot fail");
     }
-    Bytes::from(
-        encoder
-            .finish()
-            .expect("compressing into a Vec cannot fail"),
-    )
+    let mut out = encoder
+        .finish()
+        .expect("compressing into a Vec cannot fail");
+    // The estimate above is several times the usual result; `Bytes` would keep it all.
+    out.shrink_to_fit();
+    Bytes::from(out)
 }
 
 /// A response body made of ready chunks: sent as they are, with an exact `Content-Length`.
@@ -228,6 +241,11 @@ mod tests {
         assert!(
             a.as_bytes().as_ptr() == e.openmetrics[0].as_ptr(),
             "fragments are shared, not copied"
+        );
+        let a_bytes = a.as_bytes().as_ptr_range();
+        assert!(
+            e.classic().iter().any(|c| a_bytes.contains(&c.as_ptr())),
+            "classic samples share the OpenMetrics bytes"
         );
         let classic = e.body(Format::Classic, false).to_bytes();
         assert_eq!(
