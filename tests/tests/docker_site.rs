@@ -129,8 +129,9 @@ fn the_site_stack_serves_the_portal_through_its_gateway() {
 
 /// The operator's files of the site stack, made as compose/site/secrets/README.md and
 /// openrc.env.example say: the gateway's secrets owned by uid 10001 and Prometheus's by 65534,
-/// with mode 0400, an env file with the container's own loopback as Keystone (nothing leaves
-/// the machine).
+/// with mode 0400, an env file naming `fake-openstack` as Keystone: the fake's container on the
+/// site network with site-openstack.test.yml, a name nothing answers to without it (nothing
+/// leaves the machine).
 struct SiteFiles {
     token: String,
     password: String,
@@ -164,10 +165,10 @@ impl SiteFiles {
         let text = example
             .replace(
                 "OS_AUTH_URL=https://keystone.example.org:5000/v3",
-                "OS_AUTH_URL=http://127.0.0.1:5000/v3",
+                "OS_AUTH_URL=http://fake-openstack:5000/v3",
             )
             .replace("OS_PASSWORD=change-me", &format!("OS_PASSWORD={password}"));
-        assert!(text.contains(&password) && text.contains("127.0.0.1:5000"));
+        assert!(text.contains(&password) && text.contains("fake-openstack:5000"));
         let openrc = dir.join("openrc.env");
         std::fs::write(&openrc, text).unwrap();
         Self {
@@ -195,7 +196,7 @@ fn vcpu_seconds(exposition: &str) -> std::collections::BTreeMap<String, f64> {
 fn windows_asked(compose: &Compose) -> anyhow::Result<Vec<String>> {
     let stats: Value = serde_json::from_str(&compose.exec(
         "exporter",
-        &["curl", "-fsS", "http://127.0.0.1:5000/_stats"],
+        &["curl", "-fsS", "http://fake-openstack:5000/_stats"],
     )?)?;
     Ok(stats["windows"]
         .as_array()

@@ -81,9 +81,14 @@ struct Args {
     /// Delay of a `slow` fault, in seconds.
     #[arg(long, default_value_t = 3.0)]
     fault_slow_seconds: f64,
-    /// Loopback only.
+    /// Where to listen: a loopback address, or any address together with `--public-url`.
     #[arg(long, default_value = "127.0.0.1:0")]
     listen: SocketAddr,
+    /// The base URL the catalog names (`http://<listen address>` by default). Needed for a
+    /// non-loopback `--listen`: in a container on a compose network, its service name there
+    /// (the container tests run it so, since a container cannot reach the host's loopback).
+    #[arg(long)]
+    public_url: Option<String>,
 }
 
 struct Fake {
@@ -98,9 +103,16 @@ struct Fake {
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     anyhow::ensure!(
-        args.listen.ip().is_loopback(),
-        "--listen must be a loopback address"
+        args.listen.ip().is_loopback() || args.public_url.is_some(),
+        "--listen {} is not a loopback address: give --public-url too (the URL clients reach it by)",
+        args.listen
     );
+    if let Some(url) = &args.public_url {
+        anyhow::ensure!(
+            url.starts_with("http://") && !url.ends_with('/'),
+            "--public-url {url}: want http://host:port, without a trailing slash"
+        );
+    }
     anyhow::ensure!(args.projects > 0, "--projects must be at least 1");
     anyhow::ensure!(
         (0.0..=1.0).contains(&args.fault_rate),
@@ -126,7 +138,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     let addr = listener.local_addr()?;
     let started = Instant::now();
-    let templates = Templates::new(format!("http://{addr}"), args.max_limit.max(1));
+    let base = args.public_url.clone().unwrap_or(format!("http://{addr}"));
+    let templates = Templates::new(base.clone(), args.max_limit.max(1));
     let now0 = unix_now() as i64;
     let cloud = Cloud::generate(
         &CloudParams {
@@ -145,7 +158,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         "{}",
         json!({
             "listen": addr.to_string(),
-            "auth_url": format!("http://{addr}/v3"),
+            "auth_url": format!("{base}/v3"),
             "domains": cloud.domains.iter().map(|d| (d.name.clone(), d.id.clone())).collect::<std::collections::BTreeMap<_, _>>(),
             "projects": cloud.projects.len(),
             "servers": cloud.servers.len(),
