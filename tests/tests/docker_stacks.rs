@@ -74,6 +74,19 @@ fn site_labels(url: &str, family: &str) -> anyhow::Result<Option<BTreeSet<String
     Ok((got.len() >= 2).then_some(got))
 }
 
+/// The portal stack's services that have local images (Grafana has no Debian package): up,
+/// then healthy.
+const PORTAL_SERVICES: [&str; 3] = ["prometheus", "alertmanager", "victoria-metrics"];
+
+fn start_portal_services(compose: &Compose) {
+    let mut args = vec!["up", "-d", "--no-build"];
+    args.extend(PORTAL_SERVICES);
+    compose.run(&args).unwrap();
+    compose
+        .wait_healthy(&PORTAL_SERVICES, Duration::from_secs(60))
+        .unwrap();
+}
+
 const DEV_SERVICES: [&str; 9] = [
     "exporter-a",
     "prometheus-a",
@@ -509,22 +522,7 @@ fn the_portal_stack_loads_its_config_and_keeps_its_series() {
     )
     .unwrap();
     // Grafana has no Debian package, so no local image.
-    compose
-        .run(&[
-            "up",
-            "-d",
-            "--no-build",
-            "prometheus",
-            "alertmanager",
-            "victoria-metrics",
-        ])
-        .unwrap();
-    compose
-        .wait_healthy(
-            &["prometheus", "alertmanager", "victoria-metrics"],
-            Duration::from_secs(60),
-        )
-        .unwrap();
+    start_portal_services(&compose);
     // Prometheus sends to the Alertmanager over TLS with its user; nothing is open.
     compose
         .wait_alertmanager_active("prometheus", "https://alertmanager:9093/api/v2/alerts")
@@ -603,19 +601,7 @@ fn the_portal_stack_loads_its_config_and_keeps_its_series() {
     .unwrap();
 
     compose.run(&["down", "--timeout", "10"]).unwrap();
-    compose
-        .run(&[
-            "up",
-            "-d",
-            "--no-build",
-            "prometheus",
-            "alertmanager",
-            "victoria-metrics",
-        ])
-        .unwrap();
-    compose
-        .wait_healthy(&["prometheus", "victoria-metrics"], Duration::from_secs(60))
-        .unwrap();
+    start_portal_services(&compose);
     let url = format!(
         "http://127.0.0.1:{}",
         compose.port("prometheus", 9090).unwrap()
