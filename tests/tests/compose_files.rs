@@ -15,6 +15,15 @@ use serde_yaml::Value;
 use stack_tests::compose::resolves;
 use stack_tests::stack::{self, repo};
 
+/// A YAML list of strings (a command, a health check's test), as `&str`s.
+fn strings(list: &Value) -> Vec<&str> {
+    list.as_sequence()
+        .unwrap_or_else(|| panic!("not a list: {list:?}"))
+        .iter()
+        .map(|v| v.as_str().unwrap_or_else(|| panic!("not a string: {v:?}")))
+        .collect()
+}
+
 fn compose_files() -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(repo().join("compose"))
         .unwrap()
@@ -458,12 +467,7 @@ fn the_site_stack_publishes_only_the_gateway_and_runs_unattended() {
         mount_target(&site["services"][service], volume);
         assert!(site["volumes"][volume].is_mapping(), "{volume}");
     }
-    let command: Vec<&str> = site["services"]["prometheus"]["command"]
-        .as_sequence()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_str().unwrap())
-        .collect();
+    let command = strings(&site["services"]["prometheus"]["command"]);
     assert!(
         command.contains(&"--storage.tsdb.path=/prometheus")
             && mount_target(&site["services"]["prometheus"], "prometheus-data") == "/prometheus",
@@ -929,12 +933,7 @@ fn each_dev_site_has_its_own_site_label() {
         if !name.starts_with("prometheus-") {
             continue;
         }
-        let command: Vec<&str> = s["command"]
-            .as_sequence()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_str().unwrap())
-            .collect();
+        let command = strings(&s["command"]);
         assert!(
             command.contains(&"--enable-feature=expand-external-labels"),
             "{name}: {command:?}"
@@ -1075,12 +1074,7 @@ fn each_portal_writes_its_billing_history_to_its_store() {
         // The store: its data on a named volume, retention in years, a health check, and a
         // port only on 127.0.0.1.
         let store = &compose["services"][host.as_str()];
-        let args: Vec<&str> = store["command"]
-            .as_sequence()
-            .unwrap()
-            .iter()
-            .map(|a| a.as_str().unwrap())
-            .collect();
+        let args = strings(&store["command"]);
         let arg = |flag: &str| {
             args.iter()
                 .find_map(|a| a.strip_prefix(flag))
@@ -1136,12 +1130,7 @@ fn the_hypervisor_stack_serves_tls_with_basic_auth_and_the_site_scrapes_it_so() 
     // Published (the site Prometheus is on another host), on the exporter's port.
     assert_eq!(exporter["ports"][0], "${EXPORTER_PUBLISH:-9184}:9184");
     // The health check logs in with the netrc from the same directory, over TLS.
-    let test: Vec<&str> = exporter["healthcheck"]["test"]
-        .as_sequence()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_str().unwrap())
-        .collect();
+    let test = strings(&exporter["healthcheck"]["test"]);
     let netrc = format!("{dir}/healthcheck.netrc");
     assert!(
         test.windows(2)
