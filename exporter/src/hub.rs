@@ -94,6 +94,14 @@ impl Hub {
         self.publish(&slots);
     }
 
+    /// The size of the source's last good fragment (0 before its first).
+    pub fn fragment_len(&self, id: SlotId) -> usize {
+        self.lock_slots()[id.0]
+            .fragment
+            .as_ref()
+            .map_or(0, |f| f.as_bytes().len())
+    }
+
     /// Records a failed refresh; the source's last good data stays published.
     pub fn failed(&self, id: SlotId, took: Duration, error: String) {
         let mut slots = self.lock_slots();
