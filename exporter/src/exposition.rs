@@ -4,7 +4,8 @@
 //! sources' fragments in a fixed order plus the self-metrics and `# EOF`, kept as the very
 //! `Bytes` the hub holds (no copy), and gzipped once. Prometheus asks for gzipped OpenMetrics,
 //! so that body is ready before the exposition is published; the classic translation and its
-//! gzip are made on the first request that wants them and kept until the next refresh. The
+//! gzip are made on the first request that wants them and kept until the next refresh, or
+//! before publishing once a client has asked for them (see `Hub::exposition_for`). The
 //! classic body shares the OpenMetrics bytes of its samples (only family headers differ), so it
 //! adds kilobytes, not a second copy of the exposition.
 
@@ -102,12 +103,23 @@ impl Exposition {
             (Format::OpenMetrics, false) => Chunks::new(self.openmetrics.clone()),
             (Format::OpenMetrics, true) => Chunks::one(self.openmetrics_gzip.clone()),
             (Format::Classic, false) => Chunks::new(self.classic().to_vec()),
-            (Format::Classic, true) => Chunks::one(
-                self.classic_gzip
-                    .get_or_init(|| self::gzip(self.classic()))
-                    .clone(),
-            ),
+            (Format::Classic, true) => Chunks::one(self.classic_gzip().clone()),
         }
+    }
+
+    /// Makes the classic body and its gzip now rather than on the first request for them.
+    pub fn prepare_classic(&self) {
+        self.classic_gzip();
+    }
+
+    /// Whether the classic body is ready (prepared or already asked for).
+    #[cfg(test)]
+    pub fn classic_prepared(&self) -> bool {
+        self.classic_gzip.get().is_some()
+    }
+
+    fn classic_gzip(&self) -> &Bytes {
+        self.classic_gzip.get_or_init(|| gzip(self.classic()))
     }
 
     fn classic(&self) -> &[Bytes] {

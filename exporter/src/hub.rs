@@ -6,10 +6,11 @@
 //! Publishing is serialized by the slot lock, so a slower publish can never overwrite a newer
 //! one.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, SystemTime};
 
-use crate::exposition::{Exposition, Fragment};
+use crate::exposition::{Exposition, Format, Fragment};
 use crate::render;
 pub use crate::snapshot::health::SourceStatus;
 
@@ -29,6 +30,9 @@ pub struct Hub {
     slots: Mutex<Vec<Slot>>,
     /// What handlers read: swapped whole, never waits for a publish in progress.
     published: RwLock<Published>,
+    /// A client has asked for the classic format: later publishes translate and gzip it
+    /// ahead (on the refresh's thread), so no scrape waits for that work.
+    classic_wanted: AtomicBool,
 }
 
 #[derive(Debug, Clone)]
@@ -52,6 +56,7 @@ impl Hub {
                 exposition: Arc::new(Exposition::default()),
                 ready: true,
             }),
+            classic_wanted: AtomicBool::new(false),
         };
         hub.publish(&hub.lock_slots());
         hub
@@ -87,6 +92,14 @@ impl Hub {
         slot.status.last_success = Some(at);
         slot.status.last_duration = Some(took);
         self.publish(&slots);
+    }
+
+    /// The size of the source's last good fragment (0 before its first).
+    pub fn fragment_len(&self, id: SlotId) -> usize {
+        self.lock_slots()[id.0]
+            .fragment
+            .as_ref()
+            .map_or(0, |f| f.as_bytes().len())
     }
 
     /// Records a failed refresh; the source's last good data stays published.
@@ -145,6 +158,15 @@ impl Hub {
         self.read_published().exposition
     }
 
+    /// The exposition to serve now in `format`; asking for the classic format once makes
+    /// every later publish prepare it.
+    pub fn exposition_for(&self, format: Format) -> Arc<Exposition> {
+        if format == Format::Classic {
+            self.classic_wanted.store(true, Ordering::Relaxed);
+        }
+        self.exposition()
+    }
+
     fn read_published(&self) -> Published {
         self.published
             .read()
@@ -162,6 +184,9 @@ impl Hub {
                 .chain(slots.iter().filter_map(|s| s.source_metrics.as_ref()))
                 .chain(std::iter::once(&own)),
         );
+        if self.classic_wanted.load(Ordering::Relaxed) {
+            exposition.prepare_classic();
+        }
         let ready = slots.iter().all(|s| s.fragment.is_some());
         *self
             .published
@@ -176,5 +201,41 @@ impl Hub {
         // A panic while holding the lock cannot leave a slot half-written (each update is a
         // few field assignments), so the data is still good.
         self.slots.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_classic_body_is_prepared_ahead_once_a_client_asked_for_it() {
+        let hub = Hub::new("test");
+        let slot = hub.register("dummy");
+        let refresh = |value: u32| {
+            let text = format!("# HELP a A\n# TYPE a counter\na_total {value}\n");
+            hub.succeeded(
+                slot,
+                Fragment::from_openmetrics(text),
+                SystemTime::now(),
+                Duration::ZERO,
+            );
+        };
+        refresh(1);
+        assert!(!hub.exposition_for(Format::OpenMetrics).classic_prepared());
+        refresh(2);
+        assert!(
+            !hub.exposition().classic_prepared(),
+            "nobody asked for classic: not made"
+        );
+        assert!(!hub.exposition_for(Format::Classic).classic_prepared());
+        refresh(3);
+        let exposition = hub.exposition();
+        assert!(exposition.classic_prepared(), "made before publishing");
+        let body = exposition.body(Format::Classic, false).to_bytes();
+        assert!(
+            body.starts_with(b"# HELP a_total A\n# TYPE a_total counter\na_total 3\n"),
+            "{body:?}"
+        );
     }
 }

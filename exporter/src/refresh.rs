@@ -142,8 +142,11 @@ pub async fn refresh_once<S: Source>(
         Ok(Ok(data)) => {
             // Rendering and compressing a large cloud takes milliseconds of CPU: keep it off
             // the threads that answer scrapes.
+            // Room for the counters' extra digits over the previous fragment.
+            let capacity = hub.fragment_len(slot) / 16 * 17;
             let published = tokio::task::spawn_blocking(move || {
-                let fragment = Fragment::from_openmetrics(render::source_data(data, options));
+                let text = render::source_data_sized(data, options, capacity);
+                let fragment = Fragment::from_openmetrics(text);
                 hub.succeeded(slot, fragment, now, started.elapsed());
             })
             .await;

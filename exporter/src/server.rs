@@ -201,7 +201,7 @@ pub(crate) fn route_parts(
 fn metrics(headers: &HeaderMap, hub: &Hub) -> Response<Chunks> {
     let format = negotiate_format(headers);
     let gzip = accepts_gzip(headers);
-    let body = hub.exposition().body(format, gzip);
+    let body = hub.exposition_for(format).body(format, gzip);
     let mut resp = Response::new(body);
     let h = resp.headers_mut();
     h.insert(

@@ -17,7 +17,12 @@ use crate::snapshot::{
 
 /// Renders the `libvirt_*` families.
 pub fn guests(snapshot: Arc<GuestsSnapshot>) -> String {
-    encode(GuestsCollector { snapshot })
+    encode(collector(snapshot))
+}
+
+/// What [`guests`] encodes, for encoding into a buffer of the caller's.
+pub(super) fn collector(snapshot: Arc<GuestsSnapshot>) -> impl Collector {
+    GuestsCollector { snapshot }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, prometheus_client::encoding::EncodeLabelSet)]

@@ -15,7 +15,12 @@ use crate::snapshot::{Held, ProjectUsage, ProjectsSnapshot, Quota};
 
 /// Renders the `openstack_project_*` families (and the legacy ones when enabled).
 pub fn projects(snapshot: Arc<ProjectsSnapshot>, options: RenderOptions) -> String {
-    encode(ProjectsCollector { snapshot, options })
+    encode(collector(snapshot, options))
+}
+
+/// What [`projects`] encodes, for encoding into a buffer of the caller's.
+pub(super) fn collector(snapshot: Arc<ProjectsSnapshot>, options: RenderOptions) -> impl Collector {
+    ProjectsCollector { snapshot, options }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, prometheus_client::encoding::EncodeLabelSet)]

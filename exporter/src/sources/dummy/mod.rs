@@ -96,33 +96,67 @@ fn has_extension(path: &Path, ext: &str) -> bool {
         .is_some_and(|e| e.eq_ignore_ascii_case(ext))
 }
 
-/// Whether a dummy file is in the original's TOML format: by the extension when it names a
-/// format (`.toml`; `.yaml`, `.yml`, `.json`), else by the content, as the original reads any
-/// name as TOML (its stress files are named `dummy_cc_site_a.toml.10000`): TOML when the
-/// text is valid TOML, our YAML otherwise.
-fn is_toml(path: &Path, text: &str) -> bool {
+/// The format a file's extension names: `.toml` is the original's TOML, `.yaml`, `.yml` and
+/// `.json` are ours; `None` for any other name.
+fn named_toml(path: &Path) -> Option<bool> {
     if has_extension(path, "toml") {
-        return true;
+        return Some(true);
     }
-    if ["yaml", "yml", "json"]
+    ["yaml", "yml", "json"]
         .iter()
         .any(|ext| has_extension(path, ext))
-    {
-        return false;
-    }
-    !text.trim().is_empty() && text.parse::<toml::Table>().is_ok()
+        .then_some(false)
 }
 
-/// A dummy file in either format; `usage_start` overrides the file's own accounting start.
+/// A dummy file in either format (see [`parse_here`]), parsed on a thread of its own; the
+/// caller keeps a copy of the result and drops the original.
+///
+/// The TOML parser's transient tree (~170 MB at its peak on the original's 10,000-project
+/// stress file) then lives in that thread's malloc arena, all of which is free at the end, and
+/// glibc gives it back, instead of keeping it resident among the long-lived cloud (BENCHMARKS.md,
+/// issue 15 §3: 134 -> 72 MiB when ready on the stress file; with the previous `toml::Table`
+/// parse the same thread made it worse, 205 MiB).
 fn parse(
     path: &Path,
     text: &str,
     anchor: SystemTime,
     usage_start: Option<SystemTime>,
 ) -> Result<Cloud, DummyError> {
-    let parsed = if is_toml(path, text) {
-        toml_file::parse(text, usage_start.unwrap_or(anchor))
-    } else {
+    let parsed = std::thread::scope(|scope| {
+        std::thread::Builder::new()
+            .name("dummy-parse".into())
+            .spawn_scoped(scope, || parse_here(path, text, anchor, usage_start))
+            .map(|t| t.join())
+    });
+    match parsed {
+        Ok(Ok(result)) => {
+            let parsed = result?;
+            // The copy is allocated in this thread's arena; the original goes back to the
+            // parse thread's, which is then all free.
+            let copy = parsed.clone();
+            drop(parsed);
+            Ok(copy)
+        }
+        Ok(Err(panic)) => std::panic::resume_unwind(panic),
+        // No thread to be had: parse here, at the cost of the memory above.
+        Err(_) => parse_here(path, text, anchor, usage_start),
+    }
+}
+
+/// A dummy file in either format; `usage_start` overrides the file's own accounting start.
+///
+/// A name that names no format is read as the original reads any name (its stress files are
+/// named `dummy_cc_site_a.toml.10000`): as TOML, and as our YAML when that fails. When both
+/// fail, the error reported is the TOML one if the text is valid TOML, else the YAML one (the
+/// text is parsed into a `toml::Table` only on that error path).
+fn parse_here(
+    path: &Path,
+    text: &str,
+    anchor: SystemTime,
+    usage_start: Option<SystemTime>,
+) -> Result<Cloud, DummyError> {
+    let toml = || toml_file::parse(text, usage_start.unwrap_or(anchor));
+    let yaml = || {
         file::parse(text, anchor).map(|mut cloud| {
             if let Some(start) = usage_start {
                 cloud.usage_start = start;
@@ -130,31 +164,54 @@ fn parse(
             cloud
         })
     };
+    let parsed = match named_toml(path) {
+        Some(true) => toml(),
+        Some(false) => yaml(),
+        None if text.trim().is_empty() => yaml(),
+        None => toml().or_else(|toml_error| {
+            yaml().map_err(|yaml_error| {
+                if text.parse::<toml::Table>().is_ok() {
+                    toml_error
+                } else {
+                    yaml_error
+                }
+            })
+        }),
+    };
     parsed.map_err(|source| DummyError::Parse {
         path: path.to_owned(),
         source,
     })
 }
 
-/// A file re-read at every refresh and re-parsed only when its content changed.
+/// A file re-read at every refresh and re-parsed only when its content changed. Only a digest
+/// of the accepted content is kept (the stress file's text is 4 MB).
 #[derive(Debug)]
 struct Watched {
     path: PathBuf,
-    content: String,
+    digest: ring::digest::Digest,
+}
+
+fn digest(text: &str) -> ring::digest::Digest {
+    ring::digest::digest(&ring::digest::SHA256, text.as_bytes())
 }
 
 impl Watched {
-    fn load(path: &Path) -> Result<Self, DummyError> {
-        Ok(Self {
+    /// The file's content, and the watch that has accepted it.
+    fn load(path: &Path) -> Result<(Self, String), DummyError> {
+        let text = read(path)?;
+        let watched = Self {
             path: path.to_owned(),
-            content: read(path)?,
-        })
+            digest: digest(&text),
+        };
+        Ok((watched, text))
     }
 
-    /// The new content if it changed since the last accepted one.
-    fn changed(&self) -> Result<Option<String>, DummyError> {
+    /// The new content and its digest if it changed since the last accepted one.
+    fn changed(&self) -> Result<Option<(String, ring::digest::Digest)>, DummyError> {
         let text = read(&self.path)?;
-        Ok((text != self.content).then_some(text))
+        let d = digest(&text);
+        Ok((d.as_ref() != self.digest.as_ref()).then_some((text, d)))
     }
 }
 
@@ -189,8 +246,8 @@ impl DummySource {
             CloudSpec::BuiltIn => (builtin(anchor), None),
             CloudSpec::Generated(g) => (generate::generate(*g, anchor), None),
             CloudSpec::File(path) => {
-                let watched = Watched::load(path)?;
-                let cloud = parse(path, &watched.content, anchor, usage_start)?;
+                let (watched, text) = Watched::load(path)?;
+                let cloud = parse(path, &text, anchor, usage_start)?;
                 (cloud, Some(watched))
             }
         };
@@ -218,9 +275,14 @@ impl DummySource {
         let start = crate::sources::start_date::fetch(&client, url).await?;
         tracing::info!(start = %humantime::format_rfc3339(start), "accounting start from the portal");
         self.usage_start = Some(start);
-        match &self.cloud_file {
-            // A TOML cloud's `existence = true` means "since the start": parse it again.
-            Some(w) => self.cloud = parse(&w.path, &w.content, self.anchor, self.usage_start)?,
+        match &mut self.cloud_file {
+            // A TOML cloud's `existence = true` means "since the start": parse it again (the
+            // file as it is now; a change is then taken as by a reload).
+            Some(w) => {
+                let (watched, text) = Watched::load(&w.path)?;
+                self.cloud = parse(&watched.path, &text, self.anchor, self.usage_start)?;
+                *w = watched;
+            }
             None => self.cloud.usage_start = start,
         }
         self.start_url = None;
@@ -232,9 +294,9 @@ impl DummySource {
         let Some(w) = self.cloud_file.as_mut() else {
             return Ok(());
         };
-        if let Some(text) = w.changed()? {
+        if let Some((text, digest)) = w.changed()? {
             self.cloud = parse(&w.path, &text, self.anchor, self.usage_start)?;
-            w.content = text;
+            w.digest = digest;
             tracing::info!(path = %w.path.display(), "dummy file reloaded");
         }
         Ok(())

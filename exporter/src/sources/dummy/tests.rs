@@ -357,6 +357,17 @@ async fn format_comes_from_the_extension_or_else_the_content() {
             text: YAML,
             want: Ok("from-yaml"),
         },
+        // Neither format: the error of the format whose syntax the text has.
+        Case {
+            file: "cloud",
+            text: "[d]\nprojects = 3\n",
+            want: Err("expected a sequence"),
+        },
+        Case {
+            file: "cloud",
+            text: "domains: [{name: d, projects: 3}]\n",
+            want: Err("domains[0].projects: invalid type"),
+        },
         // A named format is not second-guessed.
         Case {
             file: "cloud.yaml",
