@@ -11,7 +11,7 @@
 //! the totals of the projects that changed (absolute) and the changes of the stopped servers.
 //! Replaying an entry repeats exactly the floating-point additions the refresh made.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use super::super::accounting::{len_u32, Accounting, Journal, ProjectTotals, ServerRecord};
@@ -345,21 +345,30 @@ pub fn encode_entry(
         e.var(i.into());
         fields(&mut e, &acc.records[i as usize]);
     }
-    // Hours: the distinct increments once, then (index step, increment number) pairs.
-    let mut distinct: Vec<u64> = j.hours.iter().map(|(_, h)| h.to_bits()).collect();
-    distinct.sort_unstable();
-    distinct.dedup();
+    // Hours: the distinct increments once (in a window most servers gain the same hours),
+    // then (index step, increment number) pairs.
+    let mut numbers: HashMap<u64, u64> = HashMap::new();
+    let mut distinct: Vec<u64> = Vec::new();
+    let keys: Vec<u64> = j
+        .hours
+        .iter()
+        .map(|(_, h)| {
+            *numbers.entry(h.to_bits()).or_insert_with(|| {
+                distinct.push(h.to_bits());
+                distinct.len() as u64 - 1
+            })
+        })
+        .collect();
     e.len(distinct.len());
     for &h in &distinct {
         e.u64(h);
     }
     e.len(j.hours.len());
     let mut last: i64 = 0;
-    for &(i, h) in &j.hours {
+    for (&(i, _), &k) in j.hours.iter().zip(&keys) {
         e.var(zigzag(i64::from(i) - last));
         last = i64::from(i);
-        let k = distinct.binary_search(&h.to_bits()).unwrap_or(0);
-        e.len(k);
+        e.var(k);
     }
     e.len(j.projects.len());
     for &p in &j.projects {
