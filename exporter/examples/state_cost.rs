@@ -48,7 +48,11 @@ fn rss_mib() -> (u64, u64) {
 }
 
 fn uuid(n: usize) -> String {
-    format!("{:08x}-1111-4a2b-9c3d-{:012x}", n.wrapping_mul(2_654_435_761) as u32, n)
+    format!(
+        "{:08x}-1111-4a2b-9c3d-{:012x}",
+        n.wrapping_mul(2_654_435_761) as u32,
+        n
+    )
 }
 
 /// The usage of `servers` (indexes) in a window of `secs`, grouped by project as Nova pages.
