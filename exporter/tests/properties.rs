@@ -870,6 +870,69 @@ proptest! {
     }
 }
 
+/// The binary state of `saved_state`'s accounting after a second window: a snapshot and a
+/// log with one entry.
+fn binary_state(dir: &Path) -> (Vec<u8>, Vec<u8>) {
+    let text = fixture("openstack/nova_os-simple-tenant-usage_detailed_mv2.40.json");
+    let page: nova::UsagePage = serde_json::from_str(&text).unwrap();
+    let path = dir.join("seed");
+    let (_, mut store) = state::open(&path, CLOUD).unwrap();
+    let mut acc = accounting::Accounting::new(UNIX_EPOCH + Duration::from_secs(1_763_683_200));
+    acc.apply_window(
+        UNIX_EPOCH + Duration::from_secs(1_763_769_600),
+        &page.tenant_usages,
+    )
+    .unwrap();
+    store.save(&mut acc, &Default::default()).unwrap();
+    acc.apply_window(
+        UNIX_EPOCH + Duration::from_secs(1_763_773_200),
+        &page.tenant_usages,
+    )
+    .unwrap();
+    store.save(&mut acc, &Default::default()).unwrap();
+    (
+        std::fs::read(&path).unwrap(),
+        std::fs::read(state::log_path(&path)).unwrap(),
+    )
+}
+
+proptest! {
+    #![proptest_config(config(300))]
+
+    /// Damage anywhere in the snapshot or the log (flipped bytes, a cut): the load resumes a
+    /// plausible state or sets the files aside, and never panics.
+    #[test]
+    fn damaged_binary_states_are_resumed_or_set_aside(
+        in_log in any::<bool>(),
+        flips in prop::collection::vec((any::<prop::sample::Index>(), 1u8..=255), 0..4),
+        cut in prop::option::of(any::<prop::sample::Index>()),
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut snapshot, mut log) = binary_state(dir.path());
+        let target = if in_log { &mut log } else { &mut snapshot };
+        for (at, x) in &flips {
+            let i = at.index(target.len());
+            target[i] ^= x;
+        }
+        if let Some(at) = cut {
+            let n = at.index(target.len() + 1);
+            target.truncate(n);
+        }
+        let path = dir.path().join("state");
+        std::fs::write(&path, &snapshot).unwrap();
+        std::fs::write(state::log_path(&path), &log).unwrap();
+        match state::load(&path, CLOUD).unwrap() {
+            state::Loaded::Missing => prop_assert!(false, "the file is there"),
+            state::Loaded::SetAside { moved_to, .. } => {
+                prop_assert_eq!(std::fs::read(&moved_to).unwrap(), snapshot);
+            }
+            state::Loaded::Resumed(acc, _) => {
+                prop_assert_eq!(acc.implausible(SystemTime::now()), None);
+            }
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Dummy clouds.
 
