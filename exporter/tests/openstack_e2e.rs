@@ -321,19 +321,22 @@ async fn servers_changing_between_refreshes_are_accounted_like_one_query_of_the_
         incremental.accounting().unwrap(),
         one_shot.accounting().unwrap(),
     );
-    assert!(
-        one.servers.contains_key(&a2),
-        "the deleted a2 is in the window"
-    );
-    for (id, record) in &one.servers {
-        let ours = inc.servers[id].hours;
-        if *id == a1 {
+    assert!(one.server(&a2).is_some(), "the deleted a2 is in the window");
+    let hours = |acc: &site_exporter::sources::openstack::accounting::Accounting, id: &str| {
+        acc.server(id)
+            .map(|r| r.hours)
+            .expect("a record of the server")
+    };
+    for (id, record) in one.server_map() {
+        let id = id.to_text();
+        let ours = hours(inc, &id);
+        if id == a1 {
             assert!(ours > record.hours, "a1: {ours} vs {}", record.hours);
         } else {
             assert!(near(ours, record.hours), "{id}: {ours} vs {}", record.hours);
         }
     }
-    let a1_before_resize = inc.servers[&a1].hours - one.servers[&a1].hours;
+    let a1_before_resize = hours(inc, &a1) - hours(one, &a1);
     let tw = totals(&whole);
     eprintln!(
         "incremental: {t3:?}\none query:   {tw:?}\na1 hours before the resize: {a1_before_resize}"
@@ -362,7 +365,7 @@ async fn servers_changing_between_refreshes_are_accounted_like_one_query_of_the_
     assert!(lw.contains_key(&b) && l3.contains_key(&a));
     for (key, (cpu, mem)) in &l3 {
         let (want_cpu, want_mem) = if *key == a {
-            let a2_hours = inc.servers[&a2].hours;
+            let a2_hours = hours(inc, &a2);
             let (cpu, mem) = lw.get(key).copied().unwrap_or_default();
             // a1 is m1.small now (1 vCPU, 2 GiB); a2 was m1.tiny (1 vCPU, 0 whole GiB).
             (

@@ -2,8 +2,13 @@
 //!
 //! Invariants: windows are contiguous (`[window_end, new_end)`, whole seconds); a window is
 //! applied whole or not at all; only non-negative amounts are added, so no counter ever goes
-//! backwards. Each server keeps its own record (accumulated hours, latest size, start, end,
-//! state, metadata).
+//! backwards. Each server keeps its own compact record (accumulated hours, latest size,
+//! start, metadata), with project ids and metadata maps interned ([`super::compact`]): memory
+//! follows the number of servers ever seen at about 100 bytes each.
+//!
+//! With a state file, every change is also noted in a [`Journal`] (hours added, in order;
+//! records and totals that changed; new ids), which the state log writes instead of the whole
+//! accounting; replaying it on the loaded accounting gives bit-identical numbers.
 //!
 //! The legacy families are not running sums: release 3.0.0 recomputes them every cycle from
 //! Nova's per-server hours over `[usage_start, now)`, each server at its current size (Nova
@@ -12,34 +17,55 @@
 //! over the whole window — so [`Accounting::snapshot`] recomputes the legacy series from them
 //! without asking Nova for the whole window again.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
+use super::compact::{Interner, Metadata, ServerId};
 use super::nova::{self, server_totals, ServerUsage, TenantUsage};
 use crate::legacy::{self, LegacyOptions, LegacyServer, ServerHours};
 use crate::snapshot::{Project, ProjectUsage, ProjectsSnapshot, UsageTotals};
 use crate::weights::Weights;
 
-/// One server's accumulated usage since the accounting start.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+/// One server's accumulated usage since the accounting start: what the legacy families need.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct ServerRecord {
-    pub project_id: String,
-    pub name: String,
+    /// Index of its project in the project table.
+    pub project: u32,
     /// Hours summed over every applied window.
     pub hours: f64,
     /// Size as last reported (a resize changes it; past windows were counted at their size).
     pub vcpus: u64,
     pub memory_mb: u64,
-    pub local_gb: u64,
-    pub flavor: Option<String>,
-    pub started_at: Option<String>,
-    pub ended_at: Option<String>,
-    pub state: Option<String>,
-    /// Nova metadata, when known from the servers list (deleted servers keep the last seen).
-    #[serde(default)]
-    pub metadata: BTreeMap<String, String>,
+    /// Launch time as last reported, seconds since 1970; 0.0 when unknown (selects the
+    /// earliest weights set).
+    pub started_at: f64,
+    /// Index of its metadata in the metadata table (0: none known).
+    pub metadata: u32,
+}
+
+impl ServerRecord {
+    /// Equal in every bit (hours aside): whether the journal must note a change.
+    fn same_fields(&self, other: &Self) -> bool {
+        self.project == other.project
+            && self.vcpus == other.vcpus
+            && self.memory_mb == other.memory_mb
+            && self.started_at.to_bits() == other.started_at.to_bits()
+            && self.metadata == other.metadata
+    }
+}
+
+/// A server as callers see it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ServerView<'a> {
+    pub project_id: &'a str,
+    pub hours: f64,
+    pub vcpus: u64,
+    pub memory_mb: u64,
+    pub started_at: f64,
+    pub metadata: &'a Metadata,
 }
 
 /// A project's running sums.
@@ -69,15 +95,62 @@ impl ProjectTotals {
     }
 }
 
+/// What changed since the journal started, in the terms the state log writes.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Journal {
+    /// Table lengths when it started: indexes at or past them are new.
+    pub first_project: u32,
+    pub first_metadata: u32,
+    pub first_server: u32,
+    /// Ids of the new servers, in index order.
+    pub new_servers: Vec<ServerId>,
+    /// Hours added, in the order they were added (replaying them in this order gives the
+    /// same floating-point sums).
+    pub hours: Vec<(u32, f64)>,
+    /// Records whose fields other than hours changed (new ones included).
+    pub records: BTreeSet<u32>,
+    /// Projects whose totals changed.
+    pub projects: BTreeSet<u32>,
+}
+
+impl Journal {
+    /// Whether nothing but the window end changed.
+    pub fn is_empty(&self) -> bool {
+        self.new_servers.is_empty()
+            && self.hours.is_empty()
+            && self.records.is_empty()
+            && self.projects.is_empty()
+    }
+}
+
 /// Everything accumulated since `usage_start`; what the state file stores.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone)]
 pub struct Accounting {
     /// The accounting epoch, seconds since 1970.
     pub usage_start: u64,
     /// End of the last applied window (exclusive), seconds since 1970.
     pub window_end: u64,
-    pub projects: BTreeMap<String, ProjectTotals>,
-    pub servers: BTreeMap<String, ServerRecord>,
+    /// Project ids, interned; `totals` is indexed alike.
+    pub(super) projects: Interner<str>,
+    pub(super) totals: Vec<ProjectTotals>,
+    /// Server id -> index in `records`; iterated in id order for the legacy sums.
+    pub(super) index: BTreeMap<ServerId, u32>,
+    pub(super) records: Vec<ServerRecord>,
+    /// Metadata maps, interned; index 0 is the empty map.
+    pub(super) metadata: Interner<Metadata>,
+    /// Changes not yet written; `None` when nothing persists them.
+    journal: Option<Journal>,
+}
+
+/// Equal when the same projects have the same totals and the same servers the same records,
+/// whatever order the tables were built in.
+impl PartialEq for Accounting {
+    fn eq(&self, other: &Self) -> bool {
+        self.usage_start == other.usage_start
+            && self.window_end == other.window_end
+            && self.project_map() == other.project_map()
+            && self.server_map() == other.server_map()
+    }
 }
 
 /// A window that cannot be applied.
@@ -98,18 +171,93 @@ fn epoch_secs(t: SystemTime) -> u64 {
 impl Accounting {
     /// Empty accounting starting at `usage_start` (whole seconds).
     pub fn new(usage_start: SystemTime) -> Self {
-        let start = epoch_secs(usage_start);
+        Self::empty(epoch_secs(usage_start))
+    }
+
+    pub(super) fn empty(usage_start: u64) -> Self {
+        let mut metadata = Interner::default();
+        metadata.push(Arc::new(Metadata::new()));
         Self {
-            usage_start: start,
-            window_end: start,
-            projects: BTreeMap::new(),
-            servers: BTreeMap::new(),
+            usage_start,
+            window_end: usage_start,
+            projects: Interner::default(),
+            totals: Vec::new(),
+            index: BTreeMap::new(),
+            records: Vec::new(),
+            metadata,
+            journal: None,
         }
+    }
+
+    /// Starts noting changes (see [`Journal`]); the state file calls this once it holds
+    /// everything so far.
+    pub fn start_journal(&mut self) {
+        self.journal = Some(Journal {
+            first_project: len_u32(self.projects.len()),
+            first_metadata: len_u32(self.metadata.len()),
+            first_server: len_u32(self.records.len()),
+            ..Journal::default()
+        });
+    }
+
+    /// The changes noted so far; a new journal starts.
+    pub fn take_journal(&mut self) -> Option<Journal> {
+        let taken = self.journal.take();
+        if taken.is_some() {
+            self.start_journal();
+        }
+        taken
+    }
+
+    /// The totals of project `id`, if it ever had usage.
+    pub fn project_totals(&self, id: &str) -> Option<ProjectTotals> {
+        let i = self.projects.find(id)?;
+        self.totals.get(i as usize).copied()
+    }
+
+    /// Every project with totals, by id.
+    pub fn project_map(&self) -> BTreeMap<&str, ProjectTotals> {
+        self.projects
+            .iter()
+            .zip(self.totals.iter().copied())
+            .collect()
+    }
+
+    /// The record of server `id`.
+    pub fn server(&self, id: &str) -> Option<ServerView<'_>> {
+        let i = *self.index.get(&ServerId::new(id))?;
+        Some(self.view(&self.records[i as usize]))
+    }
+
+    fn view<'a>(&'a self, r: &ServerRecord) -> ServerView<'a> {
+        static EMPTY: Metadata = Metadata::new();
+        ServerView {
+            project_id: self.projects.get(r.project).unwrap_or_default(),
+            hours: r.hours,
+            vcpus: r.vcpus,
+            memory_mb: r.memory_mb,
+            started_at: r.started_at,
+            metadata: self.metadata.get(r.metadata).unwrap_or(&EMPTY),
+        }
+    }
+
+    /// Every server record, by id.
+    pub fn server_map(&self) -> BTreeMap<&ServerId, ServerView<'_>> {
+        self.index
+            .iter()
+            .map(|(id, &i)| (id, self.view(&self.records[i as usize])))
+            .collect()
+    }
+
+    /// How many servers have a record.
+    pub fn server_count(&self) -> usize {
+        self.records.len()
     }
 
     /// Why a loaded accounting cannot be trusted, if it cannot: times past what the clock
     /// and the formats can hold, or later than `now` allows; sums that are not finite
-    /// non-negative numbers. Arithmetic on such values would panic or count nonsense.
+    /// non-negative numbers; references to tables entries that do not exist. Arithmetic on
+    /// such values would panic or count nonsense.
     pub fn implausible(&self, now: SystemTime) -> Option<String> {
         // Whole days of slack for clocks that disagree.
         let latest = epoch_secs(now).saturating_add(86_400);
@@ -124,7 +272,7 @@ impl Accounting {
             ));
         }
         let bad = |x: f64| !x.is_finite() || x < 0.0;
-        if let Some((id, _)) = self.projects.iter().find(|(_, t)| {
+        if let Some((id, _)) = self.project_map().into_iter().find(|(_, t)| {
             bad(t.vcpu_seconds)
                 || bad(t.memory_byte_seconds)
                 || bad(t.disk_byte_seconds)
@@ -132,8 +280,26 @@ impl Accounting {
         }) {
             return Some(format!("project {id}: a total is negative or not a number"));
         }
-        if let Some((id, _)) = self.servers.iter().find(|(_, r)| bad(r.hours)) {
-            return Some(format!("server {id}: hours negative or not a number"));
+        let projects = self.projects.len();
+        let metadata = self.metadata.len();
+        let bad_record = |r: &ServerRecord| {
+            bad(r.hours)
+                || !r.started_at.is_finite()
+                || r.project as usize >= projects
+                || r.metadata as usize >= metadata
+        };
+        if let Some((id, _)) = self
+            .index
+            .iter()
+            .find(|(_, &i)| self.records.get(i as usize).is_none_or(bad_record))
+        {
+            return Some(format!(
+                "server {}: hours negative or not a number, or a table index out of range",
+                id.to_text()
+            ));
+        }
+        if self.index.len() != self.records.len() || self.totals.len() != projects {
+            return Some("tables of different lengths".to_owned());
         }
         None
     }
@@ -168,23 +334,22 @@ impl Accounting {
     }
 
     /// Refuses, before anything is added, a window whose sums would not be finite numbers:
-    /// JSON has no infinity, so the saved state would be set aside at the next start.
+    /// the saved state would be set aside at the next start.
     fn check_finite(&self, usages: &[TenantUsage]) -> Result<(), WindowError> {
         let mut projects: BTreeMap<&str, ProjectTotals> = BTreeMap::new();
         let mut hours: BTreeMap<&str, f64> = BTreeMap::new();
         for tenant in usages {
             for u in &tenant.server_usages {
                 let totals = server_totals(u);
-                let p = projects.entry(&tenant.tenant_id).or_insert_with(|| {
-                    self.projects
-                        .get(&tenant.tenant_id)
-                        .copied()
-                        .unwrap_or_default()
-                });
+                let p = projects
+                    .entry(&tenant.tenant_id)
+                    .or_insert_with(|| self.project_totals(&tenant.tenant_id).unwrap_or_default());
                 p.add(totals);
-                let h = hours
-                    .entry(&u.instance_id)
-                    .or_insert_with(|| self.servers.get(&u.instance_id).map_or(0.0, |r| r.hours));
+                let h = hours.entry(&u.instance_id).or_insert_with(|| {
+                    self.index
+                        .get(&ServerId::new(&u.instance_id))
+                        .map_or(0.0, |&i| self.records[i as usize].hours)
+                });
                 *h += totals.instance_seconds / 3600.0;
                 let sums = [
                     p.vcpu_seconds,
@@ -207,21 +372,46 @@ impl Accounting {
     fn add_server(&mut self, project_id: &str, u: &ServerUsage) {
         let totals = server_totals(u);
         let hours = totals.instance_seconds / 3600.0;
-        self.projects
-            .entry(project_id.to_owned())
-            .or_default()
-            .add(totals);
-        let record = self.servers.entry(u.instance_id.clone()).or_default();
-        record.project_id = project_id.to_owned();
-        record.name.clone_from(&u.name);
+        let project = self.projects.intern(project_id, |s: &str| Arc::from(s));
+        if project as usize == self.totals.len() {
+            self.totals.push(ProjectTotals::default());
+        }
+        self.totals[project as usize].add(totals);
+        let id = ServerId::new(&u.instance_id);
+        let i = match self.index.get(&id) {
+            Some(&i) => i,
+            None => {
+                let i = len_u32(self.records.len());
+                self.records.push(ServerRecord::default());
+                if let Some(j) = &mut self.journal {
+                    j.new_servers.push(id.clone());
+                }
+                self.index.insert(id, i);
+                i
+            }
+        };
+        let record = &mut self.records[i as usize];
         record.hours += hours;
-        record.vcpus = u.vcpus;
-        record.memory_mb = u.memory_mb;
-        record.local_gb = u.local_gb;
-        record.flavor.clone_from(&u.flavor);
-        record.started_at.clone_from(&u.started_at);
-        record.ended_at.clone_from(&u.ended_at);
-        record.state.clone_from(&u.state);
+        let next = ServerRecord {
+            project,
+            vcpus: u.vcpus,
+            memory_mb: u.memory_mb,
+            started_at: u
+                .started_at
+                .as_deref()
+                .and_then(nova::epoch_seconds)
+                .unwrap_or(0.0),
+            ..*record
+        };
+        let changed = !record.same_fields(&next);
+        *record = next;
+        if let Some(j) = &mut self.journal {
+            j.hours.push((i, hours));
+            j.projects.insert(project);
+            if changed {
+                j.records.insert(i);
+            }
+        }
     }
 
     /// Remembers the metadata of servers that exist now (kept once they are deleted).
@@ -230,8 +420,16 @@ impl Accounting {
         servers: impl IntoIterator<Item = (&'a str, &'a BTreeMap<String, String>)>,
     ) {
         for (id, metadata) in servers {
-            if let Some(record) = self.servers.get_mut(id) {
-                record.metadata.clone_from(metadata);
+            let Some(&i) = self.index.get(&ServerId::new(id)) else {
+                continue;
+            };
+            let m = self.metadata.intern(metadata, |m| Arc::new(m.clone()));
+            let record = &mut self.records[i as usize];
+            if record.metadata != m {
+                record.metadata = m;
+                if let Some(j) = &mut self.journal {
+                    j.records.insert(i);
+                }
             }
         }
     }
@@ -248,28 +446,36 @@ impl Accounting {
         options: &LegacyOptions,
         weights: Option<&Weights>,
     ) -> ProjectsSnapshot {
-        let mut by_project: BTreeMap<&str, Vec<&ServerRecord>> = BTreeMap::new();
+        // Servers per project, each list in id order (the order of the sums).
+        let mut by_project: Vec<Vec<&ServerRecord>> = Vec::new();
         if weights.is_some() {
-            for r in self.servers.values() {
-                by_project.entry(&r.project_id).or_default().push(r);
+            by_project.resize_with(self.projects.len(), Vec::new);
+            for &i in self.index.values() {
+                let r = &self.records[i as usize];
+                if let Some(list) = by_project.get_mut(r.project as usize) {
+                    list.push(r);
+                }
             }
         }
         let mut legacy_series = Vec::new();
         let projects = projects
             .iter()
             .map(|p| {
+                let index = self.projects.find(p.id.as_str());
                 if let Some(weights) = weights {
-                    let servers = by_project.get(p.id.as_str()).into_iter().flatten();
+                    let servers = index
+                        .and_then(|i| by_project.get(i as usize))
+                        .into_iter()
+                        .flatten();
                     legacy_series.extend(legacy::project_series(
                         p,
-                        servers.map(|r| r.legacy()),
+                        servers.map(|r| self.legacy(r)),
                         options,
                         weights,
                     ));
                 }
-                let totals = self
-                    .projects
-                    .get(&p.id)
+                let totals = index
+                    .and_then(|i| self.totals.get(i as usize))
                     .map(ProjectTotals::usage)
                     .unwrap_or_default();
                 let (allocation, instances) = current.get(&p.id).cloned().unwrap_or_default();
@@ -288,26 +494,27 @@ impl Accounting {
             legacy: legacy_series,
         }
     }
-}
 
-impl ServerRecord {
     /// The server as the legacy arithmetic sees it: all its hours at its current size, its
     /// start selecting the weights set (an unknown start selects the earliest set).
-    fn legacy(&self) -> LegacyServer<'_> {
+    fn legacy<'a>(&'a self, r: &ServerRecord) -> LegacyServer<'a> {
+        let view = self.view(r);
         LegacyServer {
             hours: ServerHours {
-                hours: self.hours,
-                vcpus: self.vcpus,
-                memory_mb: self.memory_mb,
+                hours: r.hours,
+                vcpus: r.vcpus,
+                memory_mb: r.memory_mb,
             },
-            started_at: self
-                .started_at
-                .as_deref()
-                .and_then(nova::epoch_seconds)
-                .unwrap_or(0.0),
-            metadata: &self.metadata,
+            started_at: r.started_at,
+            metadata: view.metadata,
         }
     }
+}
+
+/// A table length as an index; tables past 2^32 entries are not representable in the
+/// state file either.
+pub(super) fn len_u32(n: usize) -> u32 {
+    u32::try_from(n).expect("fewer than 2^32 projects, servers and metadata maps")
 }
 
 #[cfg(test)]

@@ -3,7 +3,9 @@
 //! - [`nova`]: Nova API JSON and its pure conversion.
 //! - [`keystone`]: projects and domains, filters.
 //! - [`accounting`]: running totals from contiguous usage windows, per-server records.
-//! - [`state`]: the state file (atomic writes, untrusted files set aside).
+//! - [`compact`]: compact server ids and interned tables of the accounting.
+//! - [`state`]: the state: a checksummed binary snapshot plus an append log of each refresh's
+//!   changes (crash-safe, version-1 JSON migrated, untrusted files set aside).
 //! - [`stopped`]: since when servers are stopped or broken, and their age buckets.
 //! - `fetch`: what one refresh reads (Keystone lists, Nova usage, servers, flavors, quotas),
 //!   page by page.
@@ -24,6 +26,7 @@
 
 pub mod accounting;
 pub mod client;
+pub mod compact;
 pub mod config;
 mod fetch;
 pub mod keystone;
@@ -104,6 +107,8 @@ pub struct OpenstackSource {
     settings: Settings,
     /// Settled by the first refresh (start date, state file).
     accounting: Option<Accounting>,
+    /// Where the next state save goes; opened with the state file by the first refresh.
+    store: Option<state::Store>,
     /// Since when servers are stopped; from the state file at the first refresh.
     stopped: stopped::Stopped,
     start: Option<UsageStart>,
@@ -118,6 +123,7 @@ impl OpenstackSource {
             client,
             settings,
             accounting: None,
+            store: None,
             stopped: stopped::Stopped::default(),
             start: None,
             embeds_flavors: None,
@@ -146,9 +152,11 @@ impl OpenstackSource {
             Some(path) => {
                 let cloud = self.settings.cloud.clone();
                 let shown = path.display().to_string();
-                let loaded = tokio::task::spawn_blocking(move || state::load(&path, &cloud))
-                    .await
-                    .map_err(|e| OpenstackError::Blocking(e.to_string()))??;
+                let (loaded, store) =
+                    tokio::task::spawn_blocking(move || state::open(&path, &cloud))
+                        .await
+                        .map_err(|e| OpenstackError::Blocking(e.to_string()))??;
+                self.store = Some(store);
                 match loaded {
                     state::Loaded::Missing => fresh,
                     state::Loaded::Resumed(acc, stopped) => {
@@ -287,27 +295,34 @@ impl OpenstackSource {
         {
             panic!("planted: the window is applied in memory, the state file not yet written");
         }
-        if let Some(path) = self.settings.state_file.clone() {
+        if let Some(mut store) = self.store.take() {
             // Written on the blocking pool; the accounting goes there and comes back. If the
             // write fails, counting goes on in memory, the data is published all the same, and
-            // the next refresh writes the file; the failure is logged and counted (alert
-            // OpenstackStateNotSaved).
-            let cloud = self.settings.cloud.clone();
-            let acc = self.accounting.take().ok_or(OpenstackError::NoStart)?;
+            // the next refresh writes everything again; the failure is logged and counted
+            // (alert OpenstackStateNotSaved).
+            let mut acc = self.accounting.take().ok_or(OpenstackError::NoStart)?;
             // Small (one entry per stopped server): copied rather than moved.
             let stopped = self.stopped.clone();
-            let (acc, saved) = tokio::task::spawn_blocking(move || {
-                let saved = state::save(&path, &cloud, &acc, &stopped);
-                (acc, saved)
+            let (acc, store, saved) = tokio::task::spawn_blocking(move || {
+                let saved = store.save(&mut acc, &stopped);
+                (acc, store, saved)
             })
             .await
             // A panic in the write loses the in-memory accounting; the next refresh resumes
             // from the state file.
             .map_err(|e| OpenstackError::Blocking(e.to_string()))?;
             self.accounting = Some(acc);
-            if let Err(error) = saved {
-                tracing::error!(%error, "state file not written; counting goes on in memory");
-                self.client.count_state_write_error();
+            self.store = Some(store);
+            match saved {
+                Ok(saved) => tracing::debug!(
+                    bytes = saved.bytes,
+                    compacted = saved.compacted,
+                    "state saved"
+                ),
+                Err(error) => {
+                    tracing::error!(%error, "state file not written; counting goes on in memory");
+                    self.client.count_state_write_error();
+                }
             }
         }
         let next = self.accounting.as_ref().ok_or(OpenstackError::NoStart)?;

@@ -126,7 +126,7 @@ fn windows_add_up() {
             acc.apply_window(at(end), tenants).unwrap();
         }
         for (id, want) in &c.want {
-            let t = acc.projects[*id];
+            let t = acc.project_totals(id).unwrap();
             let legacy = legacy_of(&acc, id, &LegacyOptions::default(), &Weights::default());
             assert_eq!(legacy.len(), 1, "{}", c.name);
             let got = (
@@ -138,7 +138,7 @@ fn windows_add_up() {
             );
             assert_eq!(got, *want, "{}: {id}", c.name);
         }
-        assert_eq!(acc.projects.len(), c.want.len(), "{}", c.name);
+        assert_eq!(acc.project_map().len(), c.want.len(), "{}", c.name);
     }
 }
 
@@ -180,13 +180,15 @@ fn per_server_records_keep_hours_size_start_and_metadata() {
     s.ended_at = Some("2026-11-21T02:30:00.000000".into());
     acc.apply_window(at("2026-11-21T03:00:00Z"), &[tenant("a", vec![s])])
         .unwrap();
-    let r = &acc.servers["s1"];
+    let r = acc.server("s1").unwrap();
     assert_eq!(r.hours, 2.0);
     assert_eq!(r.vcpus, 2);
-    assert_eq!(r.started_at.as_deref(), Some("2026-11-20T12:00:00.000000"));
-    assert_eq!(r.state.as_deref(), Some("terminated"));
     assert_eq!(
-        r.metadata, metadata,
+        Some(r.started_at),
+        crate::sources::openstack::nova::epoch_seconds("2026-11-20T12:00:00.000000")
+    );
+    assert_eq!(
+        r.metadata, &metadata,
         "metadata survives the server's deletion"
     );
 }
@@ -213,19 +215,19 @@ fn recorded_pages_sum_per_tenant() {
     let mut acc = Accounting::new(at(START));
     acc.apply_window(at("2026-11-22T14:48:46Z"), &tenants)
         .unwrap();
-    assert_eq!(acc.projects.len(), want.len());
+    assert_eq!(acc.project_map().len(), want.len());
     assert!(
         want.len() < tenants.len(),
         "the fixture splits a tenant over pages"
     );
     for (id, vcpu_seconds) in want {
-        let got = acc.projects[id].vcpu_seconds;
+        let got = acc.project_totals(id).unwrap().vcpu_seconds;
         assert!(
             (got - vcpu_seconds).abs() < 1e-6,
             "{id}: {got} != {vcpu_seconds}"
         );
     }
-    assert_eq!(acc.servers.len(), 11);
+    assert_eq!(acc.server_count(), 11);
 }
 
 #[test]
@@ -266,7 +268,7 @@ fn snapshot_exports_keystone_projects_and_keeps_vanished_totals() {
     assert_eq!(snap.projects[0].instances["active"], 1);
     assert_eq!(snap.projects[1].totals, UsageTotals::default());
     assert!(
-        acc.projects.contains_key("gone"),
+        acc.project_totals("gone").is_some(),
         "a deleted project's totals stay in the state"
     );
 }

@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::sources::openstack::nova::{ServerUsage, TenantUsage};
+use std::path::{Path, PathBuf};
 
 const CLOUD: &str = "http://127.0.0.1:5000/v3";
 
@@ -24,6 +25,10 @@ fn accounting(start: u64) -> Accounting {
     )
     .unwrap();
     acc
+}
+
+fn v1_of(acc: &Accounting) -> v1::AccountingV1 {
+    v1::AccountingV1::of(acc)
 }
 
 #[test]
@@ -93,10 +98,10 @@ fn untrusted_files_are_set_aside_not_deleted() {
         want_reason: &'static str,
     }
     let good = |cloud: &str, start: u64, version: u32| {
-        serde_json::to_vec(&StateFile {
+        serde_json::to_vec(&v1::StateFile {
             version,
             cloud: cloud.into(),
-            accounting: accounting(start),
+            accounting: v1_of(&accounting(start)),
             stopped: Stopped::default(),
         })
         .unwrap()
@@ -119,7 +124,7 @@ fn untrusted_files_are_set_aside_not_deleted() {
         },
         Case {
             name: "other cloud",
-            input: good("https://other:5000/v3", 1000, VERSION),
+            input: good("https://other:5000/v3", 1000, 1),
             want_reason: "belongs to cloud",
         },
         // Values that parse but would panic or count nonsense later.
@@ -232,6 +237,379 @@ fn stopped_servers_survive_a_restart_and_old_files_load_without_them() {
     let Loaded::Resumed(acc, stopped) = load(&path, CLOUD).unwrap() else {
         panic!("resumed")
     };
-    assert_eq!(acc.projects["p"].vcpu_seconds, 9000.0);
+    assert_eq!(acc.project_totals("p").unwrap().vcpu_seconds, 9000.0);
     assert_eq!(stopped, Stopped::default());
+}
+
+/// A usage of server `id` in project `project`.
+fn usage(id: &str, hours: f64, vcpus: u64) -> ServerUsage {
+    ServerUsage {
+        instance_id: id.into(),
+        hours,
+        vcpus,
+        memory_mb: 1024 * vcpus,
+        local_gb: 10,
+        started_at: Some("2026-11-20T12:00:00.250000".into()),
+        ..Default::default()
+    }
+}
+
+const UUID_A: &str = "0b4f8c2e-1111-4a2b-9c3d-000000000001";
+const UUID_B: &str = "0b4f8c2e-1111-4a2b-9c3d-000000000002";
+
+/// Refresh `n` of a small cloud: servers come, resize, get metadata, stop, go; hours that
+/// do not add up exactly in floating point.
+fn refresh(acc: &mut Accounting, stopped: &mut Stopped, n: u64) {
+    let mut p = vec![
+        usage(UUID_A, 0.1 * n as f64, 1),
+        usage("s-other", 1.0 / 3.0, 2),
+    ];
+    if n >= 2 {
+        p.push(usage(UUID_B, 0.7, 1 + n % 2));
+    }
+    let mut q = vec![usage("q1", 0.3, 4)];
+    if n % 3 == 0 {
+        q.push(usage(&format!("new-{n}"), 0.05, 1));
+    }
+    let tenants = [
+        TenantUsage {
+            tenant_id: "p".into(),
+            server_usages: p,
+        },
+        TenantUsage {
+            tenant_id: format!("q{}", n % 2),
+            server_usages: q,
+        },
+    ];
+    let end = acc.window_end + 600;
+    acc.apply_window(UNIX_EPOCH + std::time::Duration::from_secs(end), &tenants)
+        .unwrap();
+    let tag = BTreeMap::from([("tag".to_owned(), format!("t{}", n % 2))]);
+    acc.note_metadata([(UUID_A, &tag), ("q1", &tag)]);
+    stopped.seen_at = Some(end);
+    if n % 2 == 0 {
+        stopped.servers.insert(
+            "q1".into(),
+            crate::sources::openstack::stopped::Since {
+                status: "shutoff".into(),
+                since: end,
+            },
+        );
+    } else {
+        stopped.servers.remove("q1");
+    }
+}
+
+use std::collections::BTreeMap;
+
+#[test]
+fn every_save_appends_an_entry_and_a_restart_resumes_bit_for_bit() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state");
+    let (loaded, mut store) = open(&path, CLOUD).unwrap();
+    assert_eq!(loaded, Loaded::Missing);
+    let mut acc = accounting(1000);
+    let mut stopped = Stopped::default();
+    let first = store.save(&mut acc, &stopped).unwrap();
+    assert!(first.compacted, "the first save writes a snapshot");
+    for n in 1..=12 {
+        refresh(&mut acc, &mut stopped, n);
+        let saved = store.save(&mut acc, &stopped).unwrap();
+        assert!(!saved.compacted, "refresh {n}");
+        assert!(saved.bytes < 700, "refresh {n}: {} bytes", saved.bytes);
+        let (loaded, _) = open(&path, CLOUD).unwrap();
+        assert_eq!(
+            loaded,
+            Loaded::Resumed(acc.clone(), stopped.clone()),
+            "refresh {n}"
+        );
+    }
+    // A resumed store appends to the same log.
+    let (Loaded::Resumed(mut resumed, mut rs), mut store) = open(&path, CLOUD).unwrap() else {
+        panic!("resumed")
+    };
+    refresh(&mut resumed, &mut rs, 13);
+    refresh(&mut acc, &mut stopped, 13);
+    assert!(!store.save(&mut resumed, &rs).unwrap().compacted);
+    assert_eq!(
+        load(&path, CLOUD).unwrap(),
+        Loaded::Resumed(acc.clone(), stopped.clone())
+    );
+    // A compaction folds the log into a new snapshot; nothing counts twice.
+    store.compact(&mut resumed, &rs).unwrap();
+    assert_eq!(
+        load(&path, CLOUD).unwrap(),
+        Loaded::Resumed(acc.clone(), stopped.clone())
+    );
+    assert_eq!(
+        std::fs::metadata(log_path(&path)).unwrap().len(),
+        format::LOG_HEADER_LEN
+    );
+}
+
+/// The state files after `n` refreshes saved to a log, and the state after each of them.
+fn history(dir: &Path, n: u64) -> (PathBuf, Vec<(Accounting, Stopped)>) {
+    let path = dir.join("state");
+    let (_, mut store) = open(&path, CLOUD).unwrap();
+    let mut acc = accounting(1000);
+    let mut stopped = Stopped::default();
+    store.save(&mut acc, &stopped).unwrap();
+    let mut states = vec![(acc.clone(), stopped.clone())];
+    for i in 1..=n {
+        refresh(&mut acc, &mut stopped, i);
+        store.save(&mut acc, &stopped).unwrap();
+        states.push((acc.clone(), stopped.clone()));
+    }
+    (path, states)
+}
+
+#[test]
+fn a_log_cut_at_any_byte_resumes_exactly_the_old_or_the_new_state() {
+    // A kill in the middle of an append leaves a prefix of the entry; a power loss may leave
+    // its last pages unwritten. Every cut must load as the state before that entry or after
+    // it, never a mix, never a reset, and the next append must follow on cleanly.
+    let dir = tempfile::tempdir().unwrap();
+    let (path, states) = history(dir.path(), 6);
+    let log = std::fs::read(log_path(&path)).unwrap();
+    // Entry boundaries: after the header, after each entry.
+    let mut ends = vec![format::LOG_HEADER_LEN as usize];
+    while *ends.last().unwrap() < log.len() {
+        let at = *ends.last().unwrap();
+        let len = u32::from_le_bytes(log[at..at + 4].try_into().unwrap()) as usize;
+        ends.push(at + 8 + len);
+    }
+    assert_eq!(ends.len(), states.len());
+    let snapshot = std::fs::read(&path).unwrap();
+    for cut in format::LOG_HEADER_LEN as usize..=log.len() {
+        let case = tempfile::tempdir().unwrap();
+        let p = case.path().join("state");
+        std::fs::write(&p, &snapshot).unwrap();
+        std::fs::write(log_path(&p), &log[..cut]).unwrap();
+        let complete = ends.iter().filter(|&&e| e <= cut).count() - 1;
+        let (loaded, mut store) = open(&p, CLOUD).unwrap();
+        let (want_acc, want_stopped) = &states[complete];
+        assert_eq!(
+            loaded,
+            Loaded::Resumed(want_acc.clone(), want_stopped.clone()),
+            "cut at byte {cut}"
+        );
+        assert_eq!(
+            std::fs::metadata(log_path(&p)).unwrap().len() as usize,
+            ends[complete],
+            "cut at byte {cut}: the torn entry is dropped"
+        );
+        // The next refresh appends after the last complete entry.
+        let (mut acc, mut stopped) = (want_acc.clone(), want_stopped.clone());
+        acc.start_journal();
+        refresh(&mut acc, &mut stopped, 99);
+        assert!(!store.save(&mut acc, &stopped).unwrap().compacted);
+        assert_eq!(
+            load(&p, CLOUD).unwrap(),
+            Loaded::Resumed(acc, stopped),
+            "cut at byte {cut}, then a save"
+        );
+    }
+}
+
+#[test]
+fn a_compaction_killed_between_its_renames_counts_nothing_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, states) = history(dir.path(), 4);
+    let old_log = std::fs::read(log_path(&path)).unwrap();
+    let (Loaded::Resumed(mut acc, stopped), mut store) = open(&path, CLOUD).unwrap() else {
+        panic!("resumed")
+    };
+    store.compact(&mut acc, &stopped).unwrap();
+    // As if killed after the snapshot's rename, before the log's: the old log is still there.
+    std::fs::write(log_path(&path), &old_log).unwrap();
+    // A half-written temporary file is never read.
+    std::fs::write(dir.path().join("state.tmp"), b"SXOSSNAP\x02").unwrap();
+    let (last_acc, last_stopped) = states.last().unwrap().clone();
+    let (loaded, mut store) = open(&path, CLOUD).unwrap();
+    assert_eq!(
+        loaded,
+        Loaded::Resumed(last_acc.clone(), last_stopped.clone())
+    );
+    // The next save replaces the stale log (a compaction), and the state stays exact.
+    let (mut acc, mut stopped) = (last_acc, last_stopped);
+    acc.start_journal();
+    refresh(&mut acc, &mut stopped, 5);
+    assert!(store.save(&mut acc, &stopped).unwrap().compacted);
+    assert_eq!(load(&path, CLOUD).unwrap(), Loaded::Resumed(acc, stopped));
+}
+
+#[test]
+fn damage_inside_the_state_sets_both_files_aside_naming_file_and_offset() {
+    struct Case {
+        name: &'static str,
+        log: bool,
+        at: fn(usize) -> usize,
+        want: &'static str,
+    }
+    let cases = [
+        Case {
+            name: "a flipped byte in the snapshot",
+            log: false,
+            at: |len| len / 2,
+            want: "checksum mismatch",
+        },
+        Case {
+            name: "a flipped byte in the first log entry",
+            log: true,
+            at: |_| format::LOG_HEADER_LEN as usize + 12,
+            want: "entry checksum mismatch",
+        },
+        Case {
+            name: "a flipped byte in the log header",
+            log: true,
+            at: |_| 9,
+            want: "log header checksum mismatch",
+        },
+    ];
+    for c in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, _) = history(dir.path(), 3);
+        let target = if c.log { log_path(&path) } else { path.clone() };
+        let mut bytes = std::fs::read(&target).unwrap();
+        let at = (c.at)(bytes.len());
+        bytes[at] ^= 0x40;
+        std::fs::write(&target, &bytes).unwrap();
+        let (loaded, _) = open(&path, CLOUD).unwrap();
+        let Loaded::SetAside { reason, moved_to } = loaded else {
+            panic!("{}: {loaded:?}", c.name)
+        };
+        assert!(reason.contains(c.want), "{}: {reason}", c.name);
+        assert!(reason.contains("at byte"), "{}: {reason}", c.name);
+        assert!(moved_to.exists() && !path.exists(), "{}", c.name);
+        let moved_log = PathBuf::from(format!("{}.log", moved_to.display()));
+        assert!(moved_log.exists(), "{}: the log goes aside too", c.name);
+        assert!(!log_path(&path).exists(), "{}", c.name);
+    }
+}
+
+#[test]
+fn a_version_1_file_is_migrated_with_every_total_and_record_bit_for_bit() {
+    // Written as the previous build wrote it: sums that are not round in floating point,
+    // starts with microseconds, unknown starts, metadata, fields no longer kept.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.json");
+    let totals = |x: f64| crate::sources::openstack::accounting::ProjectTotals {
+        vcpu_seconds: x,
+        memory_byte_seconds: x * 1048576.0,
+        disk_byte_seconds: x * 3.0e9,
+        instance_seconds: x / 3.0,
+    };
+    let record = |project: &str, hours: f64, started: Option<&str>, tag: &str| v1::ServerRecordV1 {
+        project_id: project.into(),
+        name: "vm".into(),
+        hours,
+        vcpus: 3,
+        memory_mb: 6144,
+        local_gb: 20,
+        flavor: Some("m1.large".into()),
+        started_at: started.map(Into::into),
+        ended_at: None,
+        state: Some("active".into()),
+        metadata: if tag.is_empty() {
+            BTreeMap::new()
+        } else {
+            BTreeMap::from([("project_name".to_owned(), tag.to_owned())])
+        },
+    };
+    let file = v1::StateFile {
+        version: 1,
+        cloud: CLOUD.into(),
+        accounting: v1::AccountingV1 {
+            usage_start: 1000,
+            window_end: 1_764_000_000,
+            projects: BTreeMap::from([
+                ("p".to_owned(), totals(0.1 + 0.2)),
+                ("q".to_owned(), totals(1.0 / 3.0)),
+                ("gone".to_owned(), totals(7.0)),
+            ]),
+            servers: BTreeMap::from([
+                (
+                    UUID_A.to_owned(),
+                    record("p", 0.1 + 0.7, Some("2026-11-20T12:00:00.123456"), "x"),
+                ),
+                (UUID_B.to_owned(), record("p", 2.0 / 3.0, None, "y")),
+                ("s-other".to_owned(), record("q", 1e-9, Some("garbage"), "")),
+                (
+                    "s2".to_owned(),
+                    record("q", 5.5, Some("2026-11-21T00:00:00Z"), "x"),
+                ),
+            ]),
+        },
+        stopped: Stopped {
+            seen_at: Some(1_764_000_000),
+            servers: BTreeMap::from([(
+                "s2".to_owned(),
+                crate::sources::openstack::stopped::Since {
+                    status: "shutoff".into(),
+                    since: 1_763_000_000,
+                },
+            )]),
+        },
+    };
+    let json = serde_json::to_vec(&file).unwrap();
+    std::fs::write(&path, &json).unwrap();
+    let (loaded, mut store) = open(&path, CLOUD).unwrap();
+    let Loaded::Resumed(mut acc, stopped) = loaded else {
+        panic!("migrated, not {loaded:?}")
+    };
+    let check = |acc: &Accounting, when: &str| {
+        for (id, want) in &file.accounting.projects {
+            let got = acc.project_totals(id).unwrap();
+            for (g, w) in [
+                (got.vcpu_seconds, want.vcpu_seconds),
+                (got.memory_byte_seconds, want.memory_byte_seconds),
+                (got.disk_byte_seconds, want.disk_byte_seconds),
+                (got.instance_seconds, want.instance_seconds),
+            ] {
+                assert_eq!(g.to_bits(), w.to_bits(), "{when}: project {id}");
+            }
+        }
+        assert_eq!(acc.project_map().len(), 3, "{when}");
+        assert_eq!(acc.server_count(), 4, "{when}");
+        for (id, want) in &file.accounting.servers {
+            let got = acc.server(id).unwrap();
+            assert_eq!(got.project_id, want.project_id, "{when}: {id}");
+            assert_eq!(got.hours.to_bits(), want.hours.to_bits(), "{when}: {id}");
+            assert_eq!((got.vcpus, got.memory_mb), (3, 6144), "{when}: {id}");
+            let start = want
+                .started_at
+                .as_deref()
+                .and_then(crate::sources::openstack::nova::epoch_seconds)
+                .unwrap_or(0.0);
+            assert_eq!(got.started_at.to_bits(), start.to_bits(), "{when}: {id}");
+            assert_eq!(got.metadata, &want.metadata, "{when}: {id}");
+        }
+        assert_eq!(acc.window_end, 1_764_000_000);
+        assert_eq!(acc.usage_start, 1000);
+    };
+    check(&acc, "migrated");
+    assert_eq!(stopped, file.stopped);
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        json,
+        "the JSON file stays until the first save"
+    );
+    let saved = store.save(&mut acc, &stopped).unwrap();
+    assert!(saved.compacted, "the first save writes the new format");
+    assert!(std::fs::read(&path)
+        .unwrap()
+        .starts_with(format::SNAPSHOT_MAGIC));
+    let (Loaded::Resumed(again, again_stopped), _) = open(&path, CLOUD).unwrap() else {
+        panic!("resumed")
+    };
+    check(&again, "after save and load");
+    assert_eq!(again_stopped, file.stopped);
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert!(
+        !leftovers.iter().any(|n| n.contains("set-aside")),
+        "{leftovers:?}"
+    );
 }

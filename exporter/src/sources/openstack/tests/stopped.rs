@@ -47,10 +47,12 @@ async fn stopped_servers_age_from_updated_and_a_restart_keeps_the_remembered_tim
 
     // The state file remembers it: 40 days earlier than `updated` says (as if the exporter
     // had seen the stop itself). A restarted source serves the remembered time, not `updated`.
-    let text = std::fs::read_to_string(&path).unwrap();
-    let mut json: serde_json::Value = serde_json::from_str(&text).unwrap();
-    let since = &mut json["stopped"]["servers"][SHUTOFF]["since"];
-    let updated = since.as_u64().unwrap();
+    let cloud = src.settings.cloud.clone();
+    let state::Loaded::Resumed(acc, mut stopped) = state::load(&path, &cloud).unwrap() else {
+        panic!("the state resumes")
+    };
+    let since = &mut stopped.servers.get_mut(SHUTOFF).unwrap().since;
+    let updated = *since;
     assert_eq!(
         updated,
         at(UPDATED)
@@ -58,8 +60,8 @@ async fn stopped_servers_age_from_updated_and_a_restart_keeps_the_remembered_tim
             .unwrap()
             .as_secs()
     );
-    *since = (updated - 40 * 86_400).into();
-    std::fs::write(&path, serde_json::to_vec(&json).unwrap()).unwrap();
+    *since = updated - 40 * 86_400;
+    state::save(&path, &cloud, &acc, &stopped).unwrap();
     let mut restarted = source(&fake, Some(path.clone()), fast()).await;
     let snap = restarted
         .refresh(now + Duration::from_secs(60))

@@ -1,0 +1,509 @@
+//! The two files of the state, version 2.
+//!
+//! Snapshot (`<path>`): `SXOSSNAP`, version (u32), generation (u64), the cloud, the start and
+//! window end, the project table with totals, the metadata table, every server (id, index,
+//! record), the stopped servers, then a CRC-32 of everything before it.
+//!
+//! Log (`<path>.log`): a 24-byte header (`SXOSLOG\0`, version, the generation of the snapshot
+//! it continues, CRC-32 of those 20 bytes), then one entry per refresh: payload length (u32),
+//! CRC-32 of the payload, payload. A payload holds the window it ends, the table entries it
+//! adds, the records whose fields changed, every hours increment in the order it was added,
+//! the totals of the projects that changed (absolute) and the changes of the stopped servers.
+//! Replaying an entry repeats exactly the floating-point additions the refresh made.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use super::super::accounting::{len_u32, Accounting, Journal, ProjectTotals, ServerRecord};
+use super::super::compact::Metadata;
+use super::super::stopped::{Since, Stopped};
+use super::codec::{unzigzag, zigzag, Dec, DecodeError, Enc};
+
+pub const SNAPSHOT_MAGIC: &[u8; 8] = b"SXOSSNAP";
+pub const LOG_MAGIC: &[u8; 8] = b"SXOSLOG\0";
+/// The format version this build writes and reads (1 was the JSON file, migrated on load).
+pub const VERSION: u32 = 2;
+pub const LOG_HEADER_LEN: u64 = 24;
+/// Length and checksum before each log payload.
+pub const ENTRY_HEAD_LEN: u64 = 8;
+
+/// A decoded snapshot.
+#[derive(Debug)]
+pub struct Snapshot {
+    pub generation: u64,
+    pub cloud: String,
+    pub accounting: Accounting,
+    pub stopped: Stopped,
+}
+
+fn totals(e: &mut Enc, t: &ProjectTotals) {
+    e.f64(t.vcpu_seconds);
+    e.f64(t.memory_byte_seconds);
+    e.f64(t.disk_byte_seconds);
+    e.f64(t.instance_seconds);
+}
+
+fn read_totals(d: &mut Dec<'_>) -> Result<ProjectTotals, DecodeError> {
+    Ok(ProjectTotals {
+        vcpu_seconds: d.f64("vcpu seconds")?,
+        memory_byte_seconds: d.f64("memory byte seconds")?,
+        disk_byte_seconds: d.f64("disk byte seconds")?,
+        instance_seconds: d.f64("instance seconds")?,
+    })
+}
+
+fn metadata(e: &mut Enc, m: &Metadata) {
+    e.len(m.len());
+    for (k, v) in m {
+        e.str(k);
+        e.str(v);
+    }
+}
+
+fn read_metadata(d: &mut Dec<'_>) -> Result<Metadata, DecodeError> {
+    let n = d.count("metadata size")?;
+    let mut m = Metadata::new();
+    for _ in 0..n {
+        let k = d.str("metadata key")?.to_owned();
+        m.insert(k, d.str("metadata value")?.to_owned());
+    }
+    Ok(m)
+}
+
+/// The record's fields but hours.
+fn fields(e: &mut Enc, r: &ServerRecord) {
+    e.var(r.project.into());
+    e.var(r.vcpus);
+    e.var(r.memory_mb);
+    e.f64(r.started_at);
+    e.var(r.metadata.into());
+}
+
+fn read_fields(d: &mut Dec<'_>, hours: f64) -> Result<ServerRecord, DecodeError> {
+    Ok(ServerRecord {
+        project: d.index("project index")?,
+        hours,
+        vcpus: d.var("vcpus")?,
+        memory_mb: d.var("memory_mb")?,
+        started_at: d.f64("started_at")?,
+        metadata: d.index("metadata index")?,
+    })
+}
+
+fn since(e: &mut Enc, id: &str, s: &Since) {
+    e.str(id);
+    e.str(&s.status);
+    e.u64(s.since);
+}
+
+fn read_since(d: &mut Dec<'_>) -> Result<(String, Since), DecodeError> {
+    let id = d.str("stopped server id")?.to_owned();
+    let status = d.str("stopped status")?.to_owned();
+    let since = d.u64("stopped since")?;
+    Ok((id, Since { status, since }))
+}
+
+fn seen_at(e: &mut Enc, s: Option<u64>) {
+    e.u8(u8::from(s.is_some()));
+    e.u64(s.unwrap_or(0));
+}
+
+fn read_seen_at(d: &mut Dec<'_>) -> Result<Option<u64>, DecodeError> {
+    let some = d.u8("seen_at flag")?;
+    let v = d.u64("seen_at")?;
+    Ok((some != 0).then_some(v))
+}
+
+/// The snapshot file's bytes.
+pub fn encode_snapshot(
+    generation: u64,
+    cloud: &str,
+    acc: &Accounting,
+    stopped: &Stopped,
+) -> Vec<u8> {
+    let mut e = Enc {
+        buf: Vec::with_capacity(64 + acc.records.len() * 56),
+    };
+    e.buf.extend_from_slice(SNAPSHOT_MAGIC);
+    e.u32(VERSION);
+    e.u64(generation);
+    e.str(cloud);
+    e.u64(acc.usage_start);
+    e.u64(acc.window_end);
+    e.len(acc.projects.len());
+    for (name, t) in acc.projects.iter().zip(&acc.totals) {
+        e.str(name);
+        totals(&mut e, t);
+    }
+    e.len(acc.metadata.len());
+    for m in acc.metadata.iter() {
+        metadata(&mut e, m);
+    }
+    e.len(acc.index.len());
+    for (id, &i) in &acc.index {
+        let r = &acc.records[i as usize];
+        e.id(id);
+        e.var(i.into());
+        e.f64(r.hours);
+        fields(&mut e, r);
+    }
+    seen_at(&mut e, stopped.seen_at);
+    e.len(stopped.servers.len());
+    for (id, s) in &stopped.servers {
+        since(&mut e, id, s);
+    }
+    let crc = crc32fast::hash(&e.buf);
+    e.u32(crc);
+    e.buf
+}
+
+/// Reads a snapshot file's bytes (magic already recognised by the caller or not).
+pub fn decode_snapshot(bytes: &[u8]) -> Result<Snapshot, DecodeError> {
+    let Some(body_len) = bytes.len().checked_sub(4).filter(|&n| n >= 12) else {
+        return Err(DecodeError {
+            offset: 0,
+            what: format!("{} bytes is too short for a snapshot", bytes.len()),
+        });
+    };
+    let (body, tail) = bytes.split_at(body_len);
+    let mut d = Dec::new(body, 0);
+    if d.take(8, "magic")? != SNAPSHOT_MAGIC {
+        return Err(DecodeError {
+            offset: 0,
+            what: "not a state snapshot (magic)".into(),
+        });
+    }
+    let version = d.u32("version")?;
+    if version != VERSION {
+        return Err(DecodeError {
+            offset: 8,
+            what: format!("unknown version {version} (this build reads {VERSION})"),
+        });
+    }
+    let want = u32::from_le_bytes([tail[0], tail[1], tail[2], tail[3]]);
+    if crc32fast::hash(body) != want {
+        return Err(DecodeError {
+            offset: body_len as u64,
+            what: "checksum mismatch: the file is damaged".into(),
+        });
+    }
+    let generation = d.u64("generation")?;
+    let cloud = d.str("cloud")?.to_owned();
+    let usage_start = d.u64("usage_start")?;
+    let mut acc = Accounting::empty(usage_start);
+    acc.window_end = d.u64("window end")?;
+    let n = d.count("project count")?;
+    for _ in 0..n {
+        let at = d.offset();
+        let name = d.str("project id")?;
+        if acc.projects.push(Arc::from(name)) as usize != acc.totals.len() {
+            return Err(DecodeError {
+                offset: at,
+                what: format!("project {name} listed twice"),
+            });
+        }
+        acc.totals.push(read_totals(&mut d)?);
+    }
+    let n = d.count("metadata count")?;
+    acc.metadata = Default::default();
+    for _ in 0..n {
+        let at = d.offset();
+        let m = read_metadata(&mut d)?;
+        let next = acc.metadata.len();
+        if acc.metadata.push(Arc::new(m)) as usize != next {
+            return Err(DecodeError {
+                offset: at,
+                what: "metadata map listed twice".into(),
+            });
+        }
+    }
+    if acc.metadata.is_empty() {
+        acc.metadata.push(Arc::new(Metadata::new()));
+    }
+    let n = d.count("server count")?;
+    let mut slots: Vec<Option<ServerRecord>> = vec![None; n];
+    for _ in 0..n {
+        let at = d.offset();
+        let id = d.id("server id")?;
+        let i = d.index("server index")?;
+        let hours = d.f64("hours")?;
+        let r = read_fields(&mut d, hours)?;
+        match slots.get_mut(i as usize) {
+            Some(slot @ None) => *slot = Some(r),
+            _ => {
+                return Err(DecodeError {
+                    offset: at,
+                    what: format!("server {}: index {i} out of range or taken", id.to_text()),
+                })
+            }
+        }
+        if acc.index.insert(id, i).is_some() {
+            return Err(DecodeError {
+                offset: at,
+                what: "server listed twice".into(),
+            });
+        }
+    }
+    acc.records = slots.into_iter().flatten().collect();
+    let mut stopped = Stopped {
+        seen_at: read_seen_at(&mut d)?,
+        servers: BTreeMap::new(),
+    };
+    let n = d.count("stopped count")?;
+    for _ in 0..n {
+        let (id, s) = read_since(&mut d)?;
+        stopped.servers.insert(id, s);
+    }
+    if !d.is_empty() {
+        return Err(d.error("trailing bytes"));
+    }
+    Ok(Snapshot {
+        generation,
+        cloud,
+        accounting: acc,
+        stopped,
+    })
+}
+
+/// The log header for `generation`.
+pub fn log_header(generation: u64) -> Vec<u8> {
+    let mut e = Enc::default();
+    e.buf.extend_from_slice(LOG_MAGIC);
+    e.u32(VERSION);
+    e.u64(generation);
+    let crc = crc32fast::hash(&e.buf);
+    e.u32(crc);
+    e.buf
+}
+
+/// The generation a log header continues.
+pub fn read_log_header(bytes: &[u8]) -> Result<u64, DecodeError> {
+    let mut d = Dec::new(bytes, 0);
+    let head = d.take(20, "log header")?;
+    let crc = d.u32("log header checksum")?;
+    if &head[..8] != LOG_MAGIC {
+        return Err(DecodeError {
+            offset: 0,
+            what: "not a state log (magic)".into(),
+        });
+    }
+    if crc32fast::hash(head) != crc {
+        return Err(DecodeError {
+            offset: 20,
+            what: "log header checksum mismatch".into(),
+        });
+    }
+    let mut d = Dec::new(&head[8..], 8);
+    let version = d.u32("version")?;
+    if version != VERSION {
+        return Err(DecodeError {
+            offset: 8,
+            what: format!("unknown log version {version} (this build reads {VERSION})"),
+        });
+    }
+    d.u64("generation")
+}
+
+/// One log entry (length, checksum, payload): what changed since the state at
+/// `prev_window_end` and `persisted` (the stopped servers as last written).
+pub fn encode_entry(
+    prev_window_end: u64,
+    acc: &Accounting,
+    j: &Journal,
+    stopped: &Stopped,
+    persisted: &Stopped,
+) -> Vec<u8> {
+    let mut e = Enc {
+        buf: Vec::with_capacity(64 + j.hours.len() * 3 + j.projects.len() * 34),
+    };
+    e.buf.extend_from_slice(&[0; ENTRY_HEAD_LEN as usize]);
+    e.u64(prev_window_end);
+    e.u64(acc.window_end);
+    e.var(j.first_project.into());
+    let names: Vec<&str> = acc.projects.iter().skip(j.first_project as usize).collect();
+    e.len(names.len());
+    for name in names {
+        e.str(name);
+    }
+    e.var(j.first_metadata.into());
+    let maps: Vec<&Metadata> = acc
+        .metadata
+        .iter()
+        .skip(j.first_metadata as usize)
+        .collect();
+    e.len(maps.len());
+    for m in maps {
+        metadata(&mut e, m);
+    }
+    e.var(j.first_server.into());
+    e.len(j.new_servers.len());
+    for id in &j.new_servers {
+        e.id(id);
+    }
+    e.len(j.records.len());
+    for &i in &j.records {
+        e.var(i.into());
+        fields(&mut e, &acc.records[i as usize]);
+    }
+    // Hours: the distinct increments once (in a window most servers gain the same hours),
+    // then (index step, increment number) pairs.
+    let mut numbers: HashMap<u64, u64> = HashMap::new();
+    let mut distinct: Vec<u64> = Vec::new();
+    let keys: Vec<u64> = j
+        .hours
+        .iter()
+        .map(|(_, h)| {
+            *numbers.entry(h.to_bits()).or_insert_with(|| {
+                distinct.push(h.to_bits());
+                distinct.len() as u64 - 1
+            })
+        })
+        .collect();
+    e.len(distinct.len());
+    for &h in &distinct {
+        e.u64(h);
+    }
+    e.len(j.hours.len());
+    let mut last: i64 = 0;
+    for (&(i, _), &k) in j.hours.iter().zip(&keys) {
+        e.var(zigzag(i64::from(i) - last));
+        last = i64::from(i);
+        e.var(k);
+    }
+    e.len(j.projects.len());
+    for &p in &j.projects {
+        e.var(p.into());
+        totals(&mut e, &acc.totals[p as usize]);
+    }
+    seen_at(&mut e, stopped.seen_at);
+    let removed: Vec<&String> = persisted
+        .servers
+        .keys()
+        .filter(|id| !stopped.servers.contains_key(*id))
+        .collect();
+    e.len(removed.len());
+    for id in removed {
+        e.str(id);
+    }
+    let upserts: Vec<(&String, &Since)> = stopped
+        .servers
+        .iter()
+        .filter(|(id, s)| persisted.servers.get(*id) != Some(s))
+        .collect();
+    e.len(upserts.len());
+    for (id, s) in upserts {
+        since(&mut e, id, s);
+    }
+    let payload_len = e.buf.len() - ENTRY_HEAD_LEN as usize;
+    let crc = crc32fast::hash(&e.buf[ENTRY_HEAD_LEN as usize..]);
+    let len = u32::try_from(payload_len).expect("a log entry under 4 GiB");
+    e.buf[..4].copy_from_slice(&len.to_le_bytes());
+    e.buf[4..8].copy_from_slice(&crc.to_le_bytes());
+    e.buf
+}
+
+/// Applies one entry's payload (starting at byte `base` of the log) to `acc` and `stopped`.
+/// Checks that it continues exactly this state; on error, `acc` may be partly changed.
+pub fn apply_entry(
+    payload: &[u8],
+    base: u64,
+    acc: &mut Accounting,
+    stopped: &mut Stopped,
+) -> Result<(), DecodeError> {
+    let mut d = Dec::new(payload, base);
+    let prev = d.u64("previous window end")?;
+    if prev != acc.window_end {
+        return Err(d.error(format!(
+            "entry continues window end {prev}, the state is at {}",
+            acc.window_end
+        )));
+    }
+    let end = d.u64("window end")?;
+    if end < prev {
+        return Err(d.error("window end goes backwards"));
+    }
+    let continues = |d: &Dec<'_>, first: u32, len: usize, what: &str| {
+        if first as usize == len {
+            Ok(())
+        } else {
+            Err(d.error(format!(
+                "{what} table: entry starts at {first}, state has {len}"
+            )))
+        }
+    };
+    let first = d.index("first project")?;
+    continues(&d, first, acc.projects.len(), "project")?;
+    for _ in 0..d.count("new projects")? {
+        let name = d.str("project id")?;
+        if acc.projects.push(Arc::from(name)) as usize != acc.totals.len() {
+            return Err(d.error(format!("project {name} added twice")));
+        }
+        acc.totals.push(ProjectTotals::default());
+    }
+    let first = d.index("first metadata")?;
+    continues(&d, first, acc.metadata.len(), "metadata")?;
+    for _ in 0..d.count("new metadata")? {
+        let m = read_metadata(&mut d)?;
+        let next = acc.metadata.len();
+        if acc.metadata.push(Arc::new(m)) as usize != next {
+            return Err(d.error("metadata map added twice"));
+        }
+    }
+    let first = d.index("first server")?;
+    continues(&d, first, acc.records.len(), "server")?;
+    for _ in 0..d.count("new servers")? {
+        let id = d.id("server id")?;
+        let i = len_u32(acc.records.len());
+        if acc.index.insert(id, i).is_some() {
+            return Err(d.error("server added twice"));
+        }
+        acc.records.push(ServerRecord::default());
+    }
+    for _ in 0..d.count("changed records")? {
+        let i = d.index("record index")? as usize;
+        let Some(hours) = acc.records.get(i).map(|r| r.hours) else {
+            return Err(d.error(format!("record index {i} out of range")));
+        };
+        acc.records[i] = read_fields(&mut d, hours)?;
+    }
+    let n = d.count("distinct increments")?;
+    let mut distinct = Vec::with_capacity(n);
+    for _ in 0..n {
+        distinct.push(d.f64("increment")?);
+    }
+    let mut last: i64 = 0;
+    for _ in 0..d.count("increments")? {
+        let step = unzigzag(d.var("index step")?);
+        let k = d.var("increment number")?;
+        let i = last.checked_add(step).and_then(|i| usize::try_from(i).ok());
+        let (Some(i), Some(&h)) = (i, usize::try_from(k).ok().and_then(|k| distinct.get(k))) else {
+            return Err(d.error("increment index out of range"));
+        };
+        let Some(r) = acc.records.get_mut(i) else {
+            return Err(d.error(format!("record index {i} out of range")));
+        };
+        r.hours += h;
+        last = i as i64;
+    }
+    for _ in 0..d.count("changed totals")? {
+        let p = d.index("project index")? as usize;
+        let t = read_totals(&mut d)?;
+        let Some(slot) = acc.totals.get_mut(p) else {
+            return Err(d.error(format!("project index {p} out of range")));
+        };
+        *slot = t;
+    }
+    stopped.seen_at = read_seen_at(&mut d)?;
+    for _ in 0..d.count("stopped removed")? {
+        stopped.servers.remove(d.str("stopped server id")?);
+    }
+    for _ in 0..d.count("stopped changed")? {
+        let (id, s) = read_since(&mut d)?;
+        stopped.servers.insert(id, s);
+    }
+    if !d.is_empty() {
+        return Err(d.error("trailing bytes in entry"));
+    }
+    acc.window_end = end;
+    Ok(())
+}
