@@ -7,12 +7,6 @@ use clap::Parser;
 use site_exporter::cli::Cli;
 use site_exporter::config::{Config, LogFormat};
 
-/// mimalloc returns the pages a refresh's decoded answers leave free to the system; glibc's
-/// per-thread arenas kept them (RSS 263 MiB against 160 MiB right after a restart, issue 15
-/// §2, BENCHMARKS.md "OpenStack source at scale").
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let config = match Config::load(&cli) {
