@@ -216,6 +216,7 @@ fn source_with_state(
             weights: WeightsInput::None,
             quotas,
             stopped_ages: Default::default(),
+            cadence: Default::default(),
         },
     )
 }

@@ -22,6 +22,11 @@ struct ServiceLabel {
     service: String,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, Hash, prometheus_client::encoding::EncodeLabelSet)]
+struct KindLabel {
+    kind: String,
+}
+
 #[derive(Debug)]
 struct OpenstackRequestsCollector(RequestStats, Option<UsageStart>);
 
@@ -100,6 +105,24 @@ impl Collector for OpenstackRequestsCollector {
             MetricType::Counter,
         )?;
         ConstCounter::new(self.0.state_write_errors).encode(family)?;
+        let mut family = encoder.encode_descriptor(
+            "site_exporter_openstack_reconcile_disagreements",
+            "Servers on which the incremental server table disagreed with Nova at a reconciliation, by kind (usage: window usage differs; archived: the full listing lacks a server the table had; untracked: the table lacked a listed server)",
+            None,
+            MetricType::Counter,
+        )?;
+        for kind in ["archived", "untracked", "usage"] {
+            let n = self
+                .0
+                .reconcile_disagreements
+                .get(kind)
+                .copied()
+                .unwrap_or(0);
+            let labels = KindLabel {
+                kind: kind.to_owned(),
+            };
+            ConstCounter::new(n).encode(family.encode_family(&labels)?)?;
+        }
         if let Some(start) = self.1 {
             encode_usage_start(&mut encoder, start)?;
         }

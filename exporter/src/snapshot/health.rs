@@ -58,6 +58,9 @@ pub struct RequestStats {
     pub durations: BTreeMap<Service, Histogram>,
     /// State file writes that failed (the source counted on in memory).
     pub state_write_errors: u64,
+    /// Servers on which the incremental table disagreed with Nova at reconciliation, by kind
+    /// (`usage`, `archived`, `untracked`).
+    pub reconcile_disagreements: BTreeMap<&'static str, u64>,
 }
 
 /// A histogram of request durations.

@@ -1,0 +1,227 @@
+//! What the refresh keeps between refreshes — the server table, Keystone's projects, the
+//! quotas — and when each is read again; the reconciliation of the table with a full listing
+//! and Nova's own usage answer.
+//!
+//! Invariants: nothing here is persisted (a restart lists every server); what a refresh read
+//! replaces what was kept only when the whole refresh arrived ([`Kept::commit`]), except the
+//! `changes-since` merge, which only brings the table closer to Nova and can be repeated; a
+//! reconciliation's disagreements are counted once, at commit.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime};
+
+use super::nova::TenantUsage;
+use super::servers::{self, Disagreements, ServerTable};
+use super::{epoch, OpenstackError, OpenstackSource};
+use crate::snapshot::{Project, Quota};
+
+/// Ids named in a disagreement log line at most.
+const FIRST_IDS: usize = 5;
+
+/// Kept between refreshes.
+#[derive(Debug, Default)]
+pub(super) struct Kept {
+    table: Option<ServerTable>,
+    /// `now` of the last full listing.
+    listed_at: Option<SystemTime>,
+    projects: Option<(SystemTime, Vec<Project>)>,
+    quotas: Option<(SystemTime, BTreeMap<String, Quota>)>,
+}
+
+/// The servers part of one refresh, not yet committed.
+#[derive(Debug)]
+pub(super) struct ServersRead {
+    /// The window's usage (`None` for an empty window).
+    usage: Option<Vec<TenantUsage>>,
+    /// A full listing's table, replacing the kept one at commit.
+    listed: Option<ServerTable>,
+    found: Option<Disagreements>,
+}
+
+/// Whether something read at `last` is to be read again at `now`; a clock that went back
+/// reads again.
+fn due(last: Option<SystemTime>, now: SystemTime, every: Duration) -> bool {
+    last.is_none_or(|t| now.duration_since(t).map_or(true, |age| age >= every))
+}
+
+impl Kept {
+    /// Takes in a refresh that arrived whole; returns its window's usage and what its
+    /// reconciliation found.
+    pub(super) fn commit(
+        &mut self,
+        read: ServersRead,
+        now: SystemTime,
+    ) -> (Option<Vec<TenantUsage>>, Option<Disagreements>) {
+        if let Some(listed) = read.listed {
+            self.table = Some(listed);
+            self.listed_at = Some(now);
+        }
+        (read.usage, read.found)
+    }
+
+    /// The table (empty before the first listing).
+    pub(super) fn table(&self) -> &ServerTable {
+        static EMPTY: std::sync::OnceLock<ServerTable> = std::sync::OnceLock::new();
+        self.table
+            .as_ref()
+            .unwrap_or_else(|| EMPTY.get_or_init(ServerTable::default))
+    }
+
+    /// Forgets the deleted servers counted up to `window_end` (seconds since 1970).
+    pub(super) fn prune(&mut self, window_end: u64) {
+        if let Some(t) = &mut self.table {
+            t.prune(i64::try_from(window_end).unwrap_or(i64::MAX));
+        }
+    }
+}
+
+impl OpenstackSource {
+    /// Keystone's projects, read again every `projects` interval.
+    pub(super) async fn kept_projects(
+        &mut self,
+        now: SystemTime,
+    ) -> Result<Vec<Project>, OpenstackError> {
+        let every = self.settings.cadence.projects;
+        if let Some((at, projects)) = &self.kept.projects {
+            if !due(Some(*at), now, every) {
+                return Ok(projects.clone());
+            }
+        }
+        let projects = self.projects().await?;
+        self.kept.projects = Some((now, projects.clone()));
+        Ok(projects)
+    }
+
+    /// Quotas of `projects`: all of them every `quotas` interval, in between only those not
+    /// read yet.
+    pub(super) async fn kept_quotas(
+        &mut self,
+        projects: &[Project],
+        now: SystemTime,
+    ) -> Result<BTreeMap<String, Quota>, OpenstackError> {
+        let every = self.settings.cadence.quotas;
+        let (at, mut known) = match &self.kept.quotas {
+            Some((at, known)) if !due(Some(*at), now, every) => (*at, known.clone()),
+            _ => (now, BTreeMap::new()),
+        };
+        let missing: Vec<Project> = projects
+            .iter()
+            .filter(|p| !known.contains_key(&p.id))
+            .cloned()
+            .collect();
+        if !missing.is_empty() {
+            known.extend(self.quotas(&missing).await?);
+        }
+        self.kept.quotas = Some((at, known.clone()));
+        Ok(known)
+    }
+
+    /// The servers and the window `[start, end)`: from a full listing and Nova's usage when
+    /// the table is missing, reconciliation is due or the refresh is not incremental; else
+    /// from the changes since the last refresh and the table.
+    pub(super) async fn read_servers(
+        &mut self,
+        start: SystemTime,
+        end: SystemTime,
+        now: SystemTime,
+    ) -> Result<ServersRead, OpenstackError> {
+        let cadence = self.settings.cadence;
+        let incremental = cadence.incremental && self.embeds_flavors().await?;
+        let (start_s, end_s) = (secs(start), secs(end));
+        if incremental {
+            if let Some(bound) = self.kept.table.as_ref().map(|t| t.changes_since(start_s)) {
+                let changes = self.servers(Some(bound)).await?;
+                if let Some(t) = &mut self.kept.table {
+                    t.merge(changes);
+                }
+            }
+        }
+        let full = !incremental
+            || self.kept.table.is_none()
+            || due(self.kept.listed_at, now, cadence.reconcile);
+        if full {
+            let usage = if end > start {
+                Some(self.usage(start, end).await?)
+            } else {
+                None
+            };
+            let listing = ServerTable::from_listing(self.servers(None).await?);
+            let found = match &self.kept.table {
+                Some(t) if incremental => {
+                    Some(reconcile(t, &listing, usage.as_deref(), start_s, end_s))
+                }
+                _ => None,
+            };
+            let listed = match (incremental, self.kept.table.clone()) {
+                (true, Some(t)) => t.rebuilt(listing),
+                _ => listing,
+            };
+            return Ok(ServersRead {
+                usage,
+                listed: Some(listed),
+                found,
+            });
+        }
+        let usage = if end > start {
+            match self.kept.table().window(start_s, end_s) {
+                Ok(u) => Some(u),
+                Err(why) => {
+                    tracing::warn!(%why, "usage window not computable from the server table; asking Nova for it");
+                    Some(self.usage(start, end).await?)
+                }
+            }
+        } else {
+            None
+        };
+        Ok(ServersRead {
+            usage,
+            listed: None,
+            found: None,
+        })
+    }
+
+    /// Counts and logs a reconciliation's disagreements.
+    pub(super) fn report(&self, found: &Disagreements) {
+        for (kind, ids) in found.kinds() {
+            self.client.count_disagreements(kind, ids.len() as u64);
+            if !ids.is_empty() {
+                let first = ids[..ids.len().min(FIRST_IDS)].join(",");
+                tracing::warn!(
+                    kind,
+                    servers = ids.len(),
+                    %first,
+                    "the server table disagreed with Nova at reconciliation; Nova's answer is applied"
+                );
+            }
+        }
+    }
+}
+
+/// What the table (brought up to date) would have answered against Nova's answer and the
+/// full listing.
+fn reconcile(
+    table: &ServerTable,
+    listing: &ServerTable,
+    nova: Option<&[TenantUsage]>,
+    start: i64,
+    end: i64,
+) -> Disagreements {
+    let usage = match nova {
+        None => Vec::new(),
+        Some(nova) => match table.window(start, end) {
+            Ok(ours) => servers::compare_window(&ours, nova),
+            // Nothing computed to compare; the refreshes in between asked Nova as well.
+            Err(_) => Vec::new(),
+        },
+    };
+    let (archived, untracked) = table.membership(listing);
+    Disagreements {
+        usage,
+        archived,
+        untracked,
+    }
+}
+
+fn secs(t: SystemTime) -> i64 {
+    i64::try_from(epoch(t)).unwrap_or(i64::MAX)
+}
