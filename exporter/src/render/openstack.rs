@@ -28,13 +28,17 @@ struct KindLabel {
 }
 
 #[derive(Debug)]
-struct OpenstackRequestsCollector(RequestStats, Option<UsageStart>);
+struct OpenstackRequestsCollector(RequestStats, Option<UsageStart>, Option<u64>);
 
 /// The OpenStack source's self-metrics: its requests and, once settled, where its accounting
 /// starts (`origin="requested"`: configuration or portal; `origin="accounting"`: the
 /// accounting in force, which a state file can hold from an earlier start).
-pub(super) fn self_metrics(stats: RequestStats, start: Option<UsageStart>) -> String {
-    encode(OpenstackRequestsCollector(stats, start))
+pub(super) fn self_metrics(
+    stats: RequestStats,
+    start: Option<UsageStart>,
+    window_end: Option<u64>,
+) -> String {
+    encode(OpenstackRequestsCollector(stats, start, window_end))
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, prometheus_client::encoding::EncodeLabelSet)]
@@ -126,6 +130,15 @@ impl Collector for OpenstackRequestsCollector {
         if let Some(start) = self.1 {
             encode_usage_start(&mut encoder, start)?;
         }
+        if let Some(end) = self.2 {
+            let family = encoder.encode_descriptor(
+                "site_exporter_openstack_usage_window_end_timestamp",
+                "End of the last usage window the OpenStack source counted: the totals cover usage_start up to it",
+                Some(&Unit::Seconds),
+                MetricType::Gauge,
+            )?;
+            ConstGauge::new(i64::try_from(end).unwrap_or(i64::MAX)).encode(family)?;
+        }
         Ok(())
     }
 }
@@ -140,14 +153,14 @@ mod tests {
             requested: 1_780_272_000,
             accounting: 1_767_225_600,
         };
-        let text = self_metrics(RequestStats::default(), Some(start));
+        let text = self_metrics(RequestStats::default(), Some(start), None);
         for (origin, secs) in [("accounting", 1_767_225_600), ("requested", 1_780_272_000)] {
             let line = format!(
                 "site_exporter_openstack_usage_start_timestamp_seconds{{origin=\"{origin}\"}} {secs}\n"
             );
             assert!(text.contains(&line), "{line} in {text}");
         }
-        let without = self_metrics(RequestStats::default(), None);
+        let without = self_metrics(RequestStats::default(), None, None);
         assert!(!without.contains("usage_start"), "{without}");
     }
 }

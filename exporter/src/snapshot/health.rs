@@ -30,6 +30,8 @@ pub enum SourceMetrics {
     Openstack {
         requests: RequestStats,
         start: Option<UsageStart>,
+        /// End of the last usage window counted, seconds since 1970, once settled.
+        window_end: Option<u64>,
     },
 }
 

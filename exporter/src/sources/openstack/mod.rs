@@ -384,6 +384,7 @@ impl crate::source::Source for OpenstackSource {
         Some(SourceMetrics::Openstack {
             requests: self.client.stats(),
             start: self.start,
+            window_end: self.accounting.as_ref().map(|a| a.window_end),
         })
     }
 }
