@@ -67,6 +67,11 @@ impl Kept {
             .unwrap_or_else(|| EMPTY.get_or_init(ServerTable::default))
     }
 
+    /// Makes the next refresh a reconciliation.
+    pub(super) fn reconcile_next(&mut self) {
+        self.listed_at = None;
+    }
+
     /// Forgets the deleted servers counted up to `window_end` (seconds since 1970).
     pub(super) fn prune(&mut self, window_end: u64) {
         if let Some(t) = &mut self.table {

@@ -264,6 +264,12 @@ impl OpenstackSource {
         self
     }
 
+    /// Makes the next refresh list every server, take the window from Nova and compare both
+    /// with the server table (as every `reconcile_interval`).
+    pub fn reconcile_at_next_refresh(&mut self) {
+        self.kept.reconcile_next();
+    }
+
     /// The request client (its statistics feed the self-metrics).
     pub fn client(&self) -> &Client {
         &self.client
