@@ -170,8 +170,8 @@ def phase(name, fake_base, auth_url, usage_start, state_file, refreshes, increme
                 f"  usage_start: {usage_start}\n  interval: {E['INTERVAL']}\n  timeout: 30m\n"
                 f"  incremental: {'true' if incremental else 'false'}\n"
                 f"  reconcile_interval: {E['RECONCILE']}\n")
-        if state_file:
-            f.write(f"  state_file: {state_file}\n")
+        # Memory only means no state file at all (the default would write data/...).
+        f.write(f"  state_file: \"{state_file or ''}\"\n")
     s_prev = fake_stats(fake_base)
     t0 = time.time()
     p = subprocess.Popen([E["BIN"], "--config", cfg], env=os_env(auth_url),

@@ -7,7 +7,7 @@
 //! `changes-since` merge, which only brings the table closer to Nova and can be repeated; a
 //! reconciliation's disagreements are counted once, at commit.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, SystemTime};
 
 use super::nova::TenantUsage;
@@ -133,14 +133,6 @@ impl OpenstackSource {
         let cadence = self.settings.cadence;
         let incremental = cadence.incremental && self.embeds_flavors().await?;
         let (start_s, end_s) = (secs(start), secs(end));
-        if incremental {
-            if let Some(bound) = self.kept.table.as_ref().map(|t| t.changes_since(start_s)) {
-                let changes = self.servers(Some(bound)).await?;
-                if let Some(t) = &mut self.kept.table {
-                    t.merge(changes);
-                }
-            }
-        }
         let full = !incremental
             || self.kept.table.is_none()
             || due(self.kept.listed_at, now, cadence.reconcile);
@@ -151,21 +143,32 @@ impl OpenstackSource {
                 None
             };
             let listing = ServerTable::from_listing(self.servers(None).await?);
-            let found = match &self.kept.table {
-                Some(t) if incremental => {
-                    Some(reconcile(t, &listing, usage.as_deref(), start_s, end_s))
+            let (found, listed) = match (incremental, self.kept.table.clone()) {
+                (true, Some(mut table)) => {
+                    // Read after the listing: a server created or deleted while the listing
+                    // was read is in here, and its absence from the listing proves nothing.
+                    let changes = self.servers(Some(table.changes_since(start_s))).await?;
+                    let changed: BTreeSet<String> = changes.iter().map(|s| s.id.clone()).collect();
+                    table.merge(changes.clone());
+                    let found =
+                        reconcile(&table, &listing, &changed, usage.as_deref(), start_s, end_s);
+                    let mut listed = table.rebuilt(listing);
+                    listed.merge(changes);
+                    (Some(found), listed)
                 }
-                _ => None,
-            };
-            let listed = match (incremental, self.kept.table.clone()) {
-                (true, Some(t)) => t.rebuilt(listing),
-                _ => listing,
+                _ => (None, listing),
             };
             return Ok(ServersRead {
                 usage,
                 listed: Some(listed),
                 found,
             });
+        }
+        if let Some(bound) = self.kept.table.as_ref().map(|t| t.changes_since(start_s)) {
+            let changes = self.servers(Some(bound)).await?;
+            if let Some(t) = &mut self.kept.table {
+                t.merge(changes);
+            }
         }
         let usage = if end > start {
             match self.kept.table().window(start_s, end_s) {
@@ -203,10 +206,11 @@ impl OpenstackSource {
 }
 
 /// What the table (brought up to date) would have answered against Nova's answer and the
-/// full listing.
+/// full listing; servers `changed` around the listing are not judged by it.
 fn reconcile(
     table: &ServerTable,
     listing: &ServerTable,
+    changed: &BTreeSet<String>,
     nova: Option<&[TenantUsage]>,
     start: i64,
     end: i64,
@@ -219,7 +223,8 @@ fn reconcile(
             Err(_) => Vec::new(),
         },
     };
-    let (archived, untracked) = table.membership(listing);
+    let (mut archived, untracked) = table.membership(listing);
+    archived.retain(|id| !changed.contains(id));
     Disagreements {
         usage,
         archived,
