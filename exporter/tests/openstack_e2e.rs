@@ -896,12 +896,12 @@ async fn incremental_refreshes_equal_full_listings_and_novas_answers_across_a_se
     cli(&["server", "delete", "--wait", &b]);
     archive_deleted_rows();
     inc.reconcile_at_next_refresh();
-    // changes-since, Nova's usage, the full listing.
+    // changes-since, Nova's usage, the full listing, changes-since again.
     step(
         "deleted and archived in between, reconciled",
         &mut inc,
         &mut full,
-        Some(3),
+        Some(4),
     )
     .await;
     let found = disagreements(&inc);

@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, SystemTime};
 
-use super::nova::TenantUsage;
+use super::nova::{Server, TenantUsage};
 use super::servers::{self, Disagreements, ServerTable};
 use super::{epoch, OpenstackError, OpenstackSource};
 use crate::snapshot::{Project, Quota};
@@ -137,26 +137,44 @@ impl OpenstackSource {
             || self.kept.table.is_none()
             || due(self.kept.listed_at, now, cadence.reconcile);
         if full {
+            // The table brought up to date before Nova's answer and the listing are read...
+            let mut table = self.kept.table.clone().filter(|_| incremental);
+            let before = match &mut table {
+                Some(t) => {
+                    let changes = self.servers(Some(t.changes_since(start_s))).await?;
+                    t.merge(changes.clone());
+                    changes
+                }
+                None => Vec::new(),
+            };
             let usage = if end > start {
                 Some(self.usage(start, end).await?)
             } else {
                 None
             };
             let listing = ServerTable::from_listing(self.servers(None).await?);
-            let (found, listed) = match (incremental, self.kept.table.clone()) {
-                (true, Some(mut table)) => {
-                    // Read after the listing: a server created or deleted while the listing
-                    // was read is in here, and its absence from the listing proves nothing.
-                    let changes = self.servers(Some(table.changes_since(start_s))).await?;
-                    let changed: BTreeSet<String> = changes.iter().map(|s| s.id.clone()).collect();
-                    table.merge(changes.clone());
-                    let found =
-                        reconcile(&table, &listing, &changed, usage.as_deref(), start_s, end_s);
-                    let mut listed = table.rebuilt(listing);
-                    listed.merge(changes);
+            let (found, listed) = match table {
+                Some(mut t) => {
+                    // ...and again after them: a server that changed in between is not
+                    // judged (Nova answered for one state of it, the listing for another).
+                    let after = self.servers(Some(t.changes_since(start_s))).await?;
+                    let moving = moved(&before, &after);
+                    let window = compare_window(&t, usage.as_deref(), start_s, end_s);
+                    t.merge(after.clone());
+                    let (archived, untracked) = t.membership(&listing);
+                    let judged = |ids: Vec<String>| -> Vec<String> {
+                        ids.into_iter().filter(|id| !moving.contains(id)).collect()
+                    };
+                    let found = Disagreements {
+                        usage: judged(window),
+                        archived: judged(archived),
+                        untracked: judged(untracked),
+                    };
+                    let mut listed = t.rebuilt(listing);
+                    listed.merge(after);
                     (Some(found), listed)
                 }
-                _ => (None, listing),
+                None => (None, listing),
             };
             return Ok(ServersRead {
                 usage,
@@ -205,31 +223,32 @@ impl OpenstackSource {
     }
 }
 
-/// What the table (brought up to date) would have answered against Nova's answer and the
-/// full listing; servers `changed` around the listing are not judged by it.
-fn reconcile(
+/// Servers whose window usage from `table` differs from Nova's answer (nothing to compare
+/// without a window, or when the table cannot compute it).
+fn compare_window(
     table: &ServerTable,
-    listing: &ServerTable,
-    changed: &BTreeSet<String>,
     nova: Option<&[TenantUsage]>,
     start: i64,
     end: i64,
-) -> Disagreements {
-    let usage = match nova {
-        None => Vec::new(),
-        Some(nova) => match table.window(start, end) {
-            Ok(ours) => servers::compare_window(&ours, nova),
-            // Nothing computed to compare; the refreshes in between asked Nova as well.
-            Err(_) => Vec::new(),
-        },
-    };
-    let (mut archived, untracked) = table.membership(listing);
-    archived.retain(|id| !changed.contains(id));
-    Disagreements {
-        usage,
-        archived,
-        untracked,
+) -> Vec<String> {
+    match nova.map(|nova| (nova, table.window(start, end))) {
+        Some((nova, Ok(ours))) => servers::compare_window(&ours, nova),
+        _ => Vec::new(),
     }
+}
+
+/// Ids listed in `after` that `before` did not list with the same `updated`: changed while
+/// the reconciliation read Nova.
+fn moved(before: &[Server], after: &[Server]) -> BTreeSet<String> {
+    let seen: BTreeMap<&str, Option<&str>> = before
+        .iter()
+        .map(|s| (s.id.as_str(), s.updated.as_deref()))
+        .collect();
+    after
+        .iter()
+        .filter(|s| seen.get(s.id.as_str()) != Some(&s.updated.as_deref()))
+        .map(|s| s.id.clone())
+        .collect()
 }
 
 fn secs(t: SystemTime) -> i64 {
