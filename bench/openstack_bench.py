@@ -140,23 +140,38 @@ def self_metrics(port):
 
 
 def vcpu_hours(port):
+    """(summed vCPU-hours, series, end of the window they cover) from one scrape."""
     text = get(f"http://127.0.0.1:{port}/metrics", gz=True)[1].decode()
-    total, series = 0.0, 0
+    total, series, end = 0.0, 0, None
     for line in text.splitlines():
         if line.startswith("openstack_project_vcpu_seconds_total{"):
             total += float(line.rsplit(" ", 1)[1])
             series += 1
-    return total / 3600.0, series
+        elif line.startswith("site_exporter_openstack_usage_window_end_timestamp_seconds "):
+            end = int(float(line.rsplit(" ", 1)[1]))
+    return total / 3600.0, series, end
 
 
-def phase(name, fake_base, auth_url, usage_start, state_file, refreshes):
+def disagreements(port):
+    """site_exporter_openstack_reconcile_disagreements_total by kind."""
+    text = get(f"http://127.0.0.1:{port}/metrics", gz=True)[1].decode()
+    out = {}
+    for line in text.splitlines():
+        if line.startswith("site_exporter_openstack_reconcile_disagreements_total{"):
+            out[line.split('kind="')[1].split('"')[0]] = float(line.rsplit(" ", 1)[1])
+    return out
+
+
+def phase(name, fake_base, auth_url, usage_start, state_file, refreshes, incremental=True):
     port = free_port()
     cfg = f"{OUT}/{name}.yaml"
     with open(cfg, "w") as f:
         f.write(f"web:\n  listen_address: 127.0.0.1:{port}\nlog:\n  level: warn\nopenstack:\n"
-                f"  usage_start: {usage_start}\n  interval: {E['INTERVAL']}\n  timeout: 30m\n")
-        if state_file:
-            f.write(f"  state_file: {state_file}\n")
+                f"  usage_start: {usage_start}\n  interval: {E['INTERVAL']}\n  timeout: 30m\n"
+                f"  incremental: {'true' if incremental else 'false'}\n"
+                f"  reconcile_interval: {E['RECONCILE']}\n")
+        # Memory only means no state file at all (the default would write data/...).
+        f.write(f"  state_file: \"{state_file or ''}\"\n")
     s_prev = fake_stats(fake_base)
     t0 = time.time()
     p = subprocess.Popen([E["BIN"], "--config", cfg], env=os_env(auth_url),
@@ -188,14 +203,17 @@ def phase(name, fake_base, auth_url, usage_start, state_file, refreshes):
                 raise SystemExit(f"{name}: exporter exited; see {OUT}/{name}.log")
             time.sleep(0.5)
         # Does what the exporter accumulated equal the fake's total for the accounted window?
-        window = last_window(s_prev)
-        got, series = vcpu_hours(port)
-        unchanged = last_window(fake_stats(fake_base)) == window
+        # The window's end is the exporter's own (an incremental refresh asks Nova nothing).
+        got, series, end = vcpu_hours(port)
+        again = vcpu_hours(port)
+        unchanged = again[2] == end
         start = f"{usage_start}T00:00:00"
-        want = json.loads(get(f"{fake_base}/_totals?start={start}&end={window['end']}")[1])
+        end_text = datetime.datetime.fromtimestamp(end, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+        want = json.loads(get(f"{fake_base}/_totals?start={start}&end={end_text}")[1])
         check = {"exporter_vcpu_hours": got, "fake_vcpu_hours": want["vcpu_hours"], "series": series,
-                 "window_end": window["end"], "valid": unchanged,
-                 "relative_difference": abs(got - want["vcpu_hours"]) / max(want["vcpu_hours"], 1e-9)}
+                 "window_end": end_text, "valid": unchanged,
+                 "relative_difference": abs(got - want["vcpu_hours"]) / max(want["vcpu_hours"], 1e-9),
+                 "disagreements": disagreements(port)}
         log(f"{name}: ready after {ttd:.2f}s; durations",
             [round(r["duration_s"], 2) for r in records], "check", check)
         return {"ttd_s": ttd, "records": records, "check": check}
@@ -300,6 +318,8 @@ def main():
              "state": phase(f"state-{i}", fake_base, auth_url, usage_start, state, 1 + inc)}
         r["state_file_bytes"] = os.path.getsize(state)
         r["resume"] = phase(f"resume-{i}", fake_base, auth_url, usage_start, state, 1)
+        r["full"] = phase(f"full-{i}", fake_base, auth_url, usage_start, None, 1 + int(E["FULL"]),
+                          incremental=False)
         results["runs"].append(r)
         json.dump(results, open(f"{OUT}/results.json", "w"), indent=1)
     if E.get("PEER") == "1":
@@ -312,8 +332,13 @@ def main():
     R = results["runs"]
     full_mem = [r["memory"]["records"][0] for r in R]
     full_state = [r["state"]["records"][0] for r in R]
-    inc_mem = [x for r in R for x in r["memory"]["records"][1:]]
-    inc_state = [x for r in R for x in r["state"]["records"][1:]]
+    reconciling = lambda x: x["by_endpoint"].get(USAGE, {}).get("requests", 0) > 0
+    later = lambda ph: [x for r in R for x in r[ph]["records"][1:]]
+    inc_mem = [x for x in later("memory") if not reconciling(x)]
+    inc_state = [x for x in later("state") if not reconciling(x)]
+    rec_mem = [x for x in later("memory") if reconciling(x)]
+    rec_state = [x for x in later("state") if reconciling(x)]
+    every_full = later("full")
     resume = [r["resume"]["records"][0] for r in R]
     print(f"\nOpenStack source at scale: {ready['projects']} projects, {ready['servers']} servers "
           f"({ready['live_now']} existing at start), usage_start {usage_start}, interval {E['INTERVAL']}; "
@@ -324,21 +349,34 @@ def main():
     print("|---|---|---|---|---|---|---|---|---|---|")
     print(row("full window, memory only (first refresh)", full_mem, med([r["memory"]["ttd_s"] for r in R])))
     print(row("full window + state file (first refresh)", full_state, med([r["state"]["ttd_s"] for r in R])))
-    print(row("incremental, memory only", inc_mem))
-    print(row("incremental + state file", inc_state))
+    print(row(f"incremental (changes-since), memory only [{len(inc_mem)}]", inc_mem))
+    print(row(f"incremental (changes-since) + state file [{len(inc_state)}]", inc_state))
+    if rec_mem:
+        print(row(f"reconciliation, memory only [{len(rec_mem)}]", rec_mem))
+    if rec_state:
+        print(row(f"reconciliation + state file [{len(rec_state)}]", rec_state))
+    print(row(f"every refresh full (incremental: false), memory only [{len(every_full)}]", every_full))
     print(row("restart on the state file (resume)", resume, med([r["resume"]["ttd_s"] for r in R])))
     ratio = lambda a, b, k: med([x[k] for x in a]) / max(med([x[k] for x in b]), 1e-9)
-    for label, full, incr in (("memory only", full_mem, inc_mem), ("state file", full_state, inc_state)):
-        print(f"\nfull window / incremental ({label}): duration {ratio(full, incr, 'duration_s'):.2f}x, "
+    for label, full, incr in (("memory only", full_mem, inc_mem), ("state file", full_state, inc_state),
+                              ("every refresh full vs changes-since, memory only", every_full, inc_mem)):
+        if not full or not incr:
+            continue
+        print(f"\nfull / incremental ({label}): duration {ratio(full, incr, 'duration_s'):.2f}x, "
               f"requests {ratio(full, incr, 'requests'):.2f}x, bytes {ratio(full, incr, 'bytes'):.2f}x, "
               f"exporter CPU {ratio(full, incr, 'exporter_cpu_s'):.2f}x")
     print(f"state file: {med([r['state_file_bytes'] for r in R]) / 1e6:.1f} MB")
-    checks = [ph["check"] for r in R for ph in (r["memory"], r["state"], r["resume"])]
+    checks = [ph["check"] for r in R for ph in (r["memory"], r["state"], r["resume"], r["full"])]
+    found = {}
+    for c in checks:
+        for k, v in c.get("disagreements", {}).items():
+            found[k] = found.get(k, 0) + v
+    print(f"reconciliation disagreements (all phases, by kind): {found}")
     valid = [c for c in checks if c["valid"]]
     worst = max((c["relative_difference"] for c in valid), default=float("nan"))
     print(f"check: exporter vCPU-hours vs the fake's own total for the same window: "
           f"{len(valid)} of {len(checks)} phases checked, largest relative difference {worst:.2e}")
-    errors = sum(x.get("errors", 0) for r in R for ph in ("memory", "state", "resume")
+    errors = sum(x.get("errors", 0) for r in R for ph in ("memory", "state", "resume", "full")
                  for x in r[ph]["records"][-1:])
     print(f"failed refreshes: {errors:.0f}")
     pr = results.get("peer")

@@ -249,6 +249,15 @@ pub struct Cli {
         value_delimiter = ','
     )]
     pub openstack_stopped_older_than: Option<Vec<String>>,
+
+    /// How often the OpenStack source lists every server and compares its incremental usage
+    /// with Nova's own answer [default: 6h].
+    #[arg(
+        long = "openstack.reconcile-interval",
+        env = "SITE_EXPORTER_OPENSTACK_RECONCILE_INTERVAL",
+        value_name = "DURATION"
+    )]
+    pub openstack_reconcile_interval: Option<humantime::Duration>,
 }
 
 #[cfg(test)]

@@ -139,6 +139,7 @@ async fn readme_metric_reference_matches_the_output() {
                     requested: 1_780_272_000,
                     accounting: 1_767_225_600,
                 }),
+                window_end: Some(1_780_272_000),
             },
         )),
     );

@@ -68,6 +68,10 @@ const EXPORTER: &[(&str, &[&str])] = &[
             "weights",
         ],
     ),
+    // Nova's JSON and its pure conversion; the server table and Nova's usage arithmetic on it
+    // (pure, above the JSON); the source with its I/O on both.
+    ("sources::openstack::nova", &["dates", "snapshot"]),
+    ("sources::openstack::servers", &["sources::openstack::nova"]),
     (
         "sources::openstack",
         &[
@@ -77,6 +81,8 @@ const EXPORTER: &[(&str, &[&str])] = &[
             "source",
             "legacy",
             "weights",
+            "sources::openstack::nova",
+            "sources::openstack::servers",
             "sources::portal",
             "sources::start_date",
             "sources::weights",
@@ -87,6 +93,8 @@ const EXPORTER: &[(&str, &[&str])] = &[
         "sources::openstack::tests",
         &[
             "sources::openstack",
+            "sources::openstack::nova",
+            "sources::openstack::servers",
             "exposition",
             "hub",
             "refresh",

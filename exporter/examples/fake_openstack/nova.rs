@@ -5,6 +5,11 @@
 //! was not deleted by `start`; its hours are clipped to `[start, min(end, now))`. Pages follow
 //! Nova's orders (usage: project id, server id; servers: launch time and id, newest first) and
 //! its `next` links (the request's parameters sorted, `marker` set to the last id).
+//!
+//! `/servers/detail?changes-since=T` behaves as Nova's: the servers whose `updated` is at or
+//! after `T` (whole seconds), deleted ones included (`status: DELETED`, `vm_state: deleted`,
+//! `terminated_at` and `updated` at the deletion), in the same order and pages. A live
+//! server's `updated` is its launch plus one second, as listed without the filter.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -270,18 +275,24 @@ pub fn usage_one(
 
 /// One server of `/servers/detail` (microversion 2.47 shape): the recorded server with this
 /// server's values.
-fn server_detail(cloud: &Cloud, t: &Templates, base: &str, s: &Server) -> Value {
+fn server_detail(cloud: &Cloud, t: &Templates, base: &str, s: &Server, now: i64) -> Value {
     let p = &cloud.projects[s.project as usize];
-    let (status, vm_state, power, _) = STATUSES[s.status as usize];
+    let deleted = s.deleted_by(now);
+    let (status, vm_state, power, _) = match deleted {
+        Some(_) => ("DELETED", "deleted", 0, 0),
+        None => STATUSES[s.status as usize],
+    };
     let host = format!("compute{}", s.host + 1);
-    let mut v = t.server(status).clone();
+    // A deleted server keeps the shape of the live one it was (the recorded deleted server
+    // has the live fields, with these values).
+    let mut v = t.server(STATUSES[s.status as usize].0).clone();
     v["id"] = json!(s.id);
     v["name"] = json!(s.name);
     v["tenant_id"] = json!(p.id);
     v["user_id"] = json!(p.user_id);
     v["status"] = json!(status);
     v["created"] = json!(fmt_seconds(s.launched - 1));
-    v["updated"] = json!(fmt_seconds(s.launched + 1));
+    v["updated"] = json!(fmt_seconds(updated(s, now)));
     v["flavor"] = t.flavors[s.flavor as usize].embedded.clone();
     v["metadata"] = json!({"seeded-by": "fake_openstack", "role": "web"});
     v["hostId"] = json!(format!("{:056x}", s.host as u64 + 1));
@@ -290,6 +301,7 @@ fn server_detail(cloud: &Cloud, t: &Templates, base: &str, s: &Server) -> Value 
         {"rel": "bookmark", "href": format!("{base}/servers/{}", s.id)},
     ]);
     v["OS-SRV-USG:launched_at"] = json!(fmt_micros(s.launched as f64));
+    v["OS-SRV-USG:terminated_at"] = json!(deleted.map(|d| fmt_micros(d as f64)));
     v["OS-EXT-SRV-ATTR:host"] = json!(host);
     v["OS-EXT-SRV-ATTR:hypervisor_hostname"] = json!(host);
     v["OS-EXT-SRV-ATTR:instance_name"] = json!(format!("instance-{:08x}", s.launched));
@@ -300,7 +312,13 @@ fn server_detail(cloud: &Cloud, t: &Templates, base: &str, s: &Server) -> Value 
     v
 }
 
-/// `GET /servers/detail?all_tenants=1`: servers that exist now, newest first, paged.
+/// A server's `updated` at `now`: its deletion once deleted, else its launch plus one second.
+fn updated(s: &Server, now: i64) -> i64 {
+    s.deleted_by(now).unwrap_or(s.launched + 1)
+}
+
+/// `GET /servers/detail?all_tenants=1`: servers that exist now, newest first, paged; with
+/// `changes-since`, those updated since, deleted ones included.
 pub fn servers(
     cloud: &Cloud,
     t: &Templates,
@@ -323,7 +341,14 @@ pub fn servers(
             None => return Err(BadRequest(format!("marker [{m}] not found"))),
         },
     };
+    let since = param(params, "changes-since")
+        .map(|t| parse_time(t).map(|s| s.ceil() as i64))
+        .transpose()?;
     let now_s = now.floor() as i64;
+    let listed = |s: &Server| match since {
+        None => s.exists_at(now_s),
+        Some(since) => s.launched <= now_s && updated(s, now_s) >= since,
+    };
     let mut list = Vec::new();
     let mut last = None;
     for i in &cloud.detail_order[from..] {
@@ -331,8 +356,8 @@ pub fn servers(
             break;
         }
         let s = &cloud.servers[*i as usize];
-        if s.exists_at(now_s) {
-            list.push(server_detail(cloud, t, base, s));
+        if listed(s) {
+            list.push(server_detail(cloud, t, base, s, now_s));
             last = Some(s.id.as_str());
         }
     }

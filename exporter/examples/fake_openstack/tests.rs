@@ -290,3 +290,53 @@ fn query_parsing() {
     assert_eq!(nova::microversion(Some("compute 2.40")), (2, 40));
     assert_eq!(nova::microversion(None), (2, 1));
 }
+
+#[test]
+fn changes_since_lists_servers_updated_since_deleted_ones_included() {
+    let (c, t) = small();
+    let now = NOW0 + 3_600;
+    let since = NOW0 + 1_800;
+    let mut params = q(&[
+        ("all_tenants", "1"),
+        ("changes-since", &nova::fmt_seconds(since)),
+        ("limit", "50"),
+    ]);
+    let mut listed = BTreeMap::new();
+    loop {
+        let (doc, _) = nova::servers(&c, &t, &t.base, &params, now as f64).unwrap();
+        for s in doc["servers"].as_array().unwrap() {
+            let updated = nova::parse_time(s["updated"].as_str().unwrap()).unwrap() as i64;
+            assert!(updated >= since, "{s}");
+            // Deleted ones keep the recorded keys of the status they had, with Nova's values
+            // for a deleted server.
+            let generated = &c.servers[c.by_id[s["id"].as_str().unwrap()] as usize];
+            let had = crate::cloud::STATUSES[generated.status as usize].0;
+            assert_eq!(paths(s), paths(t.server(had)));
+            let deleted = s["status"] == "DELETED";
+            assert_eq!(deleted, s["OS-EXT-STS:vm_state"] == "deleted", "{s}");
+            assert_eq!(deleted, !s["OS-SRV-USG:terminated_at"].is_null(), "{s}");
+            let id = s["id"].as_str().unwrap().to_owned();
+            assert!(
+                listed.insert(id, deleted).is_none(),
+                "a server listed twice"
+            );
+        }
+        let Some(href) = doc["servers_links"][0]["href"].as_str() else {
+            break;
+        };
+        params = parse_query(href.split_once('?').map(|(_, q)| q));
+    }
+    // Exactly the servers launched by now and updated (launched + 1 s, or deleted) since.
+    let want: BTreeMap<String, bool> = c
+        .servers
+        .iter()
+        .filter(|s| s.launched <= now)
+        .filter(|s| s.deleted_by(now).unwrap_or(s.launched + 1) >= since)
+        .map(|s| (s.id.clone(), s.deleted_by(now).is_some()))
+        .collect();
+    assert_eq!(listed, want);
+    assert!(
+        want.values().any(|d| *d) && want.values().any(|d| !*d),
+        "{want:?}"
+    );
+}

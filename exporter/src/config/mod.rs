@@ -236,6 +236,7 @@ impl Config {
                 state_file: cli.openstack_state_file.clone(),
                 interval: cli.openstack_interval.map(Into::into),
                 stopped_older_than: cli.openstack_stopped_older_than.clone(),
+                reconcile_interval: cli.openstack_reconcile_interval.map(Into::into),
             },
             file.openstack,
             usage_start_url.as_deref(),

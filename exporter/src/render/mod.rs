@@ -73,9 +73,11 @@ pub fn source_data_sized(data: SourceData, options: RenderOptions, capacity: usi
 /// Renders a source's own metrics.
 pub fn source_metrics(metrics: &SourceMetrics) -> String {
     match metrics {
-        SourceMetrics::Openstack { requests, start } => {
-            openstack::self_metrics(requests.clone(), *start)
-        }
+        SourceMetrics::Openstack {
+            requests,
+            start,
+            window_end,
+        } => openstack::self_metrics(requests.clone(), *start, *window_end),
     }
 }
 

@@ -22,14 +22,23 @@ struct ServiceLabel {
     service: String,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, Hash, prometheus_client::encoding::EncodeLabelSet)]
+struct KindLabel {
+    kind: String,
+}
+
 #[derive(Debug)]
-struct OpenstackRequestsCollector(RequestStats, Option<UsageStart>);
+struct OpenstackRequestsCollector(RequestStats, Option<UsageStart>, Option<u64>);
 
 /// The OpenStack source's self-metrics: its requests and, once settled, where its accounting
 /// starts (`origin="requested"`: configuration or portal; `origin="accounting"`: the
 /// accounting in force, which a state file can hold from an earlier start).
-pub(super) fn self_metrics(stats: RequestStats, start: Option<UsageStart>) -> String {
-    encode(OpenstackRequestsCollector(stats, start))
+pub(super) fn self_metrics(
+    stats: RequestStats,
+    start: Option<UsageStart>,
+    window_end: Option<u64>,
+) -> String {
+    encode(OpenstackRequestsCollector(stats, start, window_end))
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, prometheus_client::encoding::EncodeLabelSet)]
@@ -100,8 +109,35 @@ impl Collector for OpenstackRequestsCollector {
             MetricType::Counter,
         )?;
         ConstCounter::new(self.0.state_write_errors).encode(family)?;
+        let mut family = encoder.encode_descriptor(
+            "site_exporter_openstack_reconcile_disagreements",
+            "Servers on which the incremental server table disagreed with Nova at a reconciliation, by kind (usage: window usage differs; archived: the full listing lacks a server the table had; untracked: the table lacked a listed server)",
+            None,
+            MetricType::Counter,
+        )?;
+        for kind in ["archived", "untracked", "usage"] {
+            let n = self
+                .0
+                .reconcile_disagreements
+                .get(kind)
+                .copied()
+                .unwrap_or(0);
+            let labels = KindLabel {
+                kind: kind.to_owned(),
+            };
+            ConstCounter::new(n).encode(family.encode_family(&labels)?)?;
+        }
         if let Some(start) = self.1 {
             encode_usage_start(&mut encoder, start)?;
+        }
+        if let Some(end) = self.2 {
+            let family = encoder.encode_descriptor(
+                "site_exporter_openstack_usage_window_end_timestamp",
+                "End of the last usage window the OpenStack source counted: the totals cover usage_start up to it",
+                Some(&Unit::Seconds),
+                MetricType::Gauge,
+            )?;
+            ConstGauge::new(i64::try_from(end).unwrap_or(i64::MAX)).encode(family)?;
         }
         Ok(())
     }
@@ -117,14 +153,14 @@ mod tests {
             requested: 1_780_272_000,
             accounting: 1_767_225_600,
         };
-        let text = self_metrics(RequestStats::default(), Some(start));
+        let text = self_metrics(RequestStats::default(), Some(start), None);
         for (origin, secs) in [("accounting", 1_767_225_600), ("requested", 1_780_272_000)] {
             let line = format!(
                 "site_exporter_openstack_usage_start_timestamp_seconds{{origin=\"{origin}\"}} {secs}\n"
             );
             assert!(text.contains(&line), "{line} in {text}");
         }
-        let without = self_metrics(RequestStats::default(), None);
+        let without = self_metrics(RequestStats::default(), None, None);
         assert!(!without.contains("usage_start"), "{without}");
     }
 }

@@ -30,6 +30,8 @@ pub enum SourceMetrics {
     Openstack {
         requests: RequestStats,
         start: Option<UsageStart>,
+        /// End of the last usage window counted, seconds since 1970, once settled.
+        window_end: Option<u64>,
     },
 }
 
@@ -58,6 +60,9 @@ pub struct RequestStats {
     pub durations: BTreeMap<Service, Histogram>,
     /// State file writes that failed (the source counted on in memory).
     pub state_write_errors: u64,
+    /// Servers on which the incremental table disagreed with Nova at reconciliation, by kind
+    /// (`usage`, `archived`, `untracked`).
+    pub reconcile_disagreements: BTreeMap<&'static str, u64>,
 }
 
 /// A histogram of request durations.

@@ -135,6 +135,18 @@ impl Client {
             .state_write_errors += 1;
     }
 
+    /// Counts `n` servers on which a reconciliation found the table disagreeing (kept with
+    /// the request statistics so that a rebuilt source goes on counting).
+    pub fn count_disagreements(&self, kind: &'static str, n: u64) {
+        *self
+            .stats
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .reconcile_disagreements
+            .entry(kind)
+            .or_default() += n;
+    }
+
     /// A copy of the request statistics so far.
     pub fn stats(&self) -> RequestStats {
         // A panic while counting leaves whole numbers behind: keep them.

@@ -47,6 +47,13 @@ pub struct OpenstackSection {
     exclude_projects: Vec<String>,
     /// Age buckets of the stopped-servers families, e.g. `[1d, 7d, 30d, 90d]`.
     stopped_older_than: Option<Vec<String>>,
+    incremental: Option<bool>,
+    #[serde(default, deserialize_with = "crate::settings::duration::option")]
+    reconcile_interval: Option<Duration>,
+    #[serde(default, deserialize_with = "crate::settings::duration::option")]
+    projects_interval: Option<Duration>,
+    #[serde(default, deserialize_with = "crate::settings::duration::option")]
+    quotas_interval: Option<Duration>,
 }
 
 /// What the flags say about the source.
@@ -59,7 +66,44 @@ pub struct OpenstackFlags {
     pub interval: Option<Duration>,
     /// `--openstack.stopped-older-than`, comma-separated durations as given.
     pub stopped_older_than: Option<Vec<String>>,
+    /// `--openstack.reconcile-interval`.
+    pub reconcile_interval: Option<Duration>,
 }
+
+/// How often each part of the cloud is read in full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cadence {
+    /// Between reconciliations, list only the servers changed since the last refresh and
+    /// compute the usage window from them [default: true]; off, every refresh lists every
+    /// server and asks Nova for the window.
+    pub incremental: bool,
+    /// A full listing and Nova's own usage answer this often [default: 6h].
+    pub reconcile: Duration,
+    /// Keystone's projects and domains are read again this often [default: 15m].
+    pub projects: Duration,
+    /// Quotas are read again this often [default: 1h]; a project not read yet is read at the
+    /// next refresh.
+    pub quotas: Duration,
+}
+
+impl Default for Cadence {
+    fn default() -> Self {
+        Self {
+            incremental: true,
+            reconcile: DEFAULT_RECONCILE_INTERVAL,
+            projects: DEFAULT_PROJECTS_INTERVAL,
+            quotas: DEFAULT_QUOTAS_INTERVAL,
+        }
+    }
+}
+
+/// Default reconciliation interval: a few hours, so that rows archived in between are caught
+/// the same day at a few full listings' cost.
+pub const DEFAULT_RECONCILE_INTERVAL: Duration = Duration::from_secs(6 * 3600);
+/// Default age of Keystone's project list before it is read again.
+pub const DEFAULT_PROJECTS_INTERVAL: Duration = Duration::from_secs(15 * 60);
+/// Default age of the quotas before they are read again.
+pub const DEFAULT_QUOTAS_INTERVAL: Duration = Duration::from_secs(3600);
 
 /// The validated configuration of the OpenStack source.
 #[derive(Debug, Clone, PartialEq)]
@@ -78,6 +122,7 @@ pub struct OpenstackConfig {
     pub quotas: bool,
     /// Age buckets of the stopped-servers families [default: 1d, 7d, 30d, 90d].
     pub stopped_ages: StoppedAges,
+    pub cadence: Cadence,
 }
 
 fn invalid(key: &'static str, problem: impl Into<String>) -> ConfigError {
@@ -176,6 +221,13 @@ pub fn from_parts(
         None => StoppedAges::default(),
         Some(texts) => stopped_ages(&texts)?,
     };
+    let cadence = cadence(
+        s.incremental,
+        flags.reconcile_interval.or(s.reconcile_interval),
+        s.projects_interval,
+        s.quotas_interval,
+        interval,
+    )?;
     let mut domains = s.domains;
     if domains.is_empty() {
         if let Some(v) = env("USAGE_EXPORTER_PROJECT_DOMAINS") {
@@ -212,7 +264,49 @@ pub fn from_parts(
         },
         quotas: s.quotas,
         stopped_ages,
+        cadence,
     }))
+}
+
+/// The cadence from its keys: intervals of at least a second, the reconciliation not more
+/// often than the refresh (every refresh in full is `incremental: false`).
+fn cadence(
+    incremental: Option<bool>,
+    reconcile: Option<Duration>,
+    projects: Option<Duration>,
+    quotas: Option<Duration>,
+    interval: Duration,
+) -> Result<Cadence, ConfigError> {
+    let d = Cadence::default();
+    let c = Cadence {
+        incremental: incremental.unwrap_or(d.incremental),
+        reconcile: reconcile.unwrap_or(d.reconcile),
+        projects: projects.unwrap_or(d.projects),
+        quotas: quotas.unwrap_or(d.quotas),
+    };
+    for (key, v) in [
+        (
+            "openstack.reconcile_interval (--openstack.reconcile-interval)",
+            c.reconcile,
+        ),
+        ("openstack.projects_interval", c.projects),
+        ("openstack.quotas_interval", c.quotas),
+    ] {
+        if v < Duration::from_secs(1) {
+            return Err(invalid(key, "must be at least 1s"));
+        }
+    }
+    if c.reconcile < interval {
+        return Err(invalid(
+            "openstack.reconcile_interval (--openstack.reconcile-interval)",
+            format!(
+                "{} is shorter than the refresh interval {}; for a full listing at every refresh set openstack.incremental: false",
+                humantime::format_duration(c.reconcile),
+                humantime::format_duration(interval)
+            ),
+        ));
+    }
+    Ok(c)
 }
 
 /// The age buckets from their texts (`1d`, `36h`, ...), or an error naming the bad one.

@@ -97,49 +97,56 @@ impl OpenstackSource {
         .await
     }
 
-    /// The existing servers, and the flavor sizes they reference when Nova is older than
-    /// microversion 2.47 (empty otherwise).
+    /// Whether Nova embeds flavors in servers (microversion 2.47), asked once.
+    pub(super) async fn embeds_flavors(&mut self) -> Result<bool, OpenstackError> {
+        if let Some(e) = self.embeds_flavors {
+            return Ok(e);
+        }
+        let e = self.client.compute_supports(SERVERS_MICROVERSION).await?;
+        if !e {
+            tracing::info!(
+                "Nova is older than microversion 2.47: server sizes come from the flavors list, every refresh lists every server"
+            );
+        }
+        self.embeds_flavors = Some(e);
+        Ok(e)
+    }
+
+    /// `/servers/detail` of every project: the existing servers, or with `changes_since`
+    /// (seconds since 1970) those updated since then, deleted ones included.
     pub(super) async fn servers(
         &mut self,
-    ) -> Result<(Vec<nova::Server>, FlavorSizes), OpenstackError> {
-        let embeds = match self.embeds_flavors {
-            Some(e) => e,
-            None => {
-                let e = self.client.compute_supports(SERVERS_MICROVERSION).await?;
-                if !e {
-                    tracing::info!(
-                        "Nova is older than microversion 2.47: server sizes come from the flavors list"
-                    );
-                }
-                self.embeds_flavors = Some(e);
-                e
-            }
-        };
-        let microversion = embeds.then_some(SERVERS_MICROVERSION);
-        let servers = self
+        changes_since: Option<i64>,
+    ) -> Result<Vec<nova::Server>, OpenstackError> {
+        let microversion = self.embeds_flavors().await?.then_some(SERVERS_MICROVERSION);
+        let mut query = vec![("all_tenants", "1".to_owned())];
+        query.extend(changes_since.map(|t| ("changes-since", nova::changes_since_time(t))));
+        self.pages(
+            "compute /servers/detail",
+            &["servers", "detail"],
+            &query,
+            microversion,
+            |p: ServersPage| (p.servers, p.servers_links),
+        )
+        .await
+    }
+
+    /// The flavor sizes servers reference when Nova is older than microversion 2.47 (empty
+    /// otherwise: the sizes are embedded).
+    pub(super) async fn flavors(&mut self) -> Result<FlavorSizes, OpenstackError> {
+        if self.embeds_flavors().await? {
+            return Ok(FlavorSizes::default());
+        }
+        let flavors = self
             .pages(
-                "compute /servers/detail",
-                &["servers", "detail"],
-                &[("all_tenants", "1".to_owned())],
-                microversion,
-                |p: ServersPage| (p.servers, p.servers_links),
+                "compute /flavors/detail",
+                &["flavors", "detail"],
+                &[("is_public", "None".to_owned())],
+                None,
+                |p: FlavorsPage| (p.flavors, p.flavors_links),
             )
             .await?;
-        let flavors = if embeds {
-            Default::default()
-        } else {
-            let flavors = self
-                .pages(
-                    "compute /flavors/detail",
-                    &["flavors", "detail"],
-                    &[("is_public", "None".to_owned())],
-                    None,
-                    |p: FlavorsPage| (p.flavors, p.flavors_links),
-                )
-                .await?;
-            nova::flavor_sizes(&flavors)
-        };
-        Ok((servers, flavors))
+        Ok(nova::flavor_sizes(&flavors))
     }
 
     /// Every item of a Nova list paginated with `limit` and `marker`.

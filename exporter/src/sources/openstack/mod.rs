@@ -9,12 +9,23 @@
 //! - [`stopped`]: since when servers are stopped or broken, and their age buckets.
 //! - `fetch`: what one refresh reads (Keystone lists, Nova usage, servers, flavors, quotas),
 //!   page by page.
+//! - [`servers`]: the server table of the incremental refresh and Nova's usage arithmetic.
+//! - `incremental`: what the refresh keeps between refreshes (table, projects, quotas) and
+//!   when each is read again; the reconciliation.
 //! - [`client`]: authenticated requests with timeouts, retries, re-auth and a concurrency limit.
 //! - [`config`]: the `openstack:` section, its flags and the migration variables.
 //!
 //! One refresh reads projects, the usage window `[last end, now)` (all pages) and the current
 //! servers; only when all of it arrived is the window added and the state saved, so a refresh
-//! that fails part-way adds nothing and the next one covers the missed time. (A state file that
+//! that fails part-way adds nothing and the next one covers the missed time.
+//!
+//! Incremental (the default, from microversion 2.47): the first refresh and every
+//! `reconcile_interval` list every server and take the window from Nova
+//! (`os-simple-tenant-usage`); the refreshes between list only the servers changed since
+//! (`changes-since`, deleted ones included), merge them into the table and compute the window
+//! from it with Nova's arithmetic ([`servers`]). A reconciliation compares what the table
+//! would have answered with Nova's answer and its membership with the full listing, and
+//! exports and logs the disagreements. Projects and quotas are kept for their own intervals. (A state file that
 //! cannot be written fails the refresh after the window was added: counting goes on in memory
 //! and the next refresh writes the file.)
 //!
@@ -29,8 +40,10 @@ pub mod client;
 pub mod compact;
 pub mod config;
 mod fetch;
+mod incremental;
 pub mod keystone;
 pub mod nova;
+pub mod servers;
 pub mod state;
 pub mod stopped;
 
@@ -92,6 +105,8 @@ pub struct Settings {
     pub quotas: bool,
     /// Age buckets of the stopped-servers families [default: 1d, 7d, 30d, 90d].
     pub stopped_ages: crate::snapshot::StoppedAges,
+    /// Incremental refresh, reconciliation, projects and quotas intervals.
+    pub cadence: config::Cadence,
 }
 
 /// Clouds whose next refresh panics between applying a window and saving the state (tests of
@@ -114,6 +129,8 @@ pub struct OpenstackSource {
     start: Option<UsageStart>,
     /// Whether Nova embeds flavors in servers (microversion 2.47), asked once.
     embeds_flavors: Option<bool>,
+    /// Server table, projects and quotas between refreshes (not persisted).
+    kept: incremental::Kept,
 }
 
 impl OpenstackSource {
@@ -127,6 +144,7 @@ impl OpenstackSource {
             stopped: stopped::Stopped::default(),
             start: None,
             embeds_flavors: None,
+            kept: incremental::Kept::default(),
         }
     }
 
@@ -230,6 +248,7 @@ impl OpenstackSource {
                 weights,
                 quotas: config.quotas,
                 stopped_ages: config.stopped_ages.clone(),
+                cadence: config.cadence,
             },
         )
     }
@@ -253,6 +272,12 @@ impl OpenstackSource {
         self
     }
 
+    /// Makes the next refresh list every server, take the window from Nova and compare both
+    /// with the server table (as every `reconcile_interval`).
+    pub fn reconcile_at_next_refresh(&mut self) {
+        self.kept.reconcile_next();
+    }
+
     /// The request client (its statistics feed the self-metrics).
     pub fn client(&self) -> &Client {
         &self.client
@@ -266,27 +291,28 @@ impl OpenstackSource {
             .as_ref()
             .ok_or(OpenstackError::NoStart)?
             .next_window_start();
-        let projects = self.projects().await?;
+        let projects = self.kept_projects(now).await?;
         let end = nova::whole_seconds(now);
-        let usage = if end > start {
-            Some(self.usage(start, end).await?)
-        } else {
-            None
-        };
-        let (servers, flavors) = self.servers().await?;
+        let read = self.read_servers(start, end, now).await?;
+        let flavors = self.flavors().await?;
         let quotas = if self.settings.quotas {
-            Some(self.quotas(&projects).await?)
+            Some(self.kept_quotas(&projects, now).await?)
         } else {
             None
         };
         // Everything arrived: add the window in place (no copy of the accounting, which holds
         // a record for every server ever seen).
+        let (usage, found) = self.kept.commit(read, now);
+        if let Some(found) = &found {
+            self.report(found);
+        }
+        let table = self.kept.table();
         let acc = self.accounting.as_mut().ok_or(OpenstackError::NoStart)?;
         if let Some(usage) = &usage {
             acc.apply_window(end, usage)?;
         }
-        acc.note_metadata(servers.iter().map(|s| (s.id.as_str(), &s.metadata)));
-        self.stopped.observe(&servers, now);
+        acc.note_metadata(table.live().map(|s| (s.id.as_str(), &s.metadata)));
+        self.stopped.observe(table.live(), now);
         #[cfg(test)]
         if PANIC_BEFORE_SAVE
             .lock()
@@ -326,7 +352,8 @@ impl OpenstackSource {
             }
         }
         let next = self.accounting.as_ref().ok_or(OpenstackError::NoStart)?;
-        let (current, unknown) = nova::current_state(&servers, &flavors);
+        let table = self.kept.table();
+        let (current, unknown) = nova::current_state(table.live(), &flavors);
         if !unknown.is_empty() {
             tracing::warn!(
                 servers = unknown.len(),
@@ -348,10 +375,11 @@ impl OpenstackSource {
         }
         let mut stopped =
             self.stopped
-                .buckets(&servers, &flavors, &self.settings.stopped_ages, now);
+                .buckets(table.live(), &flavors, &self.settings.stopped_ages, now);
         for p in &mut snapshot.projects {
             p.stopped = stopped.remove(&p.project.id).unwrap_or_default();
         }
+        self.kept.prune(epoch(next.next_window_start()));
         Ok(snapshot)
     }
 }
@@ -377,6 +405,7 @@ impl crate::source::Source for OpenstackSource {
         Some(SourceMetrics::Openstack {
             requests: self.client.stats(),
             start: self.start,
+            window_end: self.accounting.as_ref().map(|a| a.window_end),
         })
     }
 }

@@ -65,7 +65,8 @@ pub struct ServersPage {
     pub servers_links: Vec<Link>,
 }
 
-/// An existing server.
+/// A server of `/servers/detail`: an existing one, or (with `changes-since`) a deleted one,
+/// `status: DELETED`.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 pub struct Server {
     pub id: String,
@@ -74,9 +75,23 @@ pub struct Server {
     pub flavor: ServerFlavor,
     #[serde(default)]
     pub metadata: BTreeMap<String, String>,
-    /// Last change of the server (`2026-11-22T14:45:50Z`); any update moves it.
+    /// Last change of the server (`2026-11-22T14:45:50Z`, Nova's clock, whole seconds); any
+    /// update moves it.
     #[serde(default)]
     pub updated: Option<String>,
+    #[serde(default)]
+    pub name: String,
+    /// Nova's `launched_at` (`2026-11-22T14:45:59.000000`): set at boot and again at a
+    /// resize, a resize revert and an unshelve; `None` for a server that never launched.
+    #[serde(rename = "OS-SRV-USG:launched_at", default)]
+    pub launched_at: Option<String>,
+    /// Nova's `terminated_at`: set at deletion (and soft deletion).
+    #[serde(rename = "OS-SRV-USG:terminated_at", default)]
+    pub terminated_at: Option<String>,
+    /// Nova's `vm_state` (`active`, `stopped`, `shelved_offloaded`, ...): the usage `state`
+    /// of a server that has no `terminated_at`.
+    #[serde(rename = "OS-EXT-STS:vm_state", default)]
+    pub vm_state: Option<String>,
 }
 
 /// A server's flavor: embedded since microversion 2.47, a reference to the flavors list before.
@@ -121,6 +136,7 @@ pub fn flavor_sizes(flavors: &[Flavor]) -> BTreeMap<String, EmbeddedFlavor> {
                     ram: f.ram,
                     disk: f.disk,
                     ephemeral: f.ephemeral,
+                    original_name: None,
                 },
             )
         })
@@ -138,6 +154,9 @@ pub struct EmbeddedFlavor {
     /// GiB.
     #[serde(default)]
     pub ephemeral: u64,
+    /// The flavor's name (the usage answer's `flavor`).
+    #[serde(default)]
+    pub original_name: Option<String>,
 }
 
 /// `GET /os-quota-sets/{project}/detail`.
@@ -195,11 +214,33 @@ pub fn query_time(t: SystemTime) -> String {
     s
 }
 
+/// The `changes-since` parameter for `secs` since 1970: `2026-11-22T14:45:00Z`.
+pub fn changes_since_time(secs: i64) -> String {
+    let at = UNIX_EPOCH + Duration::from_secs(secs.max(0).unsigned_abs());
+    humantime::format_rfc3339_seconds(at).to_string()
+}
+
 /// Seconds since 1970 of a Nova timestamp (`2026-11-20T12:00:00.000000`, UTC without a
 /// zone; an explicit `Z` or offset is accepted too), read by `crate::dates`.
 pub fn epoch_seconds(text: &str) -> Option<f64> {
     let at = crate::dates::parse(text).ok()?;
     at.duration_since(UNIX_EPOCH).ok().map(|d| d.as_secs_f64())
+}
+
+/// Microseconds since 1970 of a Nova timestamp, as Nova compares them (its times carry
+/// microseconds; the database keeps whole seconds).
+pub fn epoch_micros(text: &str) -> Option<i64> {
+    let at = crate::dates::parse(text).ok()?;
+    let d = at.duration_since(UNIX_EPOCH).ok()?;
+    i64::try_from(d.as_micros()).ok()
+}
+
+/// Nova's usage time format (`started_at`, `ended_at`): `2026-11-22T14:45:42.000000`.
+pub fn usage_time(micros: i64) -> String {
+    let at = UNIX_EPOCH + Duration::from_micros(micros.max(0).unsigned_abs());
+    let mut s = humantime::format_rfc3339_micros(at).to_string();
+    s.pop(); // the trailing `Z`
+    s
 }
 
 /// Usage integrals of one server over one window, Nova's definitions, base units.
@@ -237,8 +278,8 @@ pub type CurrentState = BTreeMap<String, (Allocation, BTreeMap<String, u64>)>;
 /// A server that references its flavor (microversion < 2.47) takes the size from `flavors`;
 /// one whose flavor is gone from the list counts as a server but allocates nothing, and its id
 /// is returned so the caller can say so.
-pub fn current_state(
-    servers: &[Server],
+pub fn current_state<'a>(
+    servers: impl IntoIterator<Item = &'a Server>,
     flavors: &BTreeMap<String, EmbeddedFlavor>,
 ) -> (CurrentState, Vec<String>) {
     let mut out = CurrentState::new();

@@ -49,7 +49,7 @@ fn epoch_secs(t: SystemTime) -> u64 {
 impl Stopped {
     /// Takes in the servers listed at `now`: remembers newly stopped ones, keeps the time of
     /// those still in the same status, forgets the others.
-    pub fn observe(&mut self, servers: &[Server], now: SystemTime) {
+    pub fn observe<'a>(&mut self, servers: impl IntoIterator<Item = &'a Server>, now: SystemTime) {
         let now = epoch_secs(now);
         let mut next = BTreeMap::new();
         for s in servers {
@@ -87,9 +87,9 @@ impl Stopped {
     /// The stopped servers of each project in the buckets of `ages` at `now`, with the vCPUs
     /// and memory their flavors hold (nothing when the flavor is unknown, as for the
     /// allocation). Servers not remembered count nowhere.
-    pub fn buckets(
+    pub fn buckets<'a>(
         &self,
-        servers: &[Server],
+        servers: impl IntoIterator<Item = &'a Server>,
         flavors: &BTreeMap<String, EmbeddedFlavor>,
         ages: &StoppedAges,
         now: SystemTime,

@@ -282,6 +282,57 @@ fn openstack_config_cases() {
             want: Err("at least one second"),
         },
         Case {
+            name: "cadence: defaults",
+            flags: on(),
+            yaml: Some("usage_start: 2026-01-01"),
+            env: &[],
+            start_url: None,
+            want: Ok(|c| c.as_ref().unwrap().cadence == Cadence::default()),
+        },
+        Case {
+            name: "cadence: keys, and the flag beats the file",
+            flags: OpenstackFlags {
+                reconcile_interval: Some(Duration::from_secs(7200)),
+                ..on()
+            },
+            yaml: Some("usage_start: 2026-01-01\nincremental: false\nreconcile_interval: 1h\nprojects_interval: 5m\nquotas_interval: 1d"),
+            env: &[],
+            start_url: None,
+            want: Ok(|c| {
+                c.as_ref().unwrap().cadence
+                    == Cadence {
+                        incremental: false,
+                        reconcile: Duration::from_secs(7200),
+                        projects: Duration::from_secs(300),
+                        quotas: Duration::from_secs(86_400),
+                    }
+            }),
+        },
+        Case {
+            name: "cadence: reconciliation more often than the refresh",
+            flags: on(),
+            yaml: Some("usage_start: 2026-01-01\ninterval: 10m\nreconcile_interval: 5m"),
+            env: &[],
+            start_url: None,
+            want: Err("openstack.reconcile_interval (--openstack.reconcile-interval): 5m is shorter than the refresh interval 10m; for a full listing at every refresh set openstack.incremental: false"),
+        },
+        Case {
+            name: "cadence: zero quotas interval",
+            flags: on(),
+            yaml: Some("usage_start: 2026-01-01\nquotas_interval: 0s"),
+            env: &[],
+            start_url: None,
+            want: Err("openstack.quotas_interval: must be at least 1s"),
+        },
+        Case {
+            name: "cadence: not a duration",
+            flags: on(),
+            yaml: Some("usage_start: 2026-01-01\nprojects_interval: often"),
+            env: &[],
+            start_url: None,
+            want: Err("invalid duration 'often'"),
+        },
+        Case {
             name: "stopped buckets: empty",
             flags: on(),
             yaml: Some("usage_start: 2026-01-01\nstopped_older_than: []"),

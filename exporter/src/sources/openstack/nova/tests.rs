@@ -337,6 +337,7 @@ fn current_state_saturates_absurd_sizes() {
         ram,
         disk,
         ephemeral,
+        original_name: None,
     };
     let cases = [
         Case {
@@ -388,6 +389,10 @@ fn current_state_saturates_absurd_sizes() {
                 flavor: ServerFlavor::Embedded(f.clone()),
                 metadata: BTreeMap::new(),
                 updated: None,
+                name: String::new(),
+                launched_at: None,
+                terminated_at: None,
+                vm_state: None,
             })
             .collect();
         let (state, _) = current_state(&servers, &BTreeMap::new());

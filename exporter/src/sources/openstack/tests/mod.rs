@@ -69,6 +69,19 @@ fn settings(fake: &Fake) -> Settings {
         weights: WeightsInput::None,
         quotas: false,
         stopped_ages: Default::default(),
+        cadence: full_every_refresh(),
+    }
+}
+
+/// The cadence of the tests written for the full refresh: every refresh lists every server,
+/// asks Nova for the window and reads projects and quotas again.
+fn full_every_refresh() -> super::config::Cadence {
+    let second = std::time::Duration::from_secs(1);
+    super::config::Cadence {
+        incremental: false,
+        reconcile: second,
+        projects: second,
+        quotas: second,
     }
 }
 
@@ -403,14 +416,14 @@ async fn request_metrics_are_published_after_a_failed_refresh_too() {
         "{ok}"
     );
 
-    // The projects list is read on every refresh (usage only when a second has passed).
-    fake.fault("/v3/projects", Fault::Status(403, None));
+    // The servers list is read on every refresh (usage only when a second has passed, the
+    // projects list when its interval has).
+    fake.fault("/v2.1/servers/detail", Fault::Status(403, None));
     assert!(!refresh_once(&mut src, schedule, &hub, slot, RenderOptions::default()).await);
     let failed = body(&hub);
     assert!(
-        failed.contains(
-            "site_exporter_openstack_requests_total{service=\"identity\",code=\"403\"} 1"
-        ),
+        failed
+            .contains("site_exporter_openstack_requests_total{service=\"compute\",code=\"403\"} 1"),
         "{failed}"
     );
     assert!(failed.contains("site_exporter_source_up{source=\"openstack\"} 0"));

@@ -1,0 +1,256 @@
+//! What the refresh keeps between refreshes — the server table, Keystone's projects, the
+//! quotas — and when each is read again; the reconciliation of the table with a full listing
+//! and Nova's own usage answer.
+//!
+//! Invariants: nothing here is persisted (a restart lists every server); what a refresh read
+//! replaces what was kept only when the whole refresh arrived ([`Kept::commit`]), except the
+//! `changes-since` merge, which only brings the table closer to Nova and can be repeated; a
+//! reconciliation's disagreements are counted once, at commit.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, SystemTime};
+
+use super::nova::{Server, TenantUsage};
+use super::servers::{self, Disagreements, ServerTable};
+use super::{epoch, OpenstackError, OpenstackSource};
+use crate::snapshot::{Project, Quota};
+
+/// Ids named in a disagreement log line at most.
+const FIRST_IDS: usize = 5;
+
+/// Kept between refreshes.
+#[derive(Debug, Default)]
+pub(super) struct Kept {
+    table: Option<ServerTable>,
+    /// `now` of the last full listing.
+    listed_at: Option<SystemTime>,
+    projects: Option<(SystemTime, Vec<Project>)>,
+    quotas: Option<(SystemTime, BTreeMap<String, Quota>)>,
+}
+
+/// The servers part of one refresh, not yet committed.
+#[derive(Debug)]
+pub(super) struct ServersRead {
+    /// The window's usage (`None` for an empty window).
+    usage: Option<Vec<TenantUsage>>,
+    /// A full listing's table, replacing the kept one at commit.
+    listed: Option<ServerTable>,
+    found: Option<Disagreements>,
+}
+
+/// Whether something read at `last` is to be read again at `now`; a clock that went back
+/// reads again.
+fn due(last: Option<SystemTime>, now: SystemTime, every: Duration) -> bool {
+    last.is_none_or(|t| now.duration_since(t).map_or(true, |age| age >= every))
+}
+
+impl Kept {
+    /// Takes in a refresh that arrived whole; returns its window's usage and what its
+    /// reconciliation found.
+    pub(super) fn commit(
+        &mut self,
+        read: ServersRead,
+        now: SystemTime,
+    ) -> (Option<Vec<TenantUsage>>, Option<Disagreements>) {
+        if let Some(listed) = read.listed {
+            self.table = Some(listed);
+            self.listed_at = Some(now);
+        }
+        (read.usage, read.found)
+    }
+
+    /// The table (empty before the first listing).
+    pub(super) fn table(&self) -> &ServerTable {
+        static EMPTY: std::sync::OnceLock<ServerTable> = std::sync::OnceLock::new();
+        self.table
+            .as_ref()
+            .unwrap_or_else(|| EMPTY.get_or_init(ServerTable::default))
+    }
+
+    /// Makes the next refresh a reconciliation.
+    pub(super) fn reconcile_next(&mut self) {
+        self.listed_at = None;
+    }
+
+    /// Forgets the deleted servers counted up to `window_end` (seconds since 1970).
+    pub(super) fn prune(&mut self, window_end: u64) {
+        if let Some(t) = &mut self.table {
+            t.prune(i64::try_from(window_end).unwrap_or(i64::MAX));
+        }
+    }
+}
+
+impl OpenstackSource {
+    /// Keystone's projects, read again every `projects` interval.
+    pub(super) async fn kept_projects(
+        &mut self,
+        now: SystemTime,
+    ) -> Result<Vec<Project>, OpenstackError> {
+        let every = self.settings.cadence.projects;
+        if let Some((at, projects)) = &self.kept.projects {
+            if !due(Some(*at), now, every) {
+                return Ok(projects.clone());
+            }
+        }
+        let projects = self.projects().await?;
+        self.kept.projects = Some((now, projects.clone()));
+        Ok(projects)
+    }
+
+    /// Quotas of `projects`: all of them every `quotas` interval, in between only those not
+    /// read yet.
+    pub(super) async fn kept_quotas(
+        &mut self,
+        projects: &[Project],
+        now: SystemTime,
+    ) -> Result<BTreeMap<String, Quota>, OpenstackError> {
+        let every = self.settings.cadence.quotas;
+        let (at, mut known) = match &self.kept.quotas {
+            Some((at, known)) if !due(Some(*at), now, every) => (*at, known.clone()),
+            _ => (now, BTreeMap::new()),
+        };
+        let missing: Vec<Project> = projects
+            .iter()
+            .filter(|p| !known.contains_key(&p.id))
+            .cloned()
+            .collect();
+        if !missing.is_empty() {
+            known.extend(self.quotas(&missing).await?);
+        }
+        self.kept.quotas = Some((at, known.clone()));
+        Ok(known)
+    }
+
+    /// The servers and the window `[start, end)`: from a full listing and Nova's usage when
+    /// the table is missing, reconciliation is due or the refresh is not incremental; else
+    /// from the changes since the last refresh and the table.
+    pub(super) async fn read_servers(
+        &mut self,
+        start: SystemTime,
+        end: SystemTime,
+        now: SystemTime,
+    ) -> Result<ServersRead, OpenstackError> {
+        let cadence = self.settings.cadence;
+        let incremental = cadence.incremental && self.embeds_flavors().await?;
+        let (start_s, end_s) = (secs(start), secs(end));
+        let full = !incremental
+            || self.kept.table.is_none()
+            || due(self.kept.listed_at, now, cadence.reconcile);
+        if full {
+            // The table brought up to date before Nova's answer and the listing are read...
+            let mut table = self.kept.table.clone().filter(|_| incremental);
+            let before = match &mut table {
+                Some(t) => {
+                    let changes = self.servers(Some(t.changes_since(start_s))).await?;
+                    t.merge(changes.clone());
+                    changes
+                }
+                None => Vec::new(),
+            };
+            let usage = if end > start {
+                Some(self.usage(start, end).await?)
+            } else {
+                None
+            };
+            let listing = ServerTable::from_listing(self.servers(None).await?);
+            let (found, listed) = match table {
+                Some(mut t) => {
+                    // ...and again after them: a server that changed in between is not
+                    // judged (Nova answered for one state of it, the listing for another).
+                    let after = self.servers(Some(t.changes_since(start_s))).await?;
+                    let moving = moved(&before, &after);
+                    let window = compare_window(&t, usage.as_deref(), start_s, end_s);
+                    t.merge(after.clone());
+                    let (archived, untracked) = t.membership(&listing);
+                    let judged = |ids: Vec<String>| -> Vec<String> {
+                        ids.into_iter().filter(|id| !moving.contains(id)).collect()
+                    };
+                    let found = Disagreements {
+                        usage: judged(window),
+                        archived: judged(archived),
+                        untracked: judged(untracked),
+                    };
+                    let mut listed = t.rebuilt(listing);
+                    listed.merge(after);
+                    (Some(found), listed)
+                }
+                None => (None, listing),
+            };
+            return Ok(ServersRead {
+                usage,
+                listed: Some(listed),
+                found,
+            });
+        }
+        if let Some(bound) = self.kept.table.as_ref().map(|t| t.changes_since(start_s)) {
+            let changes = self.servers(Some(bound)).await?;
+            if let Some(t) = &mut self.kept.table {
+                t.merge(changes);
+            }
+        }
+        let usage = if end > start {
+            match self.kept.table().window(start_s, end_s) {
+                Ok(u) => Some(u),
+                Err(why) => {
+                    tracing::warn!(%why, "usage window not computable from the server table; asking Nova for it");
+                    Some(self.usage(start, end).await?)
+                }
+            }
+        } else {
+            None
+        };
+        Ok(ServersRead {
+            usage,
+            listed: None,
+            found: None,
+        })
+    }
+
+    /// Counts and logs a reconciliation's disagreements.
+    pub(super) fn report(&self, found: &Disagreements) {
+        for (kind, ids) in found.kinds() {
+            self.client.count_disagreements(kind, ids.len() as u64);
+            if !ids.is_empty() {
+                let first = ids[..ids.len().min(FIRST_IDS)].join(",");
+                tracing::warn!(
+                    kind,
+                    servers = ids.len(),
+                    %first,
+                    "the server table disagreed with Nova at reconciliation; Nova's answer is applied"
+                );
+            }
+        }
+    }
+}
+
+/// Servers whose window usage from `table` differs from Nova's answer (nothing to compare
+/// without a window, or when the table cannot compute it).
+fn compare_window(
+    table: &ServerTable,
+    nova: Option<&[TenantUsage]>,
+    start: i64,
+    end: i64,
+) -> Vec<String> {
+    match nova.map(|nova| (nova, table.window(start, end))) {
+        Some((nova, Ok(ours))) => servers::compare_window(&ours, nova),
+        _ => Vec::new(),
+    }
+}
+
+/// Ids listed in `after` that `before` did not list with the same `updated`: changed while
+/// the reconciliation read Nova.
+fn moved(before: &[Server], after: &[Server]) -> BTreeSet<String> {
+    let seen: BTreeMap<&str, Option<&str>> = before
+        .iter()
+        .map(|s| (s.id.as_str(), s.updated.as_deref()))
+        .collect();
+    after
+        .iter()
+        .filter(|s| seen.get(s.id.as_str()) != Some(&s.updated.as_deref()))
+        .map(|s| s.id.clone())
+        .collect()
+}
+
+fn secs(t: SystemTime) -> i64 {
+    i64::try_from(epoch(t)).unwrap_or(i64::MAX)
+}

@@ -1,0 +1,321 @@
+//! The server table of the incremental refresh, and Nova's usage arithmetic on it. Pure: the
+//! caller reads Nova and the clock.
+//!
+//! The table holds every server a full `/servers/detail` listing returned, merged with every
+//! `changes-since` listing after it (a server listed again replaces its entry; a deleted one
+//! stays, `status: DELETED`, until its last window has been counted). From it, the usage of a
+//! window `[start, end)` is computed exactly as `os-simple-tenant-usage` computes it
+//! (nova/api/openstack/compute/simple_tenant_usage.py, Nova 34):
+//! - `instance_get_active_by_window_joined` returns the servers with `launched_at < end` and
+//!   (`terminated_at` null or `> start`), deleted ones included, ordered by project and id;
+//!   a server that never launched is not returned;
+//! - `_hours_for`: from `max(launched_at, start)` to `min(end, terminated_at)`, in
+//!   microseconds, `total_seconds() / 3600.0`;
+//! - sizes and the flavor name from the server's current flavor, `local_gb` = root +
+//!   ephemeral; `state` is `terminated` when `terminated_at` is set, else `vm_state`.
+//!
+//! Nova restarts `launched_at` at a resize, a resize revert and an unshelve, and its answer for
+//! a past window uses the value it holds when asked; the table holds the latest value too, so
+//! both agree (including a change inside the window: the hours before it are lost on both
+//! sides). A server whose listing lacks what the arithmetic needs (no embedded flavor, a time
+//! that does not parse) makes the window [`Inexact`]; the caller then asks Nova.
+
+use std::collections::BTreeMap;
+
+use super::nova::{self, EmbeddedFlavor, Server, ServerFlavor, ServerUsage, TenantUsage};
+
+/// Seconds subtracted from the largest `updated` seen to form the next `changes-since`
+/// bound. `updated_at` is whole seconds and compared with `>=`, so a later change in the same
+/// second is caught without overlap; the overlap covers writers whose clocks lag the one
+/// that wrote the largest value (API, conductor and computes each stamp `updated_at`) and
+/// transactions stamped before, but committed after, our listing. Servers changed within it
+/// are listed twice, which the merge absorbs.
+pub const OVERLAP_SECONDS: i64 = 60;
+
+/// Why the table cannot compute a window exactly.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Inexact {
+    #[error("server {0}: no embedded flavor (Nova older than microversion 2.47)")]
+    NoFlavor(String),
+    #[error("server {id}: {field} '{value}' is not a time")]
+    BadTime {
+        id: String,
+        field: &'static str,
+        value: String,
+    },
+}
+
+/// One server as the arithmetic needs it: the listing's entry and its parsed times.
+#[derive(Debug, Clone, PartialEq)]
+struct Entry {
+    server: Server,
+    /// Microseconds since 1970; `Err` keeps why the text did not parse.
+    launched: Result<Option<i64>, Inexact>,
+    terminated: Result<Option<i64>, Inexact>,
+}
+
+fn parse_time(id: &str, field: &'static str, text: Option<&str>) -> Result<Option<i64>, Inexact> {
+    match text {
+        None => Ok(None),
+        Some(t) => nova::epoch_micros(t)
+            .map(Some)
+            .ok_or_else(|| Inexact::BadTime {
+                id: id.to_owned(),
+                field,
+                value: t.to_owned(),
+            }),
+    }
+}
+
+impl Entry {
+    fn new(server: Server) -> Self {
+        let launched = parse_time(&server.id, "launched_at", server.launched_at.as_deref());
+        let terminated = parse_time(&server.id, "terminated_at", server.terminated_at.as_deref());
+        Self {
+            server,
+            launched,
+            terminated,
+        }
+    }
+
+    fn deleted(&self) -> bool {
+        self.server.status.eq_ignore_ascii_case("deleted")
+    }
+}
+
+/// The servers known from the last full listing and the changes since.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ServerTable {
+    entries: BTreeMap<String, Entry>,
+    /// Largest `updated` seen, seconds since 1970 (Nova's clock).
+    max_updated: Option<i64>,
+}
+
+/// What a reconciliation found: servers whose window usage differs from Nova's answer (or
+/// that only one side has), servers the table had that the full listing lacks (archived
+/// between refreshes), servers the listing has that the table lacked.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Disagreements {
+    pub usage: Vec<String>,
+    pub archived: Vec<String>,
+    pub untracked: Vec<String>,
+}
+
+impl Disagreements {
+    /// `(kind, ids)` for the metric and the log.
+    pub fn kinds(&self) -> [(&'static str, &[String]); 3] {
+        [
+            ("usage", &self.usage),
+            ("archived", &self.archived),
+            ("untracked", &self.untracked),
+        ]
+    }
+}
+
+impl ServerTable {
+    /// The table of a full listing (existing servers only).
+    pub fn from_listing(servers: Vec<Server>) -> Self {
+        let mut t = Self::default();
+        t.merge(servers);
+        t
+    }
+
+    /// Takes in a `changes-since` listing: each server replaces its entry.
+    pub fn merge(&mut self, servers: Vec<Server>) {
+        for s in servers {
+            let updated = s
+                .updated
+                .as_deref()
+                .and_then(nova::epoch_seconds)
+                .filter(|u| u.is_finite())
+                .map(|u| u as i64);
+            self.max_updated = self.max_updated.max(updated);
+            self.entries.insert(s.id.clone(), Entry::new(s));
+        }
+    }
+
+    /// The next `changes-since` bound, seconds since 1970: the largest `updated` seen, capped
+    /// at `cap` (the end of the window the listing was read for, in case our clock is behind
+    /// Nova's), minus [`OVERLAP_SECONDS`]. With no server seen yet, `cap` minus the overlap.
+    pub fn changes_since(&self, cap: i64) -> i64 {
+        self.max_updated.map_or(cap, |u| u.min(cap)) - OVERLAP_SECONDS
+    }
+
+    /// The existing servers (deleted ones left out), in id order.
+    pub fn live(&self) -> impl Iterator<Item = &Server> + Clone {
+        self.entries
+            .values()
+            .filter(|e| !e.deleted())
+            .map(|e| &e.server)
+    }
+
+    /// Number of entries, deleted ones included.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether the table holds no server.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Forgets deleted servers whose last window ended at `end` (seconds since 1970): those
+    /// terminated by then, and those that never launched.
+    pub fn prune(&mut self, end: i64) {
+        let end = end.saturating_mul(1_000_000);
+        self.entries.retain(|_, e| {
+            !e.deleted()
+                || match (&e.launched, &e.terminated) {
+                    (Ok(None), _) => false,
+                    (_, Ok(Some(t))) => *t > end,
+                    _ => true,
+                }
+        });
+    }
+
+    /// Nova's answer for `[start, end)` (seconds since 1970), tenants in Nova's order.
+    pub fn window(&self, start: i64, end: i64) -> Result<Vec<TenantUsage>, Inexact> {
+        let (start, end) = (
+            start.saturating_mul(1_000_000),
+            end.saturating_mul(1_000_000),
+        );
+        let mut rows: Vec<(&str, &str, ServerUsage)> = Vec::new();
+        for e in self.entries.values() {
+            let launched = e.launched.clone()?;
+            let terminated = e.terminated.clone()?;
+            if let Some(u) = usage(&e.server, launched, terminated, start, end)? {
+                rows.push((&e.server.tenant_id, &e.server.id, u));
+            }
+        }
+        // Nova's `paginate_query(..., ['project_id', 'uuid'])`: the same order makes the
+        // running sums add in the same order as when Nova's answer is applied.
+        rows.sort_unstable_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+        let mut out: Vec<TenantUsage> = Vec::new();
+        for (tenant, _, u) in rows {
+            match out.last_mut() {
+                Some(t) if t.tenant_id == tenant => t.server_usages.push(u),
+                _ => out.push(TenantUsage {
+                    tenant_id: tenant.to_owned(),
+                    server_usages: vec![u],
+                }),
+            }
+        }
+        Ok(out)
+    }
+
+    /// The table after a full listing: the listing's servers, plus this table's deleted
+    /// servers whose last window is still to count (a full listing leaves deleted servers
+    /// out). The `changes-since` bound stays this table's when it has one: anything changed
+    /// after its last merge has an `updated` at or after it.
+    pub fn rebuilt(self, listing: ServerTable) -> ServerTable {
+        let mut t = listing;
+        for (id, e) in self.entries {
+            if e.deleted() {
+                t.entries.entry(id).or_insert(e);
+            }
+        }
+        if self.max_updated.is_some() {
+            t.max_updated = self.max_updated;
+        }
+        t
+    }
+
+    /// Servers the table has (existing) that `listing` lacks, and the other way round.
+    pub fn membership(&self, listing: &ServerTable) -> (Vec<String>, Vec<String>) {
+        let archived = self
+            .live()
+            .filter(|s| !listing.entries.contains_key(&s.id))
+            .map(|s| s.id.clone())
+            .collect();
+        let untracked = listing
+            .live()
+            .filter(|s| self.entries.get(&s.id).is_none_or(Entry::deleted))
+            .map(|s| s.id.clone())
+            .collect();
+        (archived, untracked)
+    }
+}
+
+/// Hours of one server in `[start, end)` (microseconds), Nova's `_hours_for` on the servers
+/// its window query returns; `None` for the ones it does not return.
+pub fn hours(launched: Option<i64>, terminated: Option<i64>, start: i64, end: i64) -> Option<f64> {
+    let launched = launched?;
+    if launched >= end || terminated.is_some_and(|t| t <= start) {
+        return None;
+    }
+    let from = launched.max(start);
+    let to = terminated.map_or(end, |t| t.min(end));
+    // timedelta.total_seconds(): integer microseconds / 10**6, correctly rounded, as here
+    // (the difference is far below 2^53).
+    Some((to - from) as f64 / 1e6 / 3600.0)
+}
+
+fn usage(
+    s: &Server,
+    launched: Option<i64>,
+    terminated: Option<i64>,
+    start: i64,
+    end: i64,
+) -> Result<Option<ServerUsage>, Inexact> {
+    let Some(h) = hours(launched, terminated, start, end) else {
+        return Ok(None);
+    };
+    let f: &EmbeddedFlavor = match &s.flavor {
+        ServerFlavor::Embedded(f) => f,
+        ServerFlavor::Reference { .. } => return Err(Inexact::NoFlavor(s.id.clone())),
+    };
+    let state = match terminated {
+        Some(_) => Some("terminated".to_owned()),
+        None => s.vm_state.clone(),
+    };
+    Ok(Some(ServerUsage {
+        instance_id: s.id.clone(),
+        name: s.name.clone(),
+        hours: h,
+        vcpus: f.vcpus,
+        memory_mb: f.ram,
+        local_gb: f.disk.saturating_add(f.ephemeral),
+        flavor: Some(f.original_name.clone().unwrap_or_default()),
+        started_at: launched.map(nova::usage_time),
+        ended_at: terminated.map(nova::usage_time),
+        state,
+    }))
+}
+
+/// Servers whose usage in `ours` and `nova` (the same window) differ, or that only one lists.
+/// Times are compared as instants, everything else exactly.
+pub fn compare_window(ours: &[TenantUsage], nova: &[TenantUsage]) -> Vec<String> {
+    let index = |usages: &[TenantUsage]| -> BTreeMap<String, (String, ServerUsage)> {
+        usages
+            .iter()
+            .flat_map(|t| {
+                t.server_usages
+                    .iter()
+                    .map(|u| (u.instance_id.clone(), (t.tenant_id.clone(), u.clone())))
+            })
+            .collect()
+    };
+    let (a, b) = (index(ours), index(nova));
+    let instant = |t: &Option<String>| t.as_deref().map(nova::epoch_micros);
+    let same = |(ta, x): &(String, ServerUsage), (tb, y): &(String, ServerUsage)| {
+        ta == tb
+            && x.hours.to_bits() == y.hours.to_bits()
+            && (x.vcpus, x.memory_mb, x.local_gb) == (y.vcpus, y.memory_mb, y.local_gb)
+            && x.flavor == y.flavor
+            && x.state == y.state
+            && instant(&x.started_at) == instant(&y.started_at)
+            && instant(&x.ended_at) == instant(&y.ended_at)
+    };
+    let mut ids: Vec<String> = a
+        .iter()
+        .filter(|(id, x)| b.get(*id).is_none_or(|y| !same(x, y)))
+        .map(|(id, _)| id.clone())
+        .collect();
+    ids.extend(b.keys().filter(|id| !a.contains_key(*id)).cloned());
+    ids.sort();
+    ids
+}
+
+#[cfg(test)]
+#[path = "servers/tests.rs"]
+mod tests;
