@@ -12,7 +12,7 @@ use site_exporter::legacy::LegacyOptions;
 use site_exporter::sources::openstack::client::{Client, Connect, Limits};
 use site_exporter::sources::openstack::config::Cadence;
 use site_exporter::sources::openstack::keystone::Filters;
-use site_exporter::sources::openstack::{OpenstackSource, Settings};
+use site_exporter::sources::openstack::{self, OpenstackSource, Settings};
 use site_exporter::weights::WeightsInput;
 
 mod common;
@@ -632,23 +632,37 @@ fn stopped_buckets(
         .collect()
 }
 
-/// The state file's remembered stopped servers: id -> (status, since).
+/// The state file's remembered stopped servers: id -> (status, since), read as the exporter
+/// reads it (snapshot and log).
 fn remembered(state: &std::path::Path) -> BTreeMap<String, (String, u64)> {
-    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(state).unwrap()).unwrap();
-    json["stopped"]["servers"]
-        .as_object()
-        .unwrap()
-        .iter()
-        .map(|(id, s)| {
-            (
-                id.clone(),
-                (
-                    s["status"].as_str().unwrap().to_owned(),
-                    s["since"].as_u64().unwrap(),
-                ),
-            )
-        })
-        .collect()
+    let cloud = std::env::var("OS_AUTH_URL").unwrap();
+    match openstack::state::load(state, &cloud).unwrap() {
+        openstack::state::Loaded::Resumed(_, stopped) => stopped
+            .servers
+            .into_iter()
+            .map(|(id, s)| (id, (s.status, s.since)))
+            .collect(),
+        other => panic!("state {}: {other:?}", state.display()),
+    }
+}
+
+/// Moves the remembered `since` of `ids` back by `by`, through the state's own save (a log
+/// entry), as if the servers had stopped that much earlier.
+fn backdate_stopped(state: &std::path::Path, ids: &[&String], by: Duration) {
+    let cloud = std::env::var("OS_AUTH_URL").unwrap();
+    let (loaded, mut store) = openstack::state::open(state, &cloud).unwrap();
+    let openstack::state::Loaded::Resumed(mut acc, mut stopped) = loaded else {
+        panic!("state {}: nothing to resume", state.display());
+    };
+    for id in ids {
+        let since = &mut stopped
+            .servers
+            .get_mut(id.as_str())
+            .unwrap_or_else(|| panic!("{id} not remembered"))
+            .since;
+        *since -= by.as_secs();
+    }
+    store.save(&mut acc, &stopped).unwrap();
 }
 
 /// Stop, shelve and error three servers on the real Nova: the state file remembers each in
@@ -731,13 +745,11 @@ async fn stopped_shelved_and_errored_servers_age_in_their_buckets() {
     );
 
     // Eight days ago, as the state file remembers it; a restarted source serves that.
-    let mut json: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&state).unwrap()).unwrap();
-    for id in [&off, &shelved, &broken] {
-        let since = &mut json["stopped"]["servers"][id.as_str()]["since"];
-        *since = (since.as_u64().unwrap() - 8 * 86_400).into();
-    }
-    std::fs::write(&state, serde_json::to_vec(&json).unwrap()).unwrap();
+    backdate_stopped(
+        &state,
+        &[&off, &shelved, &broken],
+        Duration::from_secs(8 * 86_400),
+    );
     let mut restarted = fresh(&state);
     let snap = restarted.refresh(SystemTime::now()).await.unwrap();
     let tiny = (1, 1, 512);
