@@ -51,7 +51,7 @@ WORK=$(mktemp -d /tmp/site-exporter-soak.XXXXXX)
 [ -z "${KEEP:-}" ] || echo "soak: work directory $WORK" >&2
 export BIN FAKE WORK
 exec python3 - <<'PY'
-import datetime, json, os, random, select, signal, socket, subprocess, sys, time
+import atexit, datetime, json, os, random, select, signal, socket, subprocess, sys, time
 import urllib.error, urllib.request
 
 E = os.environ
@@ -83,6 +83,8 @@ def cleanup(*_):
             p.wait()
 
 
+# Also when the script itself fails (an exception): no fake or exporter is left running.
+atexit.register(cleanup)
 signal.signal(signal.SIGTERM, lambda *a: (cleanup(), sys.exit(143)))
 signal.signal(signal.SIGINT, lambda *a: (cleanup(), sys.exit(130)))
 
