@@ -107,22 +107,35 @@ impl<A: EncodeLabelSet, B: EncodeLabelSet> EncodeLabelSet for Join<'_, A, B> {
     }
 }
 
-/// The labels every project series carries.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, prometheus_client::encoding::EncodeLabelSet)]
-struct ProjectLabels {
-    project_id: String,
-    project_name: String,
-    domain_id: String,
-    domain_name: String,
+/// The labels every project series carries, borrowed from the snapshot (a render writes
+/// them for every series of every project; nothing is copied).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct ProjectLabels<'a> {
+    project_id: &'a str,
+    project_name: &'a str,
+    domain_id: &'a str,
+    domain_name: &'a str,
 }
 
-impl From<&Project> for ProjectLabels {
-    fn from(p: &Project) -> Self {
+impl EncodeLabelSet for ProjectLabels<'_> {
+    fn encode(&self, encoder: &mut LabelSetEncoder) -> Result<(), std::fmt::Error> {
+        [
+            ("project_id", self.project_id),
+            ("project_name", self.project_name),
+            ("domain_id", self.domain_id),
+            ("domain_name", self.domain_name),
+        ]
+        .encode(encoder)
+    }
+}
+
+impl<'a> From<&'a Project> for ProjectLabels<'a> {
+    fn from(p: &'a Project) -> Self {
         Self {
-            project_id: p.id.clone(),
-            project_name: p.name.clone(),
-            domain_id: p.domain_id.clone(),
-            domain_name: p.domain_name.clone(),
+            project_id: &p.id,
+            project_name: &p.name,
+            domain_id: &p.domain_id,
+            domain_name: &p.domain_name,
         }
     }
 }

@@ -1,7 +1,9 @@
 //! The `openstack_project_*` families: usage since the accounting start, allocation now,
 //! statuses, long-stopped servers, quotas and names; the legacy families follow when enabled.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
@@ -21,17 +23,6 @@ pub fn projects(snapshot: Arc<ProjectsSnapshot>, options: RenderOptions) -> Stri
 /// What [`projects`] encodes, for encoding into a buffer of the caller's.
 pub(super) fn collector(snapshot: Arc<ProjectsSnapshot>, options: RenderOptions) -> impl Collector {
     ProjectsCollector { snapshot, options }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Hash, prometheus_client::encoding::EncodeLabelSet)]
-struct StatusLabel {
-    status: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Hash, prometheus_client::encoding::EncodeLabelSet)]
-struct StoppedLabels {
-    status: String,
-    older_than: String,
 }
 
 /// The `older_than` label of a bucket bound: whole days as `7d`, else hours, minutes, seconds.
@@ -72,25 +63,29 @@ fn encode_stopped(
             |h| h.memory_bytes,
         ),
     ];
+    // The few bucket bounds, written once per render rather than once per series.
+    let mut ages: BTreeMap<Duration, String> = BTreeMap::new();
+    for p in projects {
+        for bucket in p.stopped.keys() {
+            ages.entry(bucket.older_than)
+                .or_insert_with(|| age_label(bucket.older_than));
+        }
+    }
     for (name, help, unit, value) in &families {
         let mut family = encoder.encode_descriptor(name, help, unit.as_ref(), MetricType::Gauge)?;
         for (p, l) in projects.iter().zip(labels) {
             for (bucket, held) in &p.stopped {
-                let bucket = StoppedLabels {
-                    status: bucket.status.clone(),
-                    older_than: age_label(bucket.older_than),
-                };
+                let older_than = ages.get(&bucket.older_than).map_or("", String::as_str);
+                let bucket = [
+                    ("status", bucket.status.as_str()),
+                    ("older_than", older_than),
+                ];
                 ConstGauge::new(value(held) as f64)
                     .encode(family.encode_family(&Join(l, &bucket))?)?;
             }
         }
     }
     Ok(())
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Hash, prometheus_client::encoding::EncodeLabelSet)]
-struct EnabledLabel {
-    enabled: String,
 }
 
 #[derive(Debug)]
@@ -154,9 +149,7 @@ impl Collector for ProjectsCollector {
         )?;
         for (p, l) in projects.iter().zip(&labels) {
             for (status, count) in &p.instances {
-                let status = StatusLabel {
-                    status: status.clone(),
-                };
+                let status = [("status", status.as_str())];
                 ConstGauge::new(*count as i64).encode(family.encode_family(&Join(l, &status))?)?;
             }
         }
@@ -237,9 +230,7 @@ impl Collector for ProjectsCollector {
             MetricType::Info,
         )?;
         for (p, l) in projects.iter().zip(&labels) {
-            let enabled = EnabledLabel {
-                enabled: p.project.enabled.to_string(),
-            };
+            let enabled = [("enabled", if p.project.enabled { "true" } else { "false" })];
             family.encode_info(&Join(l, &enabled))?;
         }
 
