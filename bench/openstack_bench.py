@@ -54,8 +54,16 @@ def free_port():
     return port
 
 
+# What Prometheus sends when it scrapes: OpenMetrics preferred, gzip. (Without it the exporter
+# serves the classic format and, from then on, prepares classic and its gzip at every refresh,
+# which a Prometheus-scraped exporter does not pay.)
+SCRAPE_HEADERS = {"Accept-Encoding": "gzip",
+                  "Accept": "application/openmetrics-text;version=1.0.0,application/openmetrics-text;"
+                            "version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"}
+
+
 def get(url, gz=False, timeout=60):
-    req = urllib.request.Request(url, headers={"Accept-Encoding": "gzip"} if gz else {})
+    req = urllib.request.Request(url, headers=SCRAPE_HEADERS if gz else {})
     with urllib.request.urlopen(req, timeout=timeout) as r:
         body = r.read()
         if r.headers.get("Content-Encoding") == "gzip":
