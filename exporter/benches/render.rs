@@ -1,5 +1,6 @@
 //! One refresh of a large dummy cloud, phase by phase: compute the snapshot, render
-//! OpenMetrics, translate to classic, join and gzip both formats.
+//! OpenMetrics, translate to classic, join and gzip both formats (OpenMetrics also when no
+//! family changed since the previous refresh, so every compressed block is kept).
 //!
 //! `cargo bench -p site-exporter --bench render` (BENCHMARKS.md has the figures).
 
@@ -50,8 +51,16 @@ fn refresh(c: &mut Criterion) {
     group.bench_function("render_openmetrics", |b| {
         b.iter(|| render::source_data(source.snapshot(now), options))
     });
+    // Each block compressed (the first refresh, or every family changed)...
     group.bench_function("join_and_gzip_openmetrics", |b| {
-        b.iter(|| Exposition::build([&fragment]))
+        b.iter(|| Exposition::build([&Fragment::from_openmetrics(openmetrics.clone())]))
+    });
+    // ...and no family changed since the previous fragment (every block kept).
+    group.bench_function("join_and_gzip_openmetrics_unchanged", |b| {
+        b.iter(|| {
+            let next = Fragment::from_openmetrics_after(openmetrics.clone(), Some(&fragment));
+            Exposition::build([&next])
+        })
     });
     group.bench_function("classic_on_first_request", |b| {
         b.iter(|| site_exporter::classic::from_openmetrics(&openmetrics))

@@ -8,16 +8,25 @@
 //! before publishing once a client has asked for them (see `Hub::exposition_for`). The
 //! classic body shares the OpenMetrics bytes of its samples (only family headers differ), so it
 //! adds kilobytes, not a second copy of the exposition.
+//!
+//! The OpenMetrics gzip is assembled from blocks: each fragment is cut at family boundaries
+//! into blocks of at least [`MIN_BLOCK`] bytes, each compressed on its own as raw deflate ending
+//! in a sync flush (byte-aligned, not final). Concatenated behind one gzip header, followed by an
+//! empty final block and the combined CRC-32, they form one ordinary gzip member (as pigz writes
+//! them), which every client reads. A block whose text is the same as in the source's previous
+//! fragment keeps its compressed bytes, so a refresh compresses only the families that changed
+//! (on a large cloud most gauges stay the same between two refreshes; the counters move).
 
 use std::convert::Infallible;
 use std::io::Write;
+use std::ops::Range;
 use std::pin::Pin;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use flate2::write::GzEncoder;
-use flate2::Compression;
+use flate2::{Compress, Compression, FlushCompress};
 use http_body::{Frame, SizeHint};
 
 use crate::classic;
@@ -28,21 +37,147 @@ pub const OPENMETRICS_CONTENT_TYPE: &str =
 /// `Content-Type` of the classic body.
 pub const CLASSIC_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
-/// One source's families as OpenMetrics text, without `# EOF`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Fragment(Bytes);
+/// Smallest block compressed on its own: small families are grouped, so that each sync flush
+/// (a few bytes, and a fresh compression dictionary) is spread over enough text.
+const MIN_BLOCK: usize = 64 * 1024;
+
+/// One source's families as OpenMetrics text, without `# EOF`, and its compressed blocks.
+#[derive(Debug, Clone, Default)]
+pub struct Fragment {
+    text: Bytes,
+    blocks: Arc<[Block]>,
+}
+
+/// Whole families of a fragment (`range` of its text) as raw deflate ending in a sync flush.
+#[derive(Debug, Clone)]
+struct Block {
+    range: Range<usize>,
+    deflate: Bytes,
+    crc: u32,
+}
+
+/// Equal when the text is: the blocks follow from it.
+impl PartialEq for Fragment {
+    fn eq(&self, other: &Self) -> bool {
+        self.text == other.text
+    }
+}
+
+impl Eq for Fragment {}
 
 impl Fragment {
-    pub fn from_openmetrics(mut openmetrics: String) -> Self {
+    pub fn from_openmetrics(openmetrics: String) -> Self {
+        Self::from_openmetrics_after(openmetrics, None)
+    }
+
+    /// The fragment of `openmetrics`, reusing the compressed blocks of `previous` (the same
+    /// source's last fragment) whose text did not change.
+    pub fn from_openmetrics_after(mut openmetrics: String, previous: Option<&Fragment>) -> Self {
         // A rendered String grew by doubling; `Bytes` would keep its unused capacity until
         // the next refresh.
         openmetrics.shrink_to_fit();
-        Self(Bytes::from(openmetrics))
+        let ranges = block_ranges(&openmetrics);
+        let text = Bytes::from(openmetrics);
+        let blocks = ranges
+            .into_iter()
+            .map(|range| {
+                let block = &text[range.clone()];
+                let same = previous.and_then(|p| {
+                    p.blocks
+                        .iter()
+                        .find(|b| b.range.len() == block.len() && &p.text[b.range.clone()] == block)
+                });
+                match same {
+                    Some(b) => Block {
+                        range,
+                        deflate: b.deflate.clone(),
+                        crc: b.crc,
+                    },
+                    None => Block {
+                        deflate: deflate_block(block),
+                        crc: crc32fast::hash(block),
+                        range,
+                    },
+                }
+            })
+            .collect();
+        Self { text, blocks }
     }
 
     pub fn as_bytes(&self) -> &Bytes {
-        &self.0
+        &self.text
     }
+}
+
+/// Where the fragment is cut: at lines starting a family (`# HELP`), once a block holds
+/// [`MIN_BLOCK`] bytes.
+fn block_ranges(text: &str) -> Vec<Range<usize>> {
+    let mut ranges = Vec::new();
+    let mut start = 0;
+    for (found, _) in text.match_indices("\n# HELP ") {
+        let cut = found + 1;
+        if cut - start >= MIN_BLOCK {
+            ranges.push(start..cut);
+            start = cut;
+        }
+    }
+    if start < text.len() {
+        ranges.push(start..text.len());
+    }
+    ranges
+}
+
+/// `block` as raw deflate, level 1, ending in a sync flush: byte-aligned and not final, so
+/// blocks compressed apart can follow each other in one stream.
+fn deflate_block(block: &[u8]) -> Bytes {
+    let mut compress = Compress::new(Compression::fast(), false);
+    let mut out = Vec::with_capacity(block.len() / 5 + 64);
+    loop {
+        let done = usize::try_from(compress.total_in()).unwrap_or(block.len());
+        compress
+            .compress_vec(&block[done..], &mut out, FlushCompress::Sync)
+            .expect("deflate into a Vec cannot fail");
+        // The flush is complete once all input is taken and the output was not filled.
+        if usize::try_from(compress.total_in()).ok() == Some(block.len())
+            && out.len() < out.capacity()
+        {
+            break;
+        }
+        out.reserve(out.capacity().max(4096));
+    }
+    out.shrink_to_fit();
+    Bytes::from(out)
+}
+
+/// The gzip member of `fragments` followed by `tail` (compressed here): a header, the blocks'
+/// deflate in order, an empty final block, the CRC-32 and length of all the text. Its chunks
+/// are served as they are (no copy of the blocks).
+fn gzip_blocks(fragments: &[Fragment], tail: &[u8]) -> Vec<Bytes> {
+    // Magic, deflate, no flags, no mtime, no extra flags, OS unknown (as flate2 writes it).
+    const HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
+    // A final fixed-Huffman block holding only its end code.
+    const FINAL: [u8; 2] = [0x03, 0x00];
+    let mut chunks = vec![Bytes::from_static(&HEADER)];
+    let mut crc = crc32fast::Hasher::new();
+    let mut len: u64 = 0;
+    for f in fragments {
+        for b in f.blocks.iter() {
+            chunks.push(b.deflate.clone());
+            let n = b.range.len() as u64;
+            crc.combine(&crc32fast::Hasher::new_with_initial_len(b.crc, n));
+            len += n;
+        }
+    }
+    chunks.push(deflate_block(tail));
+    crc.update(tail);
+    len += tail.len() as u64;
+    let mut trailer = Vec::with_capacity(10);
+    trailer.extend_from_slice(&FINAL);
+    trailer.extend_from_slice(&crc.finalize().to_le_bytes());
+    // ISIZE: the length modulo 2^32.
+    trailer.extend_from_slice(&((len & 0xffff_ffff) as u32).to_le_bytes());
+    chunks.push(Bytes::from(trailer));
+    chunks
 }
 
 /// The text formats `/metrics` can answer with.
@@ -68,7 +203,8 @@ const EOF: &[u8] = b"# EOF\n";
 pub struct Exposition {
     /// OpenMetrics fragments, ending with `# EOF`.
     openmetrics: Vec<Bytes>,
-    openmetrics_gzip: Bytes,
+    /// Chunks of one gzip member (see the module documentation).
+    openmetrics_gzip: Vec<Bytes>,
     classic: OnceLock<Vec<Bytes>>,
     classic_gzip: OnceLock<Bytes>,
 }
@@ -82,13 +218,14 @@ impl Default for Exposition {
 impl Exposition {
     /// Joins the fragments in order (sharing their bytes) and gzips the OpenMetrics body.
     pub fn build<'a>(fragments: impl IntoIterator<Item = &'a Fragment>) -> Self {
-        let mut openmetrics: Vec<Bytes> = fragments
+        let fragments: Vec<Fragment> = fragments
             .into_iter()
-            .map(|f| f.0.clone())
-            .filter(|b| !b.is_empty())
+            .filter(|f| !f.text.is_empty())
+            .cloned()
             .collect();
+        let mut openmetrics: Vec<Bytes> = fragments.iter().map(|f| f.text.clone()).collect();
         openmetrics.push(Bytes::from_static(EOF));
-        let openmetrics_gzip = gzip(&openmetrics);
+        let openmetrics_gzip = gzip_blocks(&fragments, EOF);
         Self {
             openmetrics,
             openmetrics_gzip,
@@ -101,7 +238,7 @@ impl Exposition {
     pub fn body(&self, format: Format, gzip: bool) -> Chunks {
         match (format, gzip) {
             (Format::OpenMetrics, false) => Chunks::new(self.openmetrics.clone()),
-            (Format::OpenMetrics, true) => Chunks::one(self.openmetrics_gzip.clone()),
+            (Format::OpenMetrics, true) => Chunks::new(self.openmetrics_gzip.clone()),
             (Format::Classic, false) => Chunks::new(self.classic().to_vec()),
             (Format::Classic, true) => Chunks::one(self.classic_gzip().clone()),
         }
@@ -271,6 +408,89 @@ mod tests {
                 .unwrap();
             assert_eq!(out, plain);
         }
+    }
+
+    /// A fragment of `families` gauge families of `series` series each; family `bump` (if
+    /// any) carries other values.
+    fn families(families: usize, series: usize, bump: Option<usize>) -> String {
+        let mut text = String::new();
+        for f in 0..families {
+            text.push_str(&format!("# HELP f{f} Family {f}\n# TYPE f{f} gauge\n"));
+            for i in 0..series {
+                let v = if bump == Some(f) { i * 7 + 1 } else { i };
+                text.push_str(&format!(
+                    "f{f}{{project_id=\"p{i:05}\",domain=\"d\"}} {v}\n"
+                ));
+            }
+        }
+        text
+    }
+
+    fn gunzip_one_member(body: &[u8]) -> Vec<u8> {
+        // `GzDecoder` reads one gzip member only: a body that were several members would come
+        // out short here.
+        let mut out = Vec::new();
+        flate2::read::GzDecoder::new(body)
+            .read_to_end(&mut out)
+            .unwrap();
+        out
+    }
+
+    #[test]
+    fn gzip_of_many_blocks_is_one_member_that_gunzip_reads() {
+        // (families, series per family): one block, several blocks, a family larger than a
+        // block, an empty fragment beside others.
+        for (n, series) in [(1, 10), (12, 1500), (3, 9000), (40, 3)] {
+            let a = Fragment::from_openmetrics(families(n, series, None));
+            let own = Fragment::from_openmetrics("# HELP up Up\n# TYPE up gauge\nup 1\n".into());
+            let e = Exposition::build([&a, &Fragment::default(), &own]);
+            let plain = e.body(Format::OpenMetrics, false).to_bytes();
+            let gz = e.body(Format::OpenMetrics, true).to_bytes();
+            assert_eq!(gunzip_one_member(&gz), plain, "{n} x {series}");
+            // The system's gzip (a decoder that is not ours) agrees, and finds a valid trailer.
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("body.gz");
+            std::fs::write(&path, &gz).unwrap();
+            let out = std::process::Command::new("gzip")
+                .arg("-dc")
+                .arg(&path)
+                .output()
+                .expect("gzip is installed");
+            assert!(
+                out.status.success(),
+                "gzip -dc: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert_eq!(out.stdout, plain, "{n} x {series}");
+            if n * series > 10_000 {
+                assert!(a.blocks.len() > 1, "{n} x {series}: cut into blocks");
+            }
+        }
+    }
+
+    #[test]
+    fn unchanged_families_keep_their_compressed_bytes() {
+        let first = Fragment::from_openmetrics(families(12, 1500, None));
+        let second = Fragment::from_openmetrics_after(families(12, 1500, Some(5)), Some(&first));
+        assert!(first.blocks.len() > 3);
+        assert_eq!(first.blocks.len(), second.blocks.len());
+        let mut kept = 0;
+        for (a, b) in first.blocks.iter().zip(second.blocks.iter()) {
+            let same_text = first.text[a.range.clone()] == second.text[b.range.clone()];
+            let shared = a.deflate.as_ptr() == b.deflate.as_ptr();
+            assert_eq!(same_text, shared, "block {:?}", b.range);
+            kept += usize::from(shared);
+        }
+        assert_eq!(
+            kept,
+            first.blocks.len() - 1,
+            "only the block of family 5 is new"
+        );
+        let e = Exposition::build([&second]);
+        assert_eq!(
+            gunzip_one_member(&e.body(Format::OpenMetrics, true).to_bytes()),
+            e.body(Format::OpenMetrics, false).to_bytes()
+        );
     }
 
     #[test]

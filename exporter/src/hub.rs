@@ -94,12 +94,9 @@ impl Hub {
         self.publish(&slots);
     }
 
-    /// The size of the source's last good fragment (0 before its first).
-    pub fn fragment_len(&self, id: SlotId) -> usize {
-        self.lock_slots()[id.0]
-            .fragment
-            .as_ref()
-            .map_or(0, |f| f.as_bytes().len())
+    /// The slot's last good fragment, whose compressed blocks the next one may reuse.
+    pub fn fragment(&self, id: SlotId) -> Option<Fragment> {
+        self.lock_slots()[id.0].fragment.clone()
     }
 
     /// Records a failed refresh; the source's last good data stays published.

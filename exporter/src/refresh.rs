@@ -142,11 +142,16 @@ pub async fn refresh_once<S: Source>(
         Ok(Ok(data)) => {
             // Rendering and compressing a large cloud takes milliseconds of CPU: keep it off
             // the threads that answer scrapes.
-            // Room for the counters' extra digits over the previous fragment.
-            let capacity = hub.fragment_len(slot) / 16 * 17;
             let published = tokio::task::spawn_blocking(move || {
+                let previous = hub.fragment(slot);
+                // Room for the counters' extra digits over the previous fragment.
+                let capacity = previous
+                    .as_ref()
+                    .map_or(0, |p| p.as_bytes().len() / 16 * 17);
                 let text = render::source_data_sized(data, options, capacity);
-                let fragment = Fragment::from_openmetrics(text);
+                // Families that did not change keep their compressed bytes.
+                let fragment = Fragment::from_openmetrics_after(text, previous.as_ref());
+                drop(previous);
                 hub.succeeded(slot, fragment, now, started.elapsed());
             })
             .await;
