@@ -19,6 +19,9 @@ struct Slot {
     status: SourceStatus,
     /// The last good data, kept while later refreshes fail.
     fragment: Option<Fragment>,
+    /// What the next render of the source may reuse (it carries its own text, so it holds
+    /// even if it is older than `fragment`).
+    memo: Option<render::Memo>,
     /// The source's own metrics, current whether or not its last refresh succeeded.
     source_metrics: Option<Fragment>,
 }
@@ -76,6 +79,7 @@ impl Hub {
                 last_error: None,
             },
             fragment: None,
+            memo: None,
             source_metrics: None,
         });
         self.publish(&slots);
@@ -97,6 +101,16 @@ impl Hub {
     /// The slot's last good fragment, whose compressed blocks the next one may reuse.
     pub fn fragment(&self, id: SlotId) -> Option<Fragment> {
         self.lock_slots()[id.0].fragment.clone()
+    }
+
+    /// The memo of the slot's last render, for the next render.
+    pub fn memo(&self, id: SlotId) -> Option<render::Memo> {
+        self.lock_slots()[id.0].memo.clone()
+    }
+
+    /// Keeps the memo of a render for the next one.
+    pub fn keep_memo(&self, id: SlotId, memo: render::Memo) {
+        self.lock_slots()[id.0].memo = Some(memo);
     }
 
     /// Records a failed refresh; the source's last good data stays published.

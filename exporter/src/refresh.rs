@@ -148,10 +148,17 @@ pub async fn refresh_once<S: Source>(
                 let capacity = previous
                     .as_ref()
                     .map_or(0, |p| p.as_bytes().len() / 16 * 17);
-                let text = render::source_data_sized(data, options, capacity);
-                // Families that did not change keep their compressed bytes.
+                // Families whose values did not change are copied, not encoded again...
+                let memo = hub.memo(slot);
+                let (text, memo) =
+                    render::source_data_after(data, options, memo.as_ref(), capacity);
+                if let Some((units, copied)) = memo.projects_units() {
+                    tracing::debug!(source = name, units, copied, "projects families rendered");
+                }
+                // ...and keep their compressed bytes.
                 let fragment = Fragment::from_openmetrics_after(text, previous.as_ref());
                 drop(previous);
+                hub.keep_memo(slot, memo.with_text(fragment.as_bytes().clone()));
                 hub.succeeded(slot, fragment, now, started.elapsed());
             })
             .await;

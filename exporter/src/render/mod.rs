@@ -25,6 +25,8 @@ use prometheus_client::registry::Registry;
 
 use std::sync::Arc;
 
+use bytes::Bytes;
+
 use crate::snapshot::health::SourceMetrics;
 use crate::snapshot::{Project, SourceData};
 
@@ -57,17 +59,64 @@ pub fn source_data(data: SourceData, options: RenderOptions) -> String {
 /// source's previous fragment, a large fragment (16 MB on the original's stress file) is one
 /// allocation instead of a doubling series that leaves the allocator holding the smaller ones.
 pub fn source_data_sized(data: SourceData, options: RenderOptions, capacity: usize) -> String {
+    source_data_after(data, options, None, capacity).0
+}
+
+/// What a render leaves for the next render of the same source: the projects families'
+/// snapshot, the text written and where each unit is in it (see `projects`).
+#[derive(Debug, Clone, Default)]
+pub struct Memo {
+    projects: Option<projects::ProjectsMemo>,
+    text: Bytes,
+}
+
+impl Memo {
+    /// Projects units written by the render, and how many were copied from the previous text.
+    pub fn projects_units(&self) -> Option<(usize, usize)> {
+        self.projects.as_ref().map(projects::ProjectsMemo::units)
+    }
+
+    /// The memo with the text it indexes (the fragment made of the render's `String`, shared).
+    pub fn with_text(mut self, text: Bytes) -> Self {
+        self.text = text;
+        self
+    }
+}
+
+/// [`source_data_sized`], given the previous render's memo: projects families whose inputs
+/// did not change are copied from the previous text rather than encoded again.
+pub fn source_data_after(
+    data: SourceData,
+    options: RenderOptions,
+    previous: Option<&Memo>,
+    capacity: usize,
+) -> (String, Memo) {
     let mut out = String::with_capacity(capacity);
+    let previous_projects =
+        previous.and_then(|memo| memo.projects.as_ref().map(|m| (m, &memo.text[..])));
+    let mut memo = Memo::default();
     match data {
-        SourceData::Projects(p) => encode_into(&mut out, projects::collector(Arc::new(p), options)),
+        SourceData::Projects(p) => {
+            memo.projects = Some(projects::projects_into(
+                &mut out,
+                Arc::new(p),
+                options,
+                previous_projects,
+            ));
+        }
         SourceData::Guests(g) => encode_into(&mut out, guests::collector(Arc::new(g))),
         SourceData::Cloud { projects, guests } => {
-            encode_into(&mut out, projects::collector(Arc::new(projects), options));
+            memo.projects = Some(projects::projects_into(
+                &mut out,
+                Arc::new(projects),
+                options,
+                previous_projects,
+            ));
             encode_into(&mut out, guests::collector(Arc::new(guests)));
         }
         SourceData::Weights(w) => out.push_str(&weights::weights(w)),
     }
-    out
+    (out, memo)
 }
 
 /// Renders a source's own metrics.

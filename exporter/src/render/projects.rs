@@ -1,7 +1,14 @@
 //! The `openstack_project_*` families: usage since the accounting start, allocation now,
 //! statuses, long-stopped servers, quotas and names; the legacy families follow when enabled.
+//!
+//! The families are written in [`Unit`]s (a family, or the few that always change together).
+//! A render may be given the previous render's [`ProjectsMemo`] and text: a unit whose inputs
+//! are the same in both snapshots (same projects and labels, values equal bit for bit) is copied
+//! from the previous text instead of encoded again. Between two OpenStack refreshes the usage
+//! counters move and the allocation, statuses, names and quotas mostly do not.
 
 use std::collections::BTreeMap;
+use std::ops::Range;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,19 +17,163 @@ use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
-use prometheus_client::registry::Unit;
+use prometheus_client::registry::Unit as MetricUnit;
 
-use super::{encode, Join, ProjectLabels, RenderOptions};
+use super::{encode_into, Join, ProjectLabels, RenderOptions};
 use crate::snapshot::{Held, ProjectUsage, ProjectsSnapshot, Quota};
 
 /// Renders the `openstack_project_*` families (and the legacy ones when enabled).
 pub fn projects(snapshot: Arc<ProjectsSnapshot>, options: RenderOptions) -> String {
-    encode(collector(snapshot, options))
+    let mut out = String::new();
+    projects_into(&mut out, snapshot, options, None);
+    out
 }
 
-/// What [`projects`] encodes, for encoding into a buffer of the caller's.
-pub(super) fn collector(snapshot: Arc<ProjectsSnapshot>, options: RenderOptions) -> impl Collector {
-    ProjectsCollector { snapshot, options }
+/// What a render of the projects families leaves for the next one: its snapshot, and where
+/// each unit's text is in the fragment it was written into.
+#[derive(Debug, Clone)]
+pub struct ProjectsMemo {
+    snapshot: Arc<ProjectsSnapshot>,
+    options: RenderOptions,
+    units: Vec<(Unit, Range<usize>)>,
+    /// How many units this render copied from the previous text.
+    reused: usize,
+}
+
+impl ProjectsMemo {
+    /// Units written, and how many of them were copied from the previous text.
+    pub fn units(&self) -> (usize, usize) {
+        (self.units.len(), self.reused)
+    }
+}
+
+/// Appends the projects families to `out`. With `previous` (the last render's memo and the
+/// fragment text it indexes), units whose inputs did not change are copied from that text.
+pub(super) fn projects_into(
+    out: &mut String,
+    snapshot: Arc<ProjectsSnapshot>,
+    options: RenderOptions,
+    previous: Option<(&ProjectsMemo, &[u8])>,
+) -> ProjectsMemo {
+    // Units are only comparable when the same projects carry the same labels, in order.
+    let previous = previous
+        .filter(|(memo, _)| memo.options == options && same_projects(&memo.snapshot, &snapshot));
+    let mut units = Vec::new();
+    let mut reused = 0;
+    for unit in Unit::all(&snapshot, options) {
+        let start = out.len();
+        let kept = previous.and_then(|(memo, text)| {
+            let (_, range) = memo.units.iter().find(|(u, _)| *u == unit)?;
+            let old = std::str::from_utf8(text.get(range.clone())?).ok()?;
+            unit.same(&memo.snapshot, &snapshot).then_some(old)
+        });
+        match kept {
+            Some(old) => {
+                out.push_str(old);
+                reused += 1;
+            }
+            None => encode_into(
+                out,
+                UnitCollector {
+                    unit,
+                    snapshot: Arc::clone(&snapshot),
+                },
+            ),
+        }
+        units.push((unit, start..out.len()));
+    }
+    ProjectsMemo {
+        snapshot,
+        options,
+        units,
+        reused,
+    }
+}
+
+/// Whether both snapshots list the same projects with the same labels, in the same order.
+fn same_projects(a: &ProjectsSnapshot, b: &ProjectsSnapshot) -> bool {
+    a.projects.len() == b.projects.len()
+        && a.projects
+            .iter()
+            .zip(&b.projects)
+            .all(|(x, y)| x.project == y.project)
+}
+
+/// Floats equal in every bit (`-0.0` and `0.0` are written differently, NaN is NaN).
+fn same_f64(a: f64, b: f64) -> bool {
+    a.to_bits() == b.to_bits()
+}
+
+/// A family, or families that are written and change together, in fragment order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Unit {
+    /// `COUNTERS[i]`.
+    Counter(usize),
+    Instances,
+    /// The three stopped-servers families.
+    Stopped,
+    /// `GAUGES[i]`.
+    Gauge(usize),
+    /// The three quota families, written only by a source that reads quotas.
+    Quotas,
+    Info,
+    /// `project_vcpu_usage` and `project_mb_usage`.
+    Legacy,
+}
+
+impl Unit {
+    /// The units of `snapshot`'s fragment, in order.
+    fn all(snapshot: &ProjectsSnapshot, options: RenderOptions) -> Vec<Unit> {
+        let mut units: Vec<Unit> = (0..COUNTERS.len()).map(Unit::Counter).collect();
+        units.extend([Unit::Instances, Unit::Stopped]);
+        units.extend((0..GAUGES.len()).map(Unit::Gauge));
+        // Only a source that reads quotas writes these.
+        if snapshot.projects.iter().any(|p| p.quota.is_some()) {
+            units.push(Unit::Quotas);
+        }
+        units.push(Unit::Info);
+        if options.legacy_metrics {
+            units.push(Unit::Legacy);
+        }
+        units
+    }
+
+    /// Whether the unit's text is the same for both snapshots, given [`same_projects`].
+    fn same(self, a: &ProjectsSnapshot, b: &ProjectsSnapshot) -> bool {
+        let each = |f: &dyn Fn(&ProjectUsage, &ProjectUsage) -> bool| {
+            a.projects.iter().zip(&b.projects).all(|(x, y)| f(x, y))
+        };
+        match self {
+            Unit::Counter(i) => {
+                let value = COUNTERS[i].3;
+                each(&|x, y| same_f64(value(x), value(y)))
+            }
+            Unit::Gauge(i) => {
+                let value = GAUGES[i].3;
+                each(&|x, y| same_f64(value(x), value(y)))
+            }
+            Unit::Instances => each(&|x, y| x.instances == y.instances),
+            Unit::Stopped => each(&|x, y| x.stopped == y.stopped),
+            Unit::Quotas => each(&|x, y| x.quota == y.quota),
+            // The labels alone, which `same_projects` compared.
+            Unit::Info => true,
+            Unit::Legacy => {
+                a.legacy.len() == b.legacy.len()
+                    && a.legacy.iter().zip(&b.legacy).all(|(x, y)| {
+                        x.project == y.project
+                            && same_f64(x.usage.vcpu_hours, y.usage.vcpu_hours)
+                            && same_f64(x.usage.memory_hours, y.usage.memory_hours)
+                    })
+            }
+        }
+    }
+}
+
+/// One unit of a snapshot as a collector.
+#[derive(Debug)]
+struct UnitCollector {
+    unit: Unit,
+    snapshot: Arc<ProjectsSnapshot>,
 }
 
 /// The `older_than` label of a bucket bound: whole days as `7d`, else hours, minutes, seconds.
@@ -42,7 +193,12 @@ fn encode_stopped(
     projects: &[ProjectUsage],
     labels: &[ProjectLabels],
 ) -> Result<(), std::fmt::Error> {
-    type StoppedFamily = (&'static str, &'static str, Option<Unit>, fn(&Held) -> u64);
+    type StoppedFamily = (
+        &'static str,
+        &'static str,
+        Option<MetricUnit>,
+        fn(&Held) -> u64,
+    );
     let families: [StoppedFamily; 3] = [
         (
             "openstack_project_stopped_instances",
@@ -59,7 +215,7 @@ fn encode_stopped(
         (
             "openstack_project_stopped_memory",
             "Memory of the flavors of the project's servers stopped or broken for longer than older_than",
-            Some(Unit::Bytes),
+            Some(MetricUnit::Bytes),
             |h| h.memory_bytes,
         ),
     ];
@@ -88,155 +244,316 @@ fn encode_stopped(
     Ok(())
 }
 
-#[derive(Debug)]
-struct ProjectsCollector {
-    snapshot: Arc<ProjectsSnapshot>,
-    options: RenderOptions,
-}
-
 /// One family per entry: name, help, unit, and how to read the value from a project.
 type ProjectFamily = (
     &'static str,
     &'static str,
-    Option<Unit>,
+    Option<fn() -> MetricUnit>,
     fn(&ProjectUsage) -> f64,
 );
 
-impl Collector for ProjectsCollector {
+/// Usage since the accounting start (counters).
+const COUNTERS: [ProjectFamily; 4] = [
+    (
+        "openstack_project_vcpu",
+        "vCPU time held by the project's servers since the accounting start (vCPUs times seconds)",
+        Some(|| MetricUnit::Seconds),
+        |p| p.totals.vcpu_seconds,
+    ),
+    (
+        "openstack_project_memory",
+        "Memory held by the project's servers since the accounting start (bytes times seconds)",
+        Some(|| MetricUnit::Other("byte_seconds".into())),
+        |p| p.totals.memory_byte_seconds,
+    ),
+    (
+        "openstack_project_disk",
+        "Root and ephemeral disk held by the project's servers since the accounting start (bytes times seconds)",
+        Some(|| MetricUnit::Other("byte_seconds".into())),
+        |p| p.totals.disk_byte_seconds,
+    ),
+    (
+        "openstack_project_instance",
+        "Time the project's servers existed since the accounting start",
+        Some(|| MetricUnit::Seconds),
+        |p| p.totals.instance_seconds,
+    ),
+];
+
+/// What is held now (gauges).
+const GAUGES: [ProjectFamily; 3] = [
+    (
+        "openstack_project_vcpus",
+        "vCPUs held now by the project's servers",
+        None,
+        |p| p.allocation.vcpus as f64,
+    ),
+    (
+        "openstack_project_memory",
+        "Memory held now by the project's servers",
+        Some(|| MetricUnit::Bytes),
+        |p| p.allocation.memory_bytes as f64,
+    ),
+    (
+        "openstack_project_disk",
+        "Root and ephemeral disk held now by the project's servers",
+        Some(|| MetricUnit::Bytes),
+        |p| p.allocation.disk_bytes as f64,
+    ),
+];
+
+impl Collector for UnitCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let projects = &self.snapshot.projects;
         let labels: Vec<ProjectLabels> = projects.iter().map(|p| (&p.project).into()).collect();
-
-        let counters: [ProjectFamily; 4] = [
-            (
-                "openstack_project_vcpu",
-                "vCPU time held by the project's servers since the accounting start (vCPUs times seconds)",
-                Some(Unit::Seconds),
-                |p| p.totals.vcpu_seconds,
-            ),
-            (
-                "openstack_project_memory",
-                "Memory held by the project's servers since the accounting start (bytes times seconds)",
-                Some(Unit::Other("byte_seconds".into())),
-                |p| p.totals.memory_byte_seconds,
-            ),
-            (
-                "openstack_project_disk",
-                "Root and ephemeral disk held by the project's servers since the accounting start (bytes times seconds)",
-                Some(Unit::Other("byte_seconds".into())),
-                |p| p.totals.disk_byte_seconds,
-            ),
-            (
-                "openstack_project_instance",
-                "Time the project's servers existed since the accounting start",
-                Some(Unit::Seconds),
-                |p| p.totals.instance_seconds,
-            ),
-        ];
-        for (name, help, unit, value) in &counters {
-            let mut family =
-                encoder.encode_descriptor(name, help, unit.as_ref(), MetricType::Counter)?;
+        let simple = |encoder: &mut DescriptorEncoder,
+                      (name, help, unit, value): &ProjectFamily,
+                      kind: MetricType|
+         -> Result<(), std::fmt::Error> {
+            let unit = unit.map(|u| u());
+            let mut family = encoder.encode_descriptor(name, help, unit.as_ref(), kind)?;
             for (p, l) in projects.iter().zip(&labels) {
-                ConstCounter::new(value(p)).encode(family.encode_family(l)?)?;
-            }
-        }
-
-        let mut family = encoder.encode_descriptor(
-            "openstack_project_instances",
-            "Existing servers of the project by Nova status",
-            None,
-            MetricType::Gauge,
-        )?;
-        for (p, l) in projects.iter().zip(&labels) {
-            for (status, count) in &p.instances {
-                let status = [("status", status.as_str())];
-                ConstGauge::new(*count as i64).encode(family.encode_family(&Join(l, &status))?)?;
-            }
-        }
-
-        encode_stopped(&mut encoder, projects, &labels)?;
-
-        let gauges: [ProjectFamily; 3] = [
-            (
-                "openstack_project_vcpus",
-                "vCPUs held now by the project's servers",
-                None,
-                |p| p.allocation.vcpus as f64,
-            ),
-            (
-                "openstack_project_memory",
-                "Memory held now by the project's servers",
-                Some(Unit::Bytes),
-                |p| p.allocation.memory_bytes as f64,
-            ),
-            (
-                "openstack_project_disk",
-                "Root and ephemeral disk held now by the project's servers",
-                Some(Unit::Bytes),
-                |p| p.allocation.disk_bytes as f64,
-            ),
-        ];
-        for (name, help, unit, value) in &gauges {
-            let mut family =
-                encoder.encode_descriptor(name, help, unit.as_ref(), MetricType::Gauge)?;
-            for (p, l) in projects.iter().zip(&labels) {
-                ConstGauge::new(value(p)).encode(family.encode_family(l)?)?;
-            }
-        }
-
-        // Only a source that reads quotas writes these; an unlimited quota has no series.
-        if projects.iter().any(|p| p.quota.is_some()) {
-            type QuotaFamily = (
-                &'static str,
-                &'static str,
-                Option<Unit>,
-                fn(&Quota) -> Option<u64>,
-            );
-            let quotas: [QuotaFamily; 3] = [
-                (
-                    "openstack_project_quota_vcpus",
-                    "Compute quota of the project: vCPUs",
-                    None,
-                    |q| q.vcpus,
-                ),
-                (
-                    "openstack_project_quota_memory",
-                    "Compute quota of the project: memory",
-                    Some(Unit::Bytes),
-                    |q| q.memory_bytes,
-                ),
-                (
-                    "openstack_project_quota_instances",
-                    "Compute quota of the project: servers",
-                    None,
-                    |q| q.instances,
-                ),
-            ];
-            for (name, help, unit, value) in &quotas {
-                let mut family =
-                    encoder.encode_descriptor(name, help, unit.as_ref(), MetricType::Gauge)?;
-                for (p, l) in projects.iter().zip(&labels) {
-                    if let Some(v) = p.quota.as_ref().and_then(value) {
-                        ConstGauge::new(v as f64).encode(family.encode_family(l)?)?;
+                match kind {
+                    MetricType::Counter => {
+                        ConstCounter::new(value(p)).encode(family.encode_family(l)?)?
                     }
+                    _ => ConstGauge::new(value(p)).encode(family.encode_family(l)?)?,
                 }
             }
+            Ok(())
+        };
+        match self.unit {
+            Unit::Counter(i) => simple(&mut encoder, &COUNTERS[i], MetricType::Counter),
+            Unit::Gauge(i) => simple(&mut encoder, &GAUGES[i], MetricType::Gauge),
+            Unit::Instances => {
+                let mut family = encoder.encode_descriptor(
+                    "openstack_project_instances",
+                    "Existing servers of the project by Nova status",
+                    None,
+                    MetricType::Gauge,
+                )?;
+                for (p, l) in projects.iter().zip(&labels) {
+                    for (status, count) in &p.instances {
+                        let status = [("status", status.as_str())];
+                        ConstGauge::new(*count as i64)
+                            .encode(family.encode_family(&Join(l, &status))?)?;
+                    }
+                }
+                Ok(())
+            }
+            Unit::Stopped => encode_stopped(&mut encoder, projects, &labels),
+            Unit::Quotas => encode_quotas(&mut encoder, projects, &labels),
+            Unit::Info => {
+                let mut family = encoder.encode_descriptor(
+                    "openstack_project",
+                    "Project names and state",
+                    None,
+                    MetricType::Info,
+                )?;
+                for (p, l) in projects.iter().zip(&labels) {
+                    let enabled = [("enabled", if p.project.enabled { "true" } else { "false" })];
+                    family.encode_info(&Join(l, &enabled))?;
+                }
+                Ok(())
+            }
+            Unit::Legacy => super::legacy::encode(&mut encoder, &self.snapshot.legacy),
         }
+    }
+}
 
-        let mut family = encoder.encode_descriptor(
-            "openstack_project",
-            "Project names and state",
+/// The quota families; an unlimited quota has no series.
+fn encode_quotas(
+    encoder: &mut DescriptorEncoder,
+    projects: &[ProjectUsage],
+    labels: &[ProjectLabels],
+) -> Result<(), std::fmt::Error> {
+    type QuotaFamily = (
+        &'static str,
+        &'static str,
+        Option<MetricUnit>,
+        fn(&Quota) -> Option<u64>,
+    );
+    let quotas: [QuotaFamily; 3] = [
+        (
+            "openstack_project_quota_vcpus",
+            "Compute quota of the project: vCPUs",
             None,
-            MetricType::Info,
-        )?;
-        for (p, l) in projects.iter().zip(&labels) {
-            let enabled = [("enabled", if p.project.enabled { "true" } else { "false" })];
-            family.encode_info(&Join(l, &enabled))?;
+            |q| q.vcpus,
+        ),
+        (
+            "openstack_project_quota_memory",
+            "Compute quota of the project: memory",
+            Some(MetricUnit::Bytes),
+            |q| q.memory_bytes,
+        ),
+        (
+            "openstack_project_quota_instances",
+            "Compute quota of the project: servers",
+            None,
+            |q| q.instances,
+        ),
+    ];
+    for (name, help, unit, value) in &quotas {
+        let mut family = encoder.encode_descriptor(name, help, unit.as_ref(), MetricType::Gauge)?;
+        for (p, l) in projects.iter().zip(labels) {
+            if let Some(v) = p.quota.as_ref().and_then(value) {
+                ConstGauge::new(v as f64).encode(family.encode_family(l)?)?;
+            }
         }
+    }
+    Ok(())
+}
 
-        if self.options.legacy_metrics {
-            super::legacy::encode(&mut encoder, &self.snapshot.legacy)?;
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::snapshot::{
+        Allocation, LegacySeries, LegacyUsage, Project, StoppedBucket, UsageTotals,
+    };
+
+    fn project(i: u32) -> ProjectUsage {
+        let f = f64::from(i);
+        ProjectUsage {
+            project: Project {
+                id: format!("p{i}"),
+                name: format!("project-{i}"),
+                domain_id: "d".into(),
+                domain_name: "elixir".into(),
+                enabled: true,
+            },
+            totals: UsageTotals {
+                vcpu_seconds: 3600.0 * f,
+                memory_byte_seconds: 1e12 * f,
+                disk_byte_seconds: 2e12 * f,
+                instance_seconds: 7200.0 * f,
+            },
+            allocation: Allocation {
+                vcpus: 2,
+                memory_bytes: 1 << 30,
+                disk_bytes: 20 << 30,
+            },
+            instances: [("active".to_owned(), 2), ("shutoff".to_owned(), 1)].into(),
+            quota: Some(Quota {
+                vcpus: Some(16),
+                memory_bytes: None,
+                instances: Some(10),
+            }),
+            stopped: [(
+                StoppedBucket {
+                    status: "shutoff".into(),
+                    older_than: Duration::from_secs(86_400),
+                },
+                Held {
+                    instances: 1,
+                    vcpus: 2,
+                    memory_bytes: 1 << 30,
+                },
+            )]
+            .into(),
         }
-        Ok(())
+    }
+
+    fn snapshot() -> ProjectsSnapshot {
+        let projects: Vec<ProjectUsage> = (1..=3).map(project).collect();
+        let legacy = projects
+            .iter()
+            .map(|p| LegacySeries {
+                project: p.project.clone(),
+                usage: LegacyUsage {
+                    vcpu_hours: p.totals.vcpu_seconds / 3600.0,
+                    memory_hours: 512.0,
+                },
+            })
+            .collect();
+        ProjectsSnapshot { projects, legacy }
+    }
+
+    #[test]
+    fn a_render_after_another_equals_a_fresh_render_and_copies_only_unchanged_units() {
+        type Change = fn(&mut ProjectsSnapshot);
+        // (what changes, units of the 12 copied from the previous text)
+        let cases: [(&str, Change, usize); 12] = [
+            ("nothing", |_| {}, 12),
+            (
+                "a counter",
+                |s| s.projects[1].totals.vcpu_seconds += 1.0,
+                11,
+            ),
+            (
+                "every counter and legacy",
+                |s| {
+                    for p in &mut s.projects {
+                        p.totals.vcpu_seconds += 1.0;
+                        p.totals.memory_byte_seconds += 1.0;
+                        p.totals.disk_byte_seconds += 1.0;
+                        p.totals.instance_seconds += 1.0;
+                    }
+                    s.legacy[0].usage.vcpu_hours += 1.0;
+                },
+                7,
+            ),
+            (
+                "zero's sign",
+                |s| s.projects[0].totals.disk_byte_seconds = -0.0,
+                11,
+            ),
+            ("an allocation", |s| s.projects[2].allocation.vcpus = 4, 11),
+            (
+                "a status count",
+                |s| {
+                    s.projects[0].instances.insert("error".into(), 1);
+                },
+                11,
+            ),
+            (
+                "a stopped bucket",
+                |s| {
+                    s.projects[0].stopped.clear();
+                },
+                11,
+            ),
+            ("a quota", |s| s.projects[1].quota = None, 11),
+            (
+                "no quota any more",
+                |s| {
+                    for p in &mut s.projects {
+                        p.quota = None;
+                    }
+                },
+                11,
+            ),
+            (
+                "a legacy series",
+                |s| s.legacy[2].usage.memory_hours = 0.5,
+                11,
+            ),
+            (
+                "a project's name",
+                |s| s.projects[0].project.name = "renamed".into(),
+                0,
+            ),
+            ("one project more", |s| s.projects.push(project(4)), 0),
+        ];
+        let options = RenderOptions::default();
+        let first = Arc::new(snapshot());
+        let mut first_text = String::new();
+        let memo = projects_into(&mut first_text, Arc::clone(&first), options, None);
+        assert_eq!(memo.units(), (12, 0));
+        for (what, change, copied) in cases {
+            let mut next = snapshot();
+            change(&mut next);
+            let next = Arc::new(next);
+            let mut text = String::new();
+            let after = projects_into(
+                &mut text,
+                Arc::clone(&next),
+                options,
+                Some((&memo, first_text.as_bytes())),
+            );
+            assert_eq!(text, projects(Arc::clone(&next), options), "{what}");
+            assert_eq!(after.units().1, copied, "{what}: units copied");
+        }
     }
 }
