@@ -78,6 +78,8 @@ impl Fragment {
         openmetrics.shrink_to_fit();
         let ranges = block_ranges(&openmetrics);
         let text = Bytes::from(openmetrics);
+        // One compressor for the blocks that changed (its state is large), reset between them.
+        let mut compress: Option<Compress> = None;
         let blocks = ranges
             .into_iter()
             .map(|range| {
@@ -94,7 +96,7 @@ impl Fragment {
                         crc: b.crc,
                     },
                     None => Block {
-                        deflate: deflate_block(block),
+                        deflate: deflate_block(&mut compress, block),
                         crc: crc32fast::hash(block),
                         range,
                     },
@@ -129,8 +131,14 @@ fn block_ranges(text: &str) -> Vec<Range<usize>> {
 
 /// `block` as raw deflate, level 1, ending in a sync flush: byte-aligned and not final, so
 /// blocks compressed apart can follow each other in one stream.
-fn deflate_block(block: &[u8]) -> Bytes {
-    let mut compress = Compress::new(Compression::fast(), false);
+fn deflate_block(compress: &mut Option<Compress>, block: &[u8]) -> Bytes {
+    let compress = match compress {
+        Some(c) => {
+            c.reset();
+            c
+        }
+        None => compress.insert(Compress::new(Compression::fast(), false)),
+    };
     let mut out = Vec::with_capacity(block.len() / 5 + 64);
     loop {
         let done = usize::try_from(compress.total_in()).unwrap_or(block.len());
@@ -149,10 +157,10 @@ fn deflate_block(block: &[u8]) -> Bytes {
     Bytes::from(out)
 }
 
-/// The gzip member of `fragments` followed by `tail` (compressed here): a header, the blocks'
+/// The gzip member of `fragments` followed by the `tail` block: a header, the blocks'
 /// deflate in order, an empty final block, the CRC-32 and length of all the text. Its chunks
 /// are served as they are (no copy of the blocks).
-fn gzip_blocks(fragments: &[Fragment], tail: &[u8]) -> Vec<Bytes> {
+fn gzip_blocks(fragments: &[Fragment], tail: &Block) -> Vec<Bytes> {
     // Magic, deflate, no flags, no mtime, no extra flags, OS unknown (as flate2 writes it).
     const HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
     // A final fixed-Huffman block holding only its end code.
@@ -168,9 +176,12 @@ fn gzip_blocks(fragments: &[Fragment], tail: &[u8]) -> Vec<Bytes> {
             len += n;
         }
     }
-    chunks.push(deflate_block(tail));
-    crc.update(tail);
-    len += tail.len() as u64;
+    chunks.push(tail.deflate.clone());
+    crc.combine(&crc32fast::Hasher::new_with_initial_len(
+        tail.crc,
+        tail.range.len() as u64,
+    ));
+    len += tail.range.len() as u64;
     let mut trailer = Vec::with_capacity(10);
     trailer.extend_from_slice(&FINAL);
     trailer.extend_from_slice(&crc.finalize().to_le_bytes());
@@ -225,7 +236,14 @@ impl Exposition {
             .collect();
         let mut openmetrics: Vec<Bytes> = fragments.iter().map(|f| f.text.clone()).collect();
         openmetrics.push(Bytes::from_static(EOF));
-        let openmetrics_gzip = gzip_blocks(&fragments, EOF);
+        // `# EOF`, compressed once.
+        static EOF_BLOCK: OnceLock<Block> = OnceLock::new();
+        let eof = EOF_BLOCK.get_or_init(|| Block {
+            range: 0..EOF.len(),
+            deflate: deflate_block(&mut None, EOF),
+            crc: crc32fast::hash(EOF),
+        });
+        let openmetrics_gzip = gzip_blocks(&fragments, eof);
         Self {
             openmetrics,
             openmetrics_gzip,

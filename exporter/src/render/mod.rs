@@ -62,8 +62,8 @@ pub fn source_data_sized(data: SourceData, options: RenderOptions, capacity: usi
     source_data_after(data, options, None, capacity).0
 }
 
-/// What a render leaves for the next render of the same source: the projects families'
-/// snapshot, the text written and where each unit is in it (see `projects`).
+/// What a render leaves for the next render of the same source: digests of the projects
+/// families' inputs, the text written and where each family is in it (see `projects`).
 #[derive(Debug, Clone, Default)]
 pub struct Memo {
     projects: Option<projects::ProjectsMemo>,

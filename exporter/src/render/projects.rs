@@ -3,8 +3,8 @@
 //!
 //! The families are written in [`Unit`]s (a family, or the few that always change together).
 //! A render may be given the previous render's [`ProjectsMemo`] and text: a unit whose inputs
-//! are the same in both snapshots (same projects and labels, values equal bit for bit) is copied
-//! from the previous text instead of encoded again. Between two OpenStack refreshes the usage
+//! are the same in both snapshots (same projects and labels, values equal bit for bit, as told
+//! by a SHA-256 of them) is copied from the previous text instead of encoded again. Between two OpenStack refreshes the usage
 //! counters move and the allocation, statuses, names and quotas mostly do not.
 
 use std::collections::BTreeMap;
@@ -29,13 +29,12 @@ pub fn projects(snapshot: Arc<ProjectsSnapshot>, options: RenderOptions) -> Stri
     out
 }
 
-/// What a render of the projects families leaves for the next one: its snapshot, and where
-/// each unit's text is in the fragment it was written into.
+/// What a render of the projects families leaves for the next one: a digest of each unit's
+/// inputs, and where the unit's text is in the fragment it was written into.
 #[derive(Debug, Clone)]
 pub struct ProjectsMemo {
-    snapshot: Arc<ProjectsSnapshot>,
     options: RenderOptions,
-    units: Vec<(Unit, Range<usize>)>,
+    units: Vec<(Unit, Digest, Range<usize>)>,
     /// How many units this render copied from the previous text.
     reused: usize,
 }
@@ -55,17 +54,17 @@ pub(super) fn projects_into(
     options: RenderOptions,
     previous: Option<(&ProjectsMemo, &[u8])>,
 ) -> ProjectsMemo {
-    // Units are only comparable when the same projects carry the same labels, in order.
-    let previous = previous
-        .filter(|(memo, _)| memo.options == options && same_projects(&memo.snapshot, &snapshot));
+    let previous = previous.filter(|(memo, _)| memo.options == options);
+    let labels = labels_digest(&snapshot);
     let mut units = Vec::new();
     let mut reused = 0;
     for unit in Unit::all(&snapshot, options) {
         let start = out.len();
+        let digest = unit.digest(&snapshot, &labels);
         let kept = previous.and_then(|(memo, text)| {
-            let (_, range) = memo.units.iter().find(|(u, _)| *u == unit)?;
+            let (_, old_digest, range) = memo.units.iter().find(|(u, _, _)| *u == unit)?;
             let old = std::str::from_utf8(text.get(range.clone())?).ok()?;
-            unit.same(&memo.snapshot, &snapshot).then_some(old)
+            (*old_digest == digest).then_some(old)
         });
         match kept {
             Some(old) => {
@@ -80,28 +79,82 @@ pub(super) fn projects_into(
                 },
             ),
         }
-        units.push((unit, start..out.len()));
+        units.push((unit, digest, start..out.len()));
     }
     ProjectsMemo {
-        snapshot,
         options,
         units,
         reused,
     }
 }
 
-/// Whether both snapshots list the same projects with the same labels, in the same order.
-fn same_projects(a: &ProjectsSnapshot, b: &ProjectsSnapshot) -> bool {
-    a.projects.len() == b.projects.len()
-        && a.projects
-            .iter()
-            .zip(&b.projects)
-            .all(|(x, y)| x.project == y.project)
+/// SHA-256 of what a unit is written from. Equal digests stand for equal inputs (a SHA-256
+/// collision is not a practical concern), so the memo keeps 32 bytes per unit rather than the
+/// previous snapshot (10 MB for 10,000 projects).
+type Digest = [u8; 32];
+
+/// Feeds values to a digest unambiguously: strings with their length, numbers as their bits.
+struct Feed {
+    context: ring::digest::Context,
+    buffer: Vec<u8>,
 }
 
-/// Floats equal in every bit (`-0.0` and `0.0` are written differently, NaN is NaN).
-fn same_f64(a: f64, b: f64) -> bool {
-    a.to_bits() == b.to_bits()
+impl Feed {
+    fn new() -> Self {
+        Self {
+            context: ring::digest::Context::new(&ring::digest::SHA256),
+            buffer: Vec::with_capacity(FEED_BUFFER),
+        }
+    }
+
+    fn bytes(&mut self, b: &[u8]) {
+        self.buffer.extend_from_slice(b);
+        if self.buffer.len() >= FEED_BUFFER {
+            self.context.update(&self.buffer);
+            self.buffer.clear();
+        }
+    }
+
+    fn u64(&mut self, v: u64) {
+        self.bytes(&v.to_le_bytes());
+    }
+
+    /// Bit for bit: `-0.0` and `0.0` are written differently, and NaN is NaN.
+    fn f64(&mut self, v: f64) {
+        self.u64(v.to_bits());
+    }
+
+    fn str(&mut self, s: &str) {
+        self.u64(s.len() as u64);
+        self.bytes(s.as_bytes());
+    }
+
+    fn project(&mut self, p: &crate::snapshot::Project) {
+        for s in [&p.id, &p.name, &p.domain_id, &p.domain_name] {
+            self.str(s);
+        }
+        self.u64(u64::from(p.enabled));
+    }
+
+    fn finish(mut self) -> Digest {
+        self.context.update(&self.buffer);
+        let mut out = [0; 32];
+        out.copy_from_slice(self.context.finish().as_ref());
+        out
+    }
+}
+
+/// Bytes gathered before they are handed to the digest (many values are 8 bytes).
+const FEED_BUFFER: usize = 16 * 1024;
+
+/// The projects and their labels, in order: what every unit but the legacy one is keyed by.
+fn labels_digest(snapshot: &ProjectsSnapshot) -> Digest {
+    let mut feed = Feed::new();
+    feed.u64(snapshot.projects.len() as u64);
+    for p in &snapshot.projects {
+        feed.project(&p.project);
+    }
+    feed.finish()
 }
 
 /// A family, or families that are written and change together, in fragment order.
@@ -138,34 +191,58 @@ impl Unit {
         units
     }
 
-    /// Whether the unit's text is the same for both snapshots, given [`same_projects`].
-    fn same(self, a: &ProjectsSnapshot, b: &ProjectsSnapshot) -> bool {
-        let each = |f: &dyn Fn(&ProjectUsage, &ProjectUsage) -> bool| {
-            a.projects.iter().zip(&b.projects).all(|(x, y)| f(x, y))
-        };
+    /// The digest of what the unit is written from, given the projects' `labels` digest.
+    fn digest(self, snapshot: &ProjectsSnapshot, labels: &Digest) -> Digest {
+        let mut feed = Feed::new();
+        feed.bytes(labels);
+        let projects = &snapshot.projects;
         match self {
-            Unit::Counter(i) => {
-                let value = COUNTERS[i].3;
-                each(&|x, y| same_f64(value(x), value(y)))
+            Unit::Counter(i) => projects.iter().for_each(|p| feed.f64(COUNTERS[i].3(p))),
+            Unit::Gauge(i) => projects.iter().for_each(|p| feed.f64(GAUGES[i].3(p))),
+            Unit::Instances => {
+                for p in projects {
+                    feed.u64(p.instances.len() as u64);
+                    for (status, n) in &p.instances {
+                        feed.str(status);
+                        feed.u64(*n);
+                    }
+                }
             }
-            Unit::Gauge(i) => {
-                let value = GAUGES[i].3;
-                each(&|x, y| same_f64(value(x), value(y)))
+            Unit::Stopped => {
+                for p in projects {
+                    feed.u64(p.stopped.len() as u64);
+                    for (bucket, held) in &p.stopped {
+                        feed.str(&bucket.status);
+                        feed.u64(bucket.older_than.as_secs());
+                        feed.u64(u64::from(bucket.older_than.subsec_nanos()));
+                        feed.u64(held.instances);
+                        feed.u64(held.vcpus);
+                        feed.u64(held.memory_bytes);
+                    }
+                }
             }
-            Unit::Instances => each(&|x, y| x.instances == y.instances),
-            Unit::Stopped => each(&|x, y| x.stopped == y.stopped),
-            Unit::Quotas => each(&|x, y| x.quota == y.quota),
-            // The labels alone, which `same_projects` compared.
-            Unit::Info => true,
+            Unit::Quotas => {
+                for p in projects {
+                    let q = p.quota.unwrap_or_default();
+                    feed.u64(u64::from(p.quota.is_some()));
+                    for limit in [q.vcpus, q.memory_bytes, q.instances] {
+                        feed.u64(u64::from(limit.is_some()));
+                        feed.u64(limit.unwrap_or_default());
+                    }
+                }
+            }
+            // The labels alone.
+            Unit::Info => {}
             Unit::Legacy => {
-                a.legacy.len() == b.legacy.len()
-                    && a.legacy.iter().zip(&b.legacy).all(|(x, y)| {
-                        x.project == y.project
-                            && same_f64(x.usage.vcpu_hours, y.usage.vcpu_hours)
-                            && same_f64(x.usage.memory_hours, y.usage.memory_hours)
-                    })
+                feed.u64(snapshot.legacy.len() as u64);
+                for s in &snapshot.legacy {
+                    feed.project(&s.project);
+                    feed.f64(s.usage.vcpu_hours);
+                    feed.f64(s.usage.memory_hours);
+                }
             }
         }
+        feed.finish()
     }
 }
 
