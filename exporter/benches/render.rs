@@ -1,6 +1,7 @@
 //! One refresh of a large dummy cloud, phase by phase: compute the snapshot, render
 //! OpenMetrics, translate to classic, join and gzip both formats (OpenMetrics also when no
-//! family changed since the previous refresh, so every compressed block is kept).
+//! family changed since the previous refresh, so every compressed block is kept); and render
+//! again after a render of the same snapshot (every projects family copied).
 //!
 //! `cargo bench -p site-exporter --bench render` (BENCHMARKS.md has the figures).
 
@@ -50,6 +51,12 @@ fn refresh(c: &mut Criterion) {
     group.bench_function("snapshot", |b| b.iter(|| source.snapshot(now)));
     group.bench_function("render_openmetrics", |b| {
         b.iter(|| render::source_data(source.snapshot(now), options))
+    });
+    // The same snapshot again after a render: every projects family is copied.
+    let (text, memo) = render::source_data_after(source.snapshot(now), options, None, 0);
+    let memo = memo.with_text(bytes::Bytes::from(text));
+    group.bench_function("render_openmetrics_unchanged", |b| {
+        b.iter(|| render::source_data_after(source.snapshot(now), options, Some(&memo), 0))
     });
     // Each block compressed (the first refresh, or every family changed)...
     group.bench_function("join_and_gzip_openmetrics", |b| {
