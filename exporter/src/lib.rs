@@ -22,9 +22,10 @@
 //!    - [`source`]: the [`source::Source`] trait every source implements.
 //! 3. [`sources`]: one module per source, each with its own `config` section: `dummy`,
 //!    `openstack`, `libvirt` (the `libvirt` cargo feature), `weights`; plus the portal's
-//!    `portal` client and `start_date`. Inside `openstack`, `nova` (API JSON, pure
-//!    conversion) and `servers` (the incremental server table and Nova's usage arithmetic,
-//!    pure, on `nova`) are layers of their own below the source.
+//!    `portal` client and `start_date`. Inside `openstack`, `compact` (compact server ids,
+//!    interned values), `nova` (API JSON, pure conversion, on `compact`) and `servers` (the
+//!    incremental server table and Nova's usage arithmetic, pure, on `nova`) are layers of
+//!    their own below the source.
 //! 4. Output:
 //!    - [`render`]: snapshot -> OpenMetrics text; the only place metric names live.
 //!    - [`classic`]: OpenMetrics -> the classic text format 0.0.4.
