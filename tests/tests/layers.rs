@@ -10,6 +10,7 @@ use stack_tests::layers::{check, read_crate, Table};
 /// `site-exporter`, bottom to top. Domain types; the vocabulary of settings and the source
 /// contract; the sources; rendering and the exposition; orchestration; configuration.
 const EXPORTER: &[(&str, &[&str])] = &[
+    ("allocator", &[]),
     ("dates", &[]),
     ("weights", &[]),
     ("snapshot", &["weights"]),
@@ -89,6 +90,7 @@ const EXPORTER: &[(&str, &[&str])] = &[
             "source",
             "legacy",
             "weights",
+            "allocator",
             "sources::openstack::compact",
             "sources::openstack::nova",
             "sources::openstack::servers",

@@ -433,13 +433,16 @@ impl Accounting {
         }
     }
 
-    /// Remembers the metadata of servers that exist now (kept once they are deleted).
+    /// Remembers the metadata of servers that exist now (kept once they are deleted); the ids
+    /// of those without a record yet (no usage counted so far), whose metadata is not kept.
     pub fn note_metadata<'a>(
         &mut self,
         servers: impl IntoIterator<Item = (&'a str, &'a BTreeMap<String, String>)>,
-    ) {
+    ) -> Vec<String> {
+        let mut missing = Vec::new();
         for (id, metadata) in servers {
             let Some(&i) = self.index.get(&ServerId::new(id)) else {
+                missing.push(id.to_owned());
                 continue;
             };
             let m = self.metadata.intern(metadata, |m| Arc::new(m.clone()));
@@ -451,6 +454,7 @@ impl Accounting {
                 }
             }
         }
+        missing
     }
 
     /// The snapshot for `projects` (Keystone's, after filters): totals from the accounting,

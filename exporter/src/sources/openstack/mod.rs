@@ -302,6 +302,7 @@ impl OpenstackSource {
         };
         // Everything arrived: add the window in place (no copy of the accounting, which holds
         // a record for every server ever seen).
+        let heavy = read.heavy;
         let (usage, found) = self.kept.commit(read, now);
         if let Some(found) = &found {
             self.report(found);
@@ -311,8 +312,11 @@ impl OpenstackSource {
         if let Some(usage) = &usage {
             acc.apply_window(end, usage)?;
         }
-        acc.note_metadata(table.live().map(|s| (s.id.as_str(), &s.metadata)));
+        // Only servers whose entry changed since their metadata was last taken in (all of
+        // them after a full listing): the rest is what the accounting already holds.
+        let missing = acc.note_metadata(table.unnoted().map(|s| (s.id.as_str(), &s.metadata)));
         self.stopped.observe(table.live(), now);
+        self.kept.metadata_noted(missing);
         #[cfg(test)]
         if PANIC_BEFORE_SAVE
             .lock()
@@ -380,8 +384,21 @@ impl OpenstackSource {
             p.stopped = stopped.remove(&p.project.id).unwrap_or_default();
         }
         self.kept.prune(epoch(next.next_window_start()));
+        if heavy {
+            give_back_memory();
+        }
         Ok(snapshot)
     }
+}
+
+/// After a refresh that decoded a full listing or Nova's usage answer: the memory their
+/// pages took is free but glibc keeps it resident; giving it back keeps RSS near what is
+/// live. Not after every refresh: an incremental one frees little, and the trim walks every
+/// arena (measured in the commit that added it).
+fn give_back_memory() {
+    let started = std::time::Instant::now();
+    let released = crate::allocator::release_free_memory();
+    tracing::debug!(released, elapsed = ?started.elapsed(), "free memory given back to the OS");
 }
 
 fn epoch(t: SystemTime) -> u64 {

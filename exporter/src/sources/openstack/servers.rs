@@ -24,7 +24,7 @@
 //! sides). A server whose listing lacks what the arithmetic needs (no embedded flavor, a time
 //! that does not parse) makes the window [`Inexact`]; the caller then asks Nova.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::compact::ServerId;
 use super::nova::{self, EmbeddedFlavor, ProjectWindow, Server, ServerFlavor, ServerWindow};
@@ -96,6 +96,9 @@ pub struct ServerTable {
     entries: BTreeMap<String, Entry>,
     /// Largest `updated` seen, seconds since 1970 (Nova's clock).
     max_updated: Option<i64>,
+    /// Servers whose metadata the accounting has not taken in since their entry last
+    /// changed (merged, or listed in full), by id.
+    unnoted: BTreeSet<String>,
 }
 
 /// What a reconciliation found: servers whose window usage differs from Nova's answer (or
@@ -137,6 +140,7 @@ impl ServerTable {
                 .filter(|u| u.is_finite())
                 .map(|u| u as i64);
             self.max_updated = self.max_updated.max(updated);
+            self.unnoted.insert(s.id.clone());
             self.entries.insert(s.id.clone(), Entry::new(s));
         }
     }
@@ -154,6 +158,22 @@ impl ServerTable {
             .values()
             .filter(|e| !e.deleted())
             .map(|e| &e.server)
+    }
+
+    /// The existing servers whose metadata the accounting has not taken in since their entry
+    /// changed, in id order.
+    pub fn unnoted(&self) -> impl Iterator<Item = &Server> {
+        self.unnoted
+            .iter()
+            .filter_map(|id| self.entries.get(id))
+            .filter(|e| !e.deleted())
+            .map(|e| &e.server)
+    }
+
+    /// The accounting took in the metadata of [`ServerTable::unnoted`] except `missing`
+    /// (servers it has no record of yet: they stay to be taken in at a later refresh).
+    pub fn noted(&mut self, missing: impl IntoIterator<Item = String>) {
+        self.unnoted = missing.into_iter().collect();
     }
 
     /// Number of entries, deleted ones included.

@@ -449,3 +449,66 @@ fn windows_whose_sums_are_not_finite_are_refused() {
         }
     }
 }
+
+#[test]
+fn metadata_is_taken_in_from_changed_entries_and_kept_pending_until_a_record_exists() {
+    use crate::sources::openstack::nova::ServersPage;
+    use crate::sources::openstack::servers::ServerTable;
+    let servers =
+        serde_json::from_str::<ServersPage>(&crate::sources::openstack::nova::tests::fixture(
+            "nova_servers_detail_all_tenants_changes_since_mv2.47.json",
+        ))
+        .unwrap()
+        .servers;
+    let mut table = ServerTable::from_listing(servers.clone());
+    let live: Vec<String> = table.live().map(|s| s.id.clone()).collect();
+    // A full listing: every live server is to be taken in.
+    assert_eq!(
+        table.unnoted().map(|s| s.id.clone()).collect::<Vec<_>>(),
+        live
+    );
+    // The accounting has a record of the first server only: the others stay pending.
+    let mut acc = Accounting::new(at(START));
+    acc.apply_nova(
+        at("2026-11-21T01:00:00Z"),
+        &[tenant("p", vec![usage(&live[0], 1.0, 1, 1024, 1)])],
+    )
+    .unwrap();
+    let missing = acc.note_metadata(table.unnoted().map(|s| (s.id.as_str(), &s.metadata)));
+    assert_eq!(missing, live[1..]);
+    let first = servers.iter().find(|s| s.id == live[0]).unwrap();
+    assert!(
+        !first.metadata.is_empty(),
+        "the recorded server carries metadata"
+    );
+    assert_eq!(acc.server(&live[0]).unwrap().metadata, &first.metadata);
+    table.noted(missing);
+    // A refresh that merges nothing: only the pending ones are offered again; once a
+    // window gave the second one a record, its metadata is taken in.
+    table.merge(vec![]);
+    acc.apply_nova(
+        at("2026-11-21T02:00:00Z"),
+        &[tenant("p", vec![usage(&live[1], 1.0, 1, 1024, 1)])],
+    )
+    .unwrap();
+    let offered: Vec<String> = table.unnoted().map(|s| s.id.clone()).collect();
+    assert_eq!(offered, live[1..]);
+    let missing = acc.note_metadata(table.unnoted().map(|s| (s.id.as_str(), &s.metadata)));
+    assert_eq!(missing, live[2..]);
+    let second = servers.iter().find(|s| s.id == live[1]).unwrap();
+    assert_eq!(acc.server(&live[1]).unwrap().metadata, &second.metadata);
+    table.noted(missing);
+    // A merged entry is offered again (its metadata may have changed), a deleted one not.
+    let mut changed = second.clone();
+    changed.metadata.insert("role".into(), "changed".into());
+    let mut gone = servers.iter().find(|s| s.id == live[0]).unwrap().clone();
+    gone.status = "DELETED".into();
+    table.noted(Vec::new());
+    table.merge(vec![changed.clone(), gone]);
+    let offered: Vec<String> = table.unnoted().map(|s| s.id.clone()).collect();
+    assert_eq!(offered, [changed.id.clone()]);
+    assert!(acc
+        .note_metadata(table.unnoted().map(|s| (s.id.as_str(), &s.metadata)))
+        .is_empty());
+    assert_eq!(acc.server(&live[1]).unwrap().metadata, &changed.metadata);
+}
