@@ -36,8 +36,6 @@ pub(super) struct ServersRead {
     /// A full listing's table, replacing the kept one at commit.
     listed: Option<ServerTable>,
     found: Option<Disagreements>,
-    /// Whether a full listing or Nova's usage answer was read (tens of MB decoded at scale).
-    pub(super) heavy: bool,
 }
 
 /// Whether something read at `last` is to be read again at `now`; a clock that went back
@@ -189,7 +187,6 @@ impl OpenstackSource {
                 usage,
                 listed: Some(listed),
                 found,
-                heavy: true,
             });
         }
         if let Some(bound) = self.kept.table.as_ref().map(|t| t.changes_since(start_s)) {
@@ -198,13 +195,11 @@ impl OpenstackSource {
                 t.merge(changes);
             }
         }
-        let mut heavy = false;
         let usage = if end > start {
             match self.kept.table().window(start_s, end_s) {
                 Ok(u) => Some(u),
                 Err(why) => {
                     tracing::warn!(%why, "usage window not computable from the server table; asking Nova for it");
-                    heavy = true;
                     Some(self.usage(start, end).await?)
                 }
             }
@@ -215,7 +210,6 @@ impl OpenstackSource {
             usage,
             listed: None,
             found: None,
-            heavy,
         })
     }
 

