@@ -357,8 +357,16 @@ pub fn current_state<'a>(
 ) -> (CurrentState, Vec<String>) {
     let mut out = CurrentState::new();
     let mut unknown = Vec::new();
+    // Lower-case statuses, one copy each (a handful of distinct values).
+    let mut statuses: Vec<(&str, String)> = Vec::new();
     for s in servers {
-        let entry = out.entry(s.tenant_id.clone()).or_default();
+        // A copy of the project id only for its first server.
+        if !out.contains_key(&s.tenant_id) {
+            out.insert(s.tenant_id.clone(), Default::default());
+        }
+        let Some(entry) = out.get_mut(&s.tenant_id) else {
+            continue;
+        };
         match server_size(s, flavors) {
             Some(f) => {
                 // Saturating: sizes from Nova can be any u64.
@@ -370,7 +378,19 @@ pub fn current_state<'a>(
             }
             None => unknown.push(s.id.clone()),
         }
-        *entry.1.entry(s.status.to_lowercase()).or_default() += 1;
+        let status = match statuses.iter().find(|(raw, _)| *raw == s.status) {
+            Some((_, lower)) => lower,
+            None => {
+                statuses.push((&s.status, s.status.to_lowercase()));
+                &statuses[statuses.len() - 1].1
+            }
+        };
+        match entry.1.get_mut(status) {
+            Some(n) => *n += 1,
+            None => {
+                entry.1.insert(status.clone(), 1);
+            }
+        }
     }
     (out, unknown)
 }

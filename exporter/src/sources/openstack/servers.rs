@@ -55,6 +55,8 @@ pub enum Inexact {
 struct Entry {
     server: Server,
     id: ServerId,
+    /// `status` is DELETED (any case).
+    deleted: bool,
     /// Microseconds since 1970; `Err` keeps why the text did not parse.
     launched: Result<Option<i64>, Inexact>,
     terminated: Result<Option<i64>, Inexact>,
@@ -79,6 +81,7 @@ impl Entry {
         let terminated = parse_time(&server.id, "terminated_at", server.terminated_at.as_deref());
         Self {
             id: ServerId::new(&server.id),
+            deleted: server.status.eq_ignore_ascii_case("deleted"),
             server,
             launched,
             terminated,
@@ -86,7 +89,7 @@ impl Entry {
     }
 
     fn deleted(&self) -> bool {
-        self.server.status.eq_ignore_ascii_case("deleted")
+        self.deleted
     }
 }
 
