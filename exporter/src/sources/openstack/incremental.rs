@@ -74,6 +74,13 @@ impl Kept {
         }
     }
 
+    /// Makes the next refresh offer every server's metadata to the accounting.
+    pub(super) fn renote_all(&mut self) {
+        if let Some(t) = &mut self.table {
+            t.renote_all();
+        }
+    }
+
     /// Makes the next refresh a reconciliation.
     pub(super) fn reconcile_next(&mut self) {
         self.listed_at = None;

@@ -154,6 +154,9 @@ impl OpenstackSource {
         if self.accounting.is_some() {
             return Ok(());
         }
+        // An accounting (re)loaded from the state file may lack metadata the lost one had
+        // taken in (a state write that panicked): every server's is taken in again.
+        self.kept.renote_all();
         let requested = match (&self.settings.start_url, self.settings.usage_start) {
             (Some(url), _) => {
                 let client = crate::sources::portal::client(std::time::Duration::from_secs(30));

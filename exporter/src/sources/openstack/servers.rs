@@ -179,6 +179,11 @@ impl ServerTable {
         self.unnoted = missing.into_iter().collect();
     }
 
+    /// Makes every entry unnoted, as after a full listing.
+    pub fn renote_all(&mut self) {
+        self.unnoted = self.entries.keys().cloned().collect();
+    }
+
     /// Number of entries, deleted ones included.
     pub fn len(&self) -> usize {
         self.entries.len()

@@ -511,4 +511,9 @@ fn metadata_is_taken_in_from_changed_entries_and_kept_pending_until_a_record_exi
         .note_metadata(table.unnoted().map(|s| (s.id.as_str(), &s.metadata)))
         .is_empty());
     assert_eq!(acc.server(&live[1]).unwrap().metadata, &changed.metadata);
+    // After the accounting was reloaded (renote_all): every existing server again.
+    table.noted(Vec::new());
+    table.renote_all();
+    let offered: Vec<String> = table.unnoted().map(|s| s.id.clone()).collect();
+    assert_eq!(offered, live[1..]);
 }
