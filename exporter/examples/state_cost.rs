@@ -12,7 +12,7 @@
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use site_exporter::sources::openstack::accounting::Accounting;
-use site_exporter::sources::openstack::nova::{ServerUsage, TenantUsage};
+use site_exporter::sources::openstack::nova::{compact_usage, ServerUsage, TenantUsage};
 use site_exporter::sources::openstack::state;
 use site_exporter::sources::openstack::stopped::{Since, Stopped};
 
@@ -102,7 +102,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut acc = Accounting::new(start);
     let all: Vec<usize> = (0..servers).collect();
     let mut end = start + Duration::from_secs(365 * 86_400);
-    acc.apply_window(end, &window(&all, projects, 0, true))?;
+    acc.apply_window(end, &compact_usage(window(&all, projects, 0, true)))?;
     let metadata = std::collections::BTreeMap::from([("project_name".to_owned(), "x".to_owned())]);
     let live_ids: Vec<String> = (servers - live..servers).map(uuid).collect();
     acc.note_metadata(live_ids.iter().map(|id| (id.as_str(), &metadata)));
@@ -118,7 +118,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for r in 0..=refreshes {
         if r > 0 {
             end += Duration::from_secs(300);
-            acc.apply_window(end, &window(&live_idx, projects, 300, false))?;
+            acc.apply_window(end, &compact_usage(window(&live_idx, projects, 300, false)))?;
             acc.note_metadata(live_ids.iter().map(|id| (id.as_str(), &metadata)));
         }
         // A quarter of the live servers stopped since the start; 1 % of them start again

@@ -11,6 +11,8 @@
 //! `stack-tests` holds the exact table):
 //!
 //! 1. Domain, no I/O:
+//!    - [`allocator`]: gives memory freed after a big read back to the OS (glibc's
+//!      `malloc_trim`); no dependencies, allowed `unsafe` for that one call.
 //!    - [`dates`]: the one parser of every date and time read from outside.
 //!    - [`weights`]: the credit-weights rule, its three file formats, the shared cell.
 //!    - [`snapshot`]: what every source produces (projects, usage, guests) and the
@@ -22,9 +24,10 @@
 //!    - [`source`]: the [`source::Source`] trait every source implements.
 //! 3. [`sources`]: one module per source, each with its own `config` section: `dummy`,
 //!    `openstack`, `libvirt` (the `libvirt` cargo feature), `weights`; plus the portal's
-//!    `portal` client and `start_date`. Inside `openstack`, `nova` (API JSON, pure
-//!    conversion) and `servers` (the incremental server table and Nova's usage arithmetic,
-//!    pure, on `nova`) are layers of their own below the source.
+//!    `portal` client and `start_date`. Inside `openstack`, `compact` (compact server ids,
+//!    interned values), `nova` (API JSON, pure conversion, on `compact`) and `servers` (the
+//!    incremental server table and Nova's usage arithmetic, pure, on `nova`) are layers of
+//!    their own below the source.
 //! 4. Output:
 //!    - [`render`]: snapshot -> OpenMetrics text; the only place metric names live.
 //!    - [`classic`]: OpenMetrics -> the classic text format 0.0.4.
@@ -50,10 +53,12 @@
 //!
 //! [`Source`]: source::Source
 
-// `deny`, not `forbid`: the libvirt source's `bulk` and `events` modules alone allow `unsafe`
-// for the FFI calls the `virt` crate does not wrap safely.
+// `deny`, not `forbid`: the libvirt source's `bulk` and `events` modules allow `unsafe` for the
+// FFI calls the `virt` crate does not wrap safely, and `allocator` for glibc's `malloc_trim`.
 #![deny(unsafe_code)]
 
+#[allow(unsafe_code)]
+pub mod allocator;
 pub mod classic;
 pub mod cli;
 pub mod config;

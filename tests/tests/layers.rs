@@ -10,6 +10,7 @@ use stack_tests::layers::{check, read_crate, Table};
 /// `site-exporter`, bottom to top. Domain types; the vocabulary of settings and the source
 /// contract; the sources; rendering and the exposition; orchestration; configuration.
 const EXPORTER: &[(&str, &[&str])] = &[
+    ("allocator", &[]),
     ("dates", &[]),
     ("weights", &[]),
     ("snapshot", &["weights"]),
@@ -68,10 +69,18 @@ const EXPORTER: &[(&str, &[&str])] = &[
             "weights",
         ],
     ),
-    // Nova's JSON and its pure conversion; the server table and Nova's usage arithmetic on it
-    // (pure, above the JSON); the source with its I/O on both.
-    ("sources::openstack::nova", &["dates", "snapshot"]),
-    ("sources::openstack::servers", &["sources::openstack::nova"]),
+    // Compact server ids and interned values at the bottom; Nova's JSON and its pure
+    // conversion; the server table and Nova's usage arithmetic on it (pure, above the JSON);
+    // the source with its I/O on all of them.
+    ("sources::openstack::compact", &[]),
+    (
+        "sources::openstack::nova",
+        &["dates", "snapshot", "sources::openstack::compact"],
+    ),
+    (
+        "sources::openstack::servers",
+        &["sources::openstack::nova", "sources::openstack::compact"],
+    ),
     (
         "sources::openstack",
         &[
@@ -81,6 +90,8 @@ const EXPORTER: &[(&str, &[&str])] = &[
             "source",
             "legacy",
             "weights",
+            "allocator",
+            "sources::openstack::compact",
             "sources::openstack::nova",
             "sources::openstack::servers",
             "sources::portal",
@@ -93,6 +104,7 @@ const EXPORTER: &[(&str, &[&str])] = &[
         "sources::openstack::tests",
         &[
             "sources::openstack",
+            "sources::openstack::compact",
             "sources::openstack::nova",
             "sources::openstack::servers",
             "exposition",

@@ -17,14 +17,14 @@
 //! over the whole window — so [`Accounting::snapshot`] recomputes the legacy series from them
 //! without asking Nova for the whole window again.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
 use super::compact::{Interner, Metadata, ServerId};
-use super::nova::{self, server_totals, ServerUsage, TenantUsage};
+use super::nova::{ProjectWindow, ServerWindow};
 use crate::legacy::{self, LegacyOptions, LegacyServer, ServerHours};
 use crate::snapshot::{Project, ProjectUsage, ProjectsSnapshot, UsageTotals};
 use crate::weights::Weights;
@@ -309,12 +309,12 @@ impl Accounting {
         UNIX_EPOCH + Duration::from_secs(self.window_end)
     }
 
-    /// Adds the usage of `[window_end, end)`. `usages` may list one tenant several times
-    /// (pages split tenants); every server usage is added once.
+    /// Adds the usage of `[window_end, end)`. `usages` may list one project several times
+    /// (pages split tenants); every server usage is added once, in the order listed.
     pub fn apply_window(
         &mut self,
         end: SystemTime,
-        usages: &[TenantUsage],
+        usages: &[ProjectWindow],
     ) -> Result<(), WindowError> {
         let end = epoch_secs(end);
         if end <= self.window_end {
@@ -323,10 +323,18 @@ impl Accounting {
                 end,
             });
         }
-        self.check_finite(usages)?;
-        for tenant in usages {
-            for server in &tenant.server_usages {
-                self.add_server(&tenant.tenant_id, server);
+        // Each server's record, looked up once for the check and the additions.
+        let slots: Vec<Option<u32>> = usages
+            .iter()
+            .flat_map(|p| &p.servers)
+            .map(|u| self.index.get(&u.id).copied())
+            .collect();
+        self.check_finite(usages, &slots)?;
+        let mut slots = slots.into_iter();
+        for group in usages {
+            let project = self.project_index(&group.project_id);
+            for (server, slot) in group.servers.iter().zip(slots.by_ref()) {
+                self.add_server(project, server, slot);
             }
         }
         self.window_end = end;
@@ -334,22 +342,31 @@ impl Accounting {
     }
 
     /// Refuses, before anything is added, a window whose sums would not be finite numbers:
-    /// the saved state would be set aside at the next start.
-    fn check_finite(&self, usages: &[TenantUsage]) -> Result<(), WindowError> {
-        let mut projects: BTreeMap<&str, ProjectTotals> = BTreeMap::new();
-        let mut hours: BTreeMap<&str, f64> = BTreeMap::new();
-        for tenant in usages {
-            for u in &tenant.server_usages {
-                let totals = server_totals(u);
-                let p = projects
-                    .entry(&tenant.tenant_id)
-                    .or_insert_with(|| self.project_totals(&tenant.tenant_id).unwrap_or_default());
+    /// the saved state would be set aside at the next start. `slots` are the servers'
+    /// records, in the order of `usages`.
+    fn check_finite(
+        &self,
+        usages: &[ProjectWindow],
+        slots: &[Option<u32>],
+    ) -> Result<(), WindowError> {
+        let mut projects: HashMap<&str, ProjectTotals> = HashMap::new();
+        // Hours so far of the servers with a record (by record), and of new ones (by id).
+        let mut known: HashMap<u32, f64> = HashMap::new();
+        let mut new: HashMap<&ServerId, f64> = HashMap::new();
+        let mut slots = slots.iter();
+        for group in usages {
+            let p = projects
+                .entry(&group.project_id)
+                .or_insert_with(|| self.project_totals(&group.project_id).unwrap_or_default());
+            for (u, slot) in group.servers.iter().zip(slots.by_ref()) {
+                let totals = u.totals();
                 p.add(totals);
-                let h = hours.entry(&u.instance_id).or_insert_with(|| {
-                    self.index
-                        .get(&ServerId::new(&u.instance_id))
-                        .map_or(0.0, |&i| self.records[i as usize].hours)
-                });
+                let h = match slot {
+                    Some(i) => known
+                        .entry(*i)
+                        .or_insert_with(|| self.records[*i as usize].hours),
+                    None => new.entry(&u.id).or_insert(0.0),
+                };
                 *h += totals.instance_seconds / 3600.0;
                 let sums = [
                     p.vcpu_seconds,
@@ -360,8 +377,8 @@ impl Accounting {
                 ];
                 if !sums.iter().all(|x| x.is_finite()) {
                     return Err(WindowError::NotFinite {
-                        project: tenant.tenant_id.clone(),
-                        server: u.instance_id.clone(),
+                        project: group.project_id.clone(),
+                        server: u.id.to_text(),
                     });
                 }
             }
@@ -369,24 +386,30 @@ impl Accounting {
         Ok(())
     }
 
-    fn add_server(&mut self, project_id: &str, u: &ServerUsage) {
-        let totals = server_totals(u);
-        let hours = totals.instance_seconds / 3600.0;
-        let project = self.projects.intern(project_id, |s: &str| Arc::from(s));
+    /// The index of project `id`, with totals, added if new.
+    fn project_index(&mut self, id: &str) -> u32 {
+        let project = self.projects.intern(id, |s: &str| Arc::from(s));
         if project as usize == self.totals.len() {
             self.totals.push(ProjectTotals::default());
         }
+        project
+    }
+
+    /// Adds one server's window to project `project`; `slot` is its record when it had one
+    /// before the window.
+    fn add_server(&mut self, project: u32, u: &ServerWindow, slot: Option<u32>) {
+        let totals = u.totals();
+        let hours = totals.instance_seconds / 3600.0;
         self.totals[project as usize].add(totals);
-        let id = ServerId::new(&u.instance_id);
-        let i = match self.index.get(&id) {
-            Some(&i) => i,
+        let i = match slot.or_else(|| self.index.get(&u.id).copied()) {
+            Some(i) => i,
             None => {
                 let i = len_u32(self.records.len());
                 self.records.push(ServerRecord::default());
                 if let Some(j) = &mut self.journal {
-                    j.new_servers.push(id.clone());
+                    j.new_servers.push(u.id.clone());
                 }
-                self.index.insert(id, i);
+                self.index.insert(u.id.clone(), i);
                 i
             }
         };
@@ -396,11 +419,7 @@ impl Accounting {
             project,
             vcpus: u.vcpus,
             memory_mb: u.memory_mb,
-            started_at: u
-                .started_at
-                .as_deref()
-                .and_then(nova::epoch_seconds)
-                .unwrap_or(0.0),
+            started_at: u.started_at,
             ..*record
         };
         let changed = !record.same_fields(&next);
@@ -414,13 +433,16 @@ impl Accounting {
         }
     }
 
-    /// Remembers the metadata of servers that exist now (kept once they are deleted).
+    /// Remembers the metadata of servers that exist now (kept once they are deleted); the ids
+    /// of those without a record yet (no usage counted so far), whose metadata is not kept.
     pub fn note_metadata<'a>(
         &mut self,
         servers: impl IntoIterator<Item = (&'a str, &'a BTreeMap<String, String>)>,
-    ) {
+    ) -> Vec<String> {
+        let mut missing = Vec::new();
         for (id, metadata) in servers {
             let Some(&i) = self.index.get(&ServerId::new(id)) else {
+                missing.push(id.to_owned());
                 continue;
             };
             let m = self.metadata.intern(metadata, |m| Arc::new(m.clone()));
@@ -432,6 +454,7 @@ impl Accounting {
                 }
             }
         }
+        missing
     }
 
     /// The snapshot for `projects` (Keystone's, after filters): totals from the accounting,
@@ -508,6 +531,18 @@ impl Accounting {
             started_at: r.started_at,
             metadata: view.metadata,
         }
+    }
+}
+
+#[cfg(test)]
+impl Accounting {
+    /// Nova's answer applied as a refresh applies it: in the accounting's form first.
+    pub(crate) fn apply_nova(
+        &mut self,
+        end: SystemTime,
+        usages: &[super::nova::TenantUsage],
+    ) -> Result<(), WindowError> {
+        self.apply_window(end, &super::nova::compact_usage(usages.to_vec()))
     }
 }
 

@@ -81,7 +81,7 @@ impl OpenstackSource {
         &self,
         start: SystemTime,
         end: SystemTime,
-    ) -> Result<Vec<nova::TenantUsage>, OpenstackError> {
+    ) -> Result<Vec<nova::ProjectWindow>, OpenstackError> {
         let query = [
             ("detailed", "1".to_owned()),
             ("start", nova::query_time(start)),
@@ -92,7 +92,8 @@ impl OpenstackSource {
             &["os-simple-tenant-usage"],
             &query,
             Some(USAGE_MICROVERSION),
-            |p: UsagePage| (p.tenant_usages, p.tenant_usages_links),
+            // Each page in the accounting's form as it arrives: its strings die with it.
+            |p: UsagePage| (nova::compact_usage(p.tenant_usages), p.tenant_usages_links),
         )
         .await
     }

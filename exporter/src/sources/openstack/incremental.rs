@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, SystemTime};
 
-use super::nova::{Server, TenantUsage};
+use super::nova::{ProjectWindow, Server};
 use super::servers::{self, Disagreements, ServerTable};
 use super::{epoch, OpenstackError, OpenstackSource};
 use crate::snapshot::{Project, Quota};
@@ -32,7 +32,7 @@ pub(super) struct Kept {
 #[derive(Debug)]
 pub(super) struct ServersRead {
     /// The window's usage (`None` for an empty window).
-    usage: Option<Vec<TenantUsage>>,
+    usage: Option<Vec<ProjectWindow>>,
     /// A full listing's table, replacing the kept one at commit.
     listed: Option<ServerTable>,
     found: Option<Disagreements>,
@@ -51,7 +51,7 @@ impl Kept {
         &mut self,
         read: ServersRead,
         now: SystemTime,
-    ) -> (Option<Vec<TenantUsage>>, Option<Disagreements>) {
+    ) -> (Option<Vec<ProjectWindow>>, Option<Disagreements>) {
         if let Some(listed) = read.listed {
             self.table = Some(listed);
             self.listed_at = Some(now);
@@ -65,6 +65,20 @@ impl Kept {
         self.table
             .as_ref()
             .unwrap_or_else(|| EMPTY.get_or_init(ServerTable::default))
+    }
+
+    /// The accounting took in the metadata of the table's unnoted servers but `missing`.
+    pub(super) fn metadata_noted(&mut self, missing: Vec<String>) {
+        if let Some(t) = &mut self.table {
+            t.noted(missing);
+        }
+    }
+
+    /// Makes the next refresh offer every server's metadata to the accounting.
+    pub(super) fn renote_all(&mut self) {
+        if let Some(t) = &mut self.table {
+            t.renote_all();
+        }
     }
 
     /// Makes the next refresh a reconciliation.
@@ -227,7 +241,7 @@ impl OpenstackSource {
 /// without a window, or when the table cannot compute it).
 fn compare_window(
     table: &ServerTable,
-    nova: Option<&[TenantUsage]>,
+    nova: Option<&[ProjectWindow]>,
     start: i64,
     end: i64,
 ) -> Vec<String> {

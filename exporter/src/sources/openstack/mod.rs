@@ -154,6 +154,9 @@ impl OpenstackSource {
         if self.accounting.is_some() {
             return Ok(());
         }
+        // An accounting (re)loaded from the state file may lack metadata the lost one had
+        // taken in (a state write that panicked): every server's is taken in again.
+        self.kept.renote_all();
         let requested = match (&self.settings.start_url, self.settings.usage_start) {
             (Some(url), _) => {
                 let client = crate::sources::portal::client(std::time::Duration::from_secs(30));
@@ -311,8 +314,11 @@ impl OpenstackSource {
         if let Some(usage) = &usage {
             acc.apply_window(end, usage)?;
         }
-        acc.note_metadata(table.live().map(|s| (s.id.as_str(), &s.metadata)));
+        // Only servers whose entry changed since their metadata was last taken in (all of
+        // them after a full listing): the rest is what the accounting already holds.
+        let missing = acc.note_metadata(table.unnoted().map(|s| (s.id.as_str(), &s.metadata)));
         self.stopped.observe(table.live(), now);
+        self.kept.metadata_noted(missing);
         #[cfg(test)]
         if PANIC_BEFORE_SAVE
             .lock()
@@ -380,8 +386,19 @@ impl OpenstackSource {
             p.stopped = stopped.remove(&p.project.id).unwrap_or_default();
         }
         self.kept.prune(epoch(next.next_window_start()));
+        give_back_memory();
         Ok(snapshot)
     }
+}
+
+/// After every refresh: the memory a refresh's pages and temporaries took is free but glibc
+/// keeps it resident; giving it back keeps RSS near what is live. Measured at 200k servers
+/// (50k live): 1.4-3.5 ms per call, RSS 218 MiB against 247 MiB when trimming only after a
+/// full listing or Nova's usage answer, no measurable CPU difference per refresh.
+fn give_back_memory() {
+    let started = std::time::Instant::now();
+    let released = crate::allocator::release_free_memory();
+    tracing::debug!(released, elapsed = ?started.elapsed(), "free memory given back to the OS");
 }
 
 fn epoch(t: SystemTime) -> u64 {

@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Deserialize;
 
+use super::compact::ServerId;
 use crate::snapshot::Allocation;
 
 const MIB: u64 = 1 << 20;
@@ -48,6 +49,74 @@ pub struct ServerUsage {
     pub ended_at: Option<String>,
     #[serde(default)]
     pub state: Option<String>,
+}
+
+/// One project's servers in a usage window, in the form the accounting adds them: Nova's
+/// [`TenantUsage`] without what is not accounted (server name, flavor name, state, end).
+/// Pages split tenants, so a window may list one project in several groups.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ProjectWindow {
+    pub project_id: String,
+    pub servers: Vec<ServerWindow>,
+}
+
+/// One server's usage in one window, as the accounting uses it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerWindow {
+    pub id: ServerId,
+    pub hours: f64,
+    pub vcpus: u64,
+    pub memory_mb: u64,
+    pub local_gb: u64,
+    /// `started_at` in seconds since 1970 ([`epoch_seconds`] of Nova's text); 0.0 when
+    /// absent or unreadable.
+    pub started_at: f64,
+}
+
+impl ServerWindow {
+    /// The compact form of one server of Nova's answer.
+    pub fn from_usage(u: &ServerUsage) -> Self {
+        Self {
+            id: ServerId::new(&u.instance_id),
+            hours: u.hours,
+            vcpus: u.vcpus,
+            memory_mb: u.memory_mb,
+            local_gb: u.local_gb,
+            started_at: u
+                .started_at
+                .as_deref()
+                .and_then(epoch_seconds)
+                .unwrap_or(0.0),
+        }
+    }
+
+    /// Usage integrals over the window, as [`server_totals`].
+    pub fn totals(&self) -> crate::snapshot::UsageTotals {
+        totals(self.hours, self.vcpus, self.memory_mb, self.local_gb)
+    }
+}
+
+/// Nova's answer in the accounting's form, groups in Nova's order (a page is converted as it
+/// arrives, so its strings are freed with it).
+pub fn compact_usage(tenants: Vec<TenantUsage>) -> Vec<ProjectWindow> {
+    tenants
+        .into_iter()
+        .map(|t| ProjectWindow {
+            servers: t
+                .server_usages
+                .iter()
+                .map(ServerWindow::from_usage)
+                .collect(),
+            project_id: t.tenant_id,
+        })
+        .collect()
+}
+
+/// A `started_at` held as microseconds since 1970 in seconds, bit-identical to
+/// [`epoch_seconds`] of the text Nova writes for it ([`usage_time`]); negative values are
+/// clamped to 1970 as [`usage_time`] does.
+pub fn started_at_seconds(micros: i64) -> f64 {
+    Duration::from_micros(micros.max(0).unsigned_abs()).as_secs_f64()
 }
 
 /// A `links` entry (`rel: next` carries the following page).
@@ -245,16 +314,20 @@ pub fn usage_time(micros: i64) -> String {
 
 /// Usage integrals of one server over one window, Nova's definitions, base units.
 pub fn server_totals(u: &ServerUsage) -> crate::snapshot::UsageTotals {
-    let seconds = if u.hours.is_finite() && u.hours > 0.0 {
-        u.hours * 3600.0
+    totals(u.hours, u.vcpus, u.memory_mb, u.local_gb)
+}
+
+fn totals(hours: f64, vcpus: u64, memory_mb: u64, local_gb: u64) -> crate::snapshot::UsageTotals {
+    let seconds = if hours.is_finite() && hours > 0.0 {
+        hours * 3600.0
     } else {
         0.0
     };
     crate::snapshot::UsageTotals {
-        vcpu_seconds: seconds * u.vcpus as f64,
+        vcpu_seconds: seconds * vcpus as f64,
         // In floats: sizes from Nova can be any u64, and their bytes need not fit one.
-        memory_byte_seconds: seconds * (u.memory_mb as f64 * MIB as f64),
-        disk_byte_seconds: seconds * (u.local_gb as f64 * GIB as f64),
+        memory_byte_seconds: seconds * (memory_mb as f64 * MIB as f64),
+        disk_byte_seconds: seconds * (local_gb as f64 * GIB as f64),
         instance_seconds: seconds,
     }
 }
@@ -284,8 +357,16 @@ pub fn current_state<'a>(
 ) -> (CurrentState, Vec<String>) {
     let mut out = CurrentState::new();
     let mut unknown = Vec::new();
+    // Lower-case statuses, one copy each (a handful of distinct values).
+    let mut statuses: Vec<(&str, String)> = Vec::new();
     for s in servers {
-        let entry = out.entry(s.tenant_id.clone()).or_default();
+        // A copy of the project id only for its first server.
+        if !out.contains_key(&s.tenant_id) {
+            out.insert(s.tenant_id.clone(), Default::default());
+        }
+        let Some(entry) = out.get_mut(&s.tenant_id) else {
+            continue;
+        };
         match server_size(s, flavors) {
             Some(f) => {
                 // Saturating: sizes from Nova can be any u64.
@@ -297,7 +378,19 @@ pub fn current_state<'a>(
             }
             None => unknown.push(s.id.clone()),
         }
-        *entry.1.entry(s.status.to_lowercase()).or_default() += 1;
+        let status = match statuses.iter().find(|(raw, _)| *raw == s.status) {
+            Some((_, lower)) => lower,
+            None => {
+                statuses.push((&s.status, s.status.to_lowercase()));
+                &statuses[statuses.len() - 1].1
+            }
+        };
+        match entry.1.get_mut(status) {
+            Some(n) => *n += 1,
+            None => {
+                entry.1.insert(status.clone(), 1);
+            }
+        }
     }
     (out, unknown)
 }

@@ -11,8 +11,12 @@
 //!   a server that never launched is not returned;
 //! - `_hours_for`: from `max(launched_at, start)` to `min(end, terminated_at)`, in
 //!   microseconds, `total_seconds() / 3600.0`;
-//! - sizes and the flavor name from the server's current flavor, `local_gb` = root +
-//!   ephemeral; `state` is `terminated` when `terminated_at` is set, else `vm_state`.
+//! - sizes from the server's current flavor, `local_gb` = root + ephemeral; `started_at` is
+//!   `launched_at`.
+//!
+//! The window is computed straight into the accounting's form ([`nova::ProjectWindow`]):
+//! what Nova's answer also says but the accounting does not use (names, flavor name,
+//! `state`, `ended_at`) is neither computed nor compared at reconciliation.
 //!
 //! Nova restarts `launched_at` at a resize, a resize revert and an unshelve, and its answer for
 //! a past window uses the value it holds when asked; the table holds the latest value too, so
@@ -20,9 +24,10 @@
 //! sides). A server whose listing lacks what the arithmetic needs (no embedded flavor, a time
 //! that does not parse) makes the window [`Inexact`]; the caller then asks Nova.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
-use super::nova::{self, EmbeddedFlavor, Server, ServerFlavor, ServerUsage, TenantUsage};
+use super::compact::ServerId;
+use super::nova::{self, EmbeddedFlavor, ProjectWindow, Server, ServerFlavor, ServerWindow};
 
 /// Seconds subtracted from the largest `updated` seen to form the next `changes-since`
 /// bound. `updated_at` is whole seconds and compared with `>=`, so a later change in the same
@@ -49,6 +54,9 @@ pub enum Inexact {
 #[derive(Debug, Clone, PartialEq)]
 struct Entry {
     server: Server,
+    id: ServerId,
+    /// `status` is DELETED (any case).
+    deleted: bool,
     /// Microseconds since 1970; `Err` keeps why the text did not parse.
     launched: Result<Option<i64>, Inexact>,
     terminated: Result<Option<i64>, Inexact>,
@@ -72,6 +80,8 @@ impl Entry {
         let launched = parse_time(&server.id, "launched_at", server.launched_at.as_deref());
         let terminated = parse_time(&server.id, "terminated_at", server.terminated_at.as_deref());
         Self {
+            id: ServerId::new(&server.id),
+            deleted: server.status.eq_ignore_ascii_case("deleted"),
             server,
             launched,
             terminated,
@@ -79,7 +89,7 @@ impl Entry {
     }
 
     fn deleted(&self) -> bool {
-        self.server.status.eq_ignore_ascii_case("deleted")
+        self.deleted
     }
 }
 
@@ -89,6 +99,9 @@ pub struct ServerTable {
     entries: BTreeMap<String, Entry>,
     /// Largest `updated` seen, seconds since 1970 (Nova's clock).
     max_updated: Option<i64>,
+    /// Servers whose metadata the accounting has not taken in since their entry last
+    /// changed (merged, or listed in full), by id.
+    unnoted: BTreeSet<String>,
 }
 
 /// What a reconciliation found: servers whose window usage differs from Nova's answer (or
@@ -130,6 +143,7 @@ impl ServerTable {
                 .filter(|u| u.is_finite())
                 .map(|u| u as i64);
             self.max_updated = self.max_updated.max(updated);
+            self.unnoted.insert(s.id.clone());
             self.entries.insert(s.id.clone(), Entry::new(s));
         }
     }
@@ -147,6 +161,27 @@ impl ServerTable {
             .values()
             .filter(|e| !e.deleted())
             .map(|e| &e.server)
+    }
+
+    /// The existing servers whose metadata the accounting has not taken in since their entry
+    /// changed, in id order.
+    pub fn unnoted(&self) -> impl Iterator<Item = &Server> {
+        self.unnoted
+            .iter()
+            .filter_map(|id| self.entries.get(id))
+            .filter(|e| !e.deleted())
+            .map(|e| &e.server)
+    }
+
+    /// The accounting took in the metadata of [`ServerTable::unnoted`] except `missing`
+    /// (servers it has no record of yet: they stay to be taken in at a later refresh).
+    pub fn noted(&mut self, missing: impl IntoIterator<Item = String>) {
+        self.unnoted = missing.into_iter().collect();
+    }
+
+    /// Makes every entry unnoted, as after a full listing.
+    pub fn renote_all(&mut self) {
+        self.unnoted = self.entries.keys().cloned().collect();
     }
 
     /// Number of entries, deleted ones included.
@@ -173,30 +208,32 @@ impl ServerTable {
         });
     }
 
-    /// Nova's answer for `[start, end)` (seconds since 1970), tenants in Nova's order.
-    pub fn window(&self, start: i64, end: i64) -> Result<Vec<TenantUsage>, Inexact> {
+    /// Nova's answer for `[start, end)` (seconds since 1970) in the accounting's form,
+    /// projects in Nova's order.
+    pub fn window(&self, start: i64, end: i64) -> Result<Vec<ProjectWindow>, Inexact> {
         let (start, end) = (
             start.saturating_mul(1_000_000),
             end.saturating_mul(1_000_000),
         );
-        let mut rows: Vec<(&str, &str, ServerUsage)> = Vec::new();
+        let mut rows: Vec<(&str, ServerWindow)> = Vec::new();
         for e in self.entries.values() {
             let launched = e.launched.clone()?;
             let terminated = e.terminated.clone()?;
-            if let Some(u) = usage(&e.server, launched, terminated, start, end)? {
-                rows.push((&e.server.tenant_id, &e.server.id, u));
+            if let Some(u) = usage(e, launched, terminated, start, end)? {
+                rows.push((&e.server.tenant_id, u));
             }
         }
         // Nova's `paginate_query(..., ['project_id', 'uuid'])`: the same order makes the
-        // running sums add in the same order as when Nova's answer is applied.
-        rows.sort_unstable_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
-        let mut out: Vec<TenantUsage> = Vec::new();
-        for (tenant, _, u) in rows {
+        // running sums add in the same order as when Nova's answer is applied (a ServerId
+        // orders as its text).
+        rows.sort_unstable_by(|a, b| (a.0, &a.1.id).cmp(&(b.0, &b.1.id)));
+        let mut out: Vec<ProjectWindow> = Vec::new();
+        for (tenant, u) in rows {
             match out.last_mut() {
-                Some(t) if t.tenant_id == tenant => t.server_usages.push(u),
-                _ => out.push(TenantUsage {
-                    tenant_id: tenant.to_owned(),
-                    server_usages: vec![u],
+                Some(t) if t.project_id == tenant => t.servers.push(u),
+                _ => out.push(ProjectWindow {
+                    project_id: tenant.to_owned(),
+                    servers: vec![u],
                 }),
             }
         }
@@ -251,69 +288,62 @@ pub fn hours(launched: Option<i64>, terminated: Option<i64>, start: i64, end: i6
 }
 
 fn usage(
-    s: &Server,
+    e: &Entry,
     launched: Option<i64>,
     terminated: Option<i64>,
     start: i64,
     end: i64,
-) -> Result<Option<ServerUsage>, Inexact> {
+) -> Result<Option<ServerWindow>, Inexact> {
     let Some(h) = hours(launched, terminated, start, end) else {
         return Ok(None);
     };
-    let f: &EmbeddedFlavor = match &s.flavor {
+    let f: &EmbeddedFlavor = match &e.server.flavor {
         ServerFlavor::Embedded(f) => f,
-        ServerFlavor::Reference { .. } => return Err(Inexact::NoFlavor(s.id.clone())),
+        ServerFlavor::Reference { .. } => return Err(Inexact::NoFlavor(e.server.id.clone())),
     };
-    let state = match terminated {
-        Some(_) => Some("terminated".to_owned()),
-        None => s.vm_state.clone(),
-    };
-    Ok(Some(ServerUsage {
-        instance_id: s.id.clone(),
-        name: s.name.clone(),
+    Ok(Some(ServerWindow {
+        id: e.id.clone(),
         hours: h,
         vcpus: f.vcpus,
         memory_mb: f.ram,
         local_gb: f.disk.saturating_add(f.ephemeral),
-        flavor: Some(f.original_name.clone().unwrap_or_default()),
-        started_at: launched.map(nova::usage_time),
-        ended_at: terminated.map(nova::usage_time),
-        state,
+        // Nova writes `started_at` from `launched_at`, which `hours` found set.
+        started_at: launched.map_or(0.0, nova::started_at_seconds),
     }))
 }
 
-/// Servers whose usage in `ours` and `nova` (the same window) differ, or that only one lists.
-/// Times are compared as instants, everything else exactly.
-pub fn compare_window(ours: &[TenantUsage], nova: &[TenantUsage]) -> Vec<String> {
-    let index = |usages: &[TenantUsage]| -> BTreeMap<String, (String, ServerUsage)> {
-        usages
-            .iter()
-            .flat_map(|t| {
-                t.server_usages
-                    .iter()
-                    .map(|u| (u.instance_id.clone(), (t.tenant_id.clone(), u.clone())))
-            })
-            .collect()
-    };
-    let (a, b) = (index(ours), index(nova));
-    let instant = |t: &Option<String>| t.as_deref().map(nova::epoch_micros);
-    let same = |(ta, x): &(String, ServerUsage), (tb, y): &(String, ServerUsage)| {
+/// Servers whose usage in `ours` and `nova` (the same window) differ, or that only one lists,
+/// by id text. Compared is what the accounting adds: project, hours (as bits), sizes and the
+/// start (as bits); names, flavor name, state and end are not accounted and not compared.
+pub fn compare_window(ours: &[ProjectWindow], nova: &[ProjectWindow]) -> Vec<String> {
+    let (a, b) = (by_id(ours), by_id(nova));
+    let same = |(ta, x): &(&str, &ServerWindow), (tb, y): &(&str, &ServerWindow)| {
         ta == tb
             && x.hours.to_bits() == y.hours.to_bits()
             && (x.vcpus, x.memory_mb, x.local_gb) == (y.vcpus, y.memory_mb, y.local_gb)
-            && x.flavor == y.flavor
-            && x.state == y.state
-            && instant(&x.started_at) == instant(&y.started_at)
-            && instant(&x.ended_at) == instant(&y.ended_at)
+            && x.started_at.to_bits() == y.started_at.to_bits()
     };
-    let mut ids: Vec<String> = a
+    let mut ids: Vec<&ServerId> = a
         .iter()
         .filter(|(id, x)| b.get(*id).is_none_or(|y| !same(x, y)))
-        .map(|(id, _)| id.clone())
+        .map(|(id, _)| *id)
         .collect();
-    ids.extend(b.keys().filter(|id| !a.contains_key(*id)).cloned());
+    ids.extend(b.keys().filter(|id| !a.contains_key(*id)));
+    // ServerIds order as their text.
     ids.sort();
-    ids
+    ids.into_iter().map(ServerId::to_text).collect()
+}
+
+/// Each server of a window with its project, by id.
+fn by_id(usages: &[ProjectWindow]) -> BTreeMap<&ServerId, (&str, &ServerWindow)> {
+    usages
+        .iter()
+        .flat_map(|p| {
+            p.servers
+                .iter()
+                .map(|u| (&u.id, (p.project_id.as_str(), u)))
+        })
+        .collect()
 }
 
 #[cfg(test)]

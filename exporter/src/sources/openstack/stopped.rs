@@ -52,11 +52,8 @@ impl Stopped {
     pub fn observe<'a>(&mut self, servers: impl IntoIterator<Item = &'a Server>, now: SystemTime) {
         let now = epoch_secs(now);
         let mut next = BTreeMap::new();
-        for s in servers {
+        for s in servers.into_iter().filter(|s| stopped_status(&s.status)) {
             let status = s.status.to_lowercase();
-            if !STOPPED_STATUSES.contains(&status.as_str()) {
-                continue;
-            }
             let since = match self.servers.remove(&s.id) {
                 // A time after `now` (a state file written by a clock ahead) is taken as now.
                 Some(known) if known.status == status => known.since.min(now),
@@ -96,7 +93,8 @@ impl Stopped {
     ) -> StoppedByProject {
         let now = epoch_secs(now);
         let mut out = StoppedByProject::new();
-        for s in servers {
+        // Only servers in a stopped status can be remembered (observe saw the same list).
+        for s in servers.into_iter().filter(|s| stopped_status(&s.status)) {
             let Some(known) = self.servers.get(&s.id) else {
                 continue;
             };
@@ -113,6 +111,13 @@ impl Stopped {
         out.retain(|_, b| !b.is_empty());
         out
     }
+}
+
+/// Whether `status` (any case) is one of [`STOPPED_STATUSES`], without a lower-case copy.
+fn stopped_status(status: &str) -> bool {
+    STOPPED_STATUSES
+        .iter()
+        .any(|s| s.eq_ignore_ascii_case(status))
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::sources::openstack::nova::UsagePage;
+use crate::sources::openstack::nova::{ServerUsage, TenantUsage};
 use crate::weights::Weights;
 
 fn at(rfc3339: &str) -> SystemTime {
@@ -123,7 +124,7 @@ fn windows_add_up() {
     for c in cases {
         let mut acc = Accounting::new(at(START));
         for (end, tenants) in &c.input {
-            acc.apply_window(at(end), tenants).unwrap();
+            acc.apply_nova(at(end), tenants).unwrap();
         }
         for (id, want) in &c.want {
             let t = acc.project_totals(id).unwrap();
@@ -145,7 +146,7 @@ fn windows_add_up() {
 #[test]
 fn window_must_advance_and_a_refused_window_changes_nothing() {
     let mut acc = Accounting::new(at(START));
-    acc.apply_window(
+    acc.apply_nova(
         at("2026-11-21T01:00:00Z"),
         &[tenant("a", vec![usage("s", 1.0, 1, 1024, 1)])],
     )
@@ -157,7 +158,7 @@ fn window_must_advance_and_a_refused_window_changes_nothing() {
         "2026-11-21T01:00:00.900Z",
     ] {
         let err = acc
-            .apply_window(at(end), &[tenant("a", vec![usage("s", 1.0, 1, 1024, 1)])])
+            .apply_nova(at(end), &[tenant("a", vec![usage("s", 1.0, 1, 1024, 1)])])
             .unwrap_err();
         assert!(matches!(err, WindowError::NotAfter { .. }), "{end}");
         assert_eq!(acc, before, "{end}");
@@ -170,7 +171,7 @@ fn per_server_records_keep_hours_size_start_and_metadata() {
     let mut acc = Accounting::new(at(START));
     let mut s = usage("s1", 1.5, 1, 2048, 10);
     s.started_at = Some("2026-11-20T12:00:00.000000".into());
-    acc.apply_window(at("2026-11-21T02:00:00Z"), &[tenant("a", vec![s.clone()])])
+    acc.apply_nova(at("2026-11-21T02:00:00Z"), &[tenant("a", vec![s.clone()])])
         .unwrap();
     let metadata = BTreeMap::from([("project_name".to_owned(), "portal-x".to_owned())]);
     acc.note_metadata([("s1", &metadata)]);
@@ -178,7 +179,7 @@ fn per_server_records_keep_hours_size_start_and_metadata() {
     s.vcpus = 2;
     s.state = Some("terminated".into());
     s.ended_at = Some("2026-11-21T02:30:00.000000".into());
-    acc.apply_window(at("2026-11-21T03:00:00Z"), &[tenant("a", vec![s])])
+    acc.apply_nova(at("2026-11-21T03:00:00Z"), &[tenant("a", vec![s])])
         .unwrap();
     let r = acc.server("s1").unwrap();
     assert_eq!(r.hours, 2.0);
@@ -213,7 +214,7 @@ fn recorded_pages_sum_per_tenant() {
         }
     }
     let mut acc = Accounting::new(at(START));
-    acc.apply_window(at("2026-11-22T14:48:46Z"), &tenants)
+    acc.apply_nova(at("2026-11-22T14:48:46Z"), &tenants)
         .unwrap();
     assert_eq!(acc.project_map().len(), want.len());
     assert!(
@@ -233,7 +234,7 @@ fn recorded_pages_sum_per_tenant() {
 #[test]
 fn snapshot_exports_keystone_projects_and_keeps_vanished_totals() {
     let mut acc = Accounting::new(at(START));
-    acc.apply_window(
+    acc.apply_nova(
         at("2026-11-21T01:00:00Z"),
         &[
             tenant("a", vec![usage("s1", 1.0, 2, 1024, 1)]),
@@ -282,7 +283,7 @@ fn legacy_series_are_recomputed_with_the_weights_in_force() {
     old.started_at = Some("2026-11-20T00:00:00.000000".into());
     let mut new = usage("new", 4.0, 8, 16384, 10);
     new.started_at = Some("2026-11-21T06:00:00.000000".into());
-    acc.apply_window(at("2026-11-21T10:00:00Z"), &[tenant("a", vec![old, new])])
+    acc.apply_nova(at("2026-11-21T10:00:00Z"), &[tenant("a", vec![old, new])])
         .unwrap();
     let set_since = at("2026-11-21T00:00:00Z")
         .duration_since(UNIX_EPOCH)
@@ -346,7 +347,7 @@ fn simple_vm_split_keeps_deleted_servers_under_their_tag() {
         }),
     };
     let mut acc = Accounting::new(at(START));
-    acc.apply_window(
+    acc.apply_nova(
         at("2026-11-21T01:00:00Z"),
         &[tenant(
             "svm",
@@ -372,7 +373,7 @@ fn simple_vm_split_keeps_deleted_servers_under_their_tag() {
     );
     // g2 is deleted: absent from the next window and from the servers list. Its hours stay
     // with its portal project.
-    acc.apply_window(
+    acc.apply_nova(
         at("2026-11-21T02:00:00Z"),
         &[tenant("svm", vec![usage("g1", 1.0, 2, 2048, 10)])],
     )
@@ -427,10 +428,10 @@ fn windows_whose_sums_are_not_finite_are_refused() {
     for c in cases {
         let start = at("2024-01-01T00:00:00Z");
         let mut acc = Accounting::new(start);
-        acc.apply_window(start + Duration::from_secs(60), &c.before)
+        acc.apply_nova(start + Duration::from_secs(60), &c.before)
             .unwrap();
         let before = acc.clone();
-        let got = acc.apply_window(start + Duration::from_secs(120), &c.window);
+        let got = acc.apply_nova(start + Duration::from_secs(120), &c.window);
         assert_eq!(got.is_ok(), c.want_ok, "{}: {got:?}", c.name);
         if c.want_ok {
             assert_eq!(
@@ -447,4 +448,72 @@ fn windows_whose_sums_are_not_finite_are_refused() {
             );
         }
     }
+}
+
+#[test]
+fn metadata_is_taken_in_from_changed_entries_and_kept_pending_until_a_record_exists() {
+    use crate::sources::openstack::nova::ServersPage;
+    use crate::sources::openstack::servers::ServerTable;
+    let servers =
+        serde_json::from_str::<ServersPage>(&crate::sources::openstack::nova::tests::fixture(
+            "nova_servers_detail_all_tenants_changes_since_mv2.47.json",
+        ))
+        .unwrap()
+        .servers;
+    let mut table = ServerTable::from_listing(servers.clone());
+    let live: Vec<String> = table.live().map(|s| s.id.clone()).collect();
+    // A full listing: every live server is to be taken in.
+    assert_eq!(
+        table.unnoted().map(|s| s.id.clone()).collect::<Vec<_>>(),
+        live
+    );
+    // The accounting has a record of the first server only: the others stay pending.
+    let mut acc = Accounting::new(at(START));
+    acc.apply_nova(
+        at("2026-11-21T01:00:00Z"),
+        &[tenant("p", vec![usage(&live[0], 1.0, 1, 1024, 1)])],
+    )
+    .unwrap();
+    let missing = acc.note_metadata(table.unnoted().map(|s| (s.id.as_str(), &s.metadata)));
+    assert_eq!(missing, live[1..]);
+    let first = servers.iter().find(|s| s.id == live[0]).unwrap();
+    assert!(
+        !first.metadata.is_empty(),
+        "the recorded server carries metadata"
+    );
+    assert_eq!(acc.server(&live[0]).unwrap().metadata, &first.metadata);
+    table.noted(missing);
+    // A refresh that merges nothing: only the pending ones are offered again; once a
+    // window gave the second one a record, its metadata is taken in.
+    table.merge(vec![]);
+    acc.apply_nova(
+        at("2026-11-21T02:00:00Z"),
+        &[tenant("p", vec![usage(&live[1], 1.0, 1, 1024, 1)])],
+    )
+    .unwrap();
+    let offered: Vec<String> = table.unnoted().map(|s| s.id.clone()).collect();
+    assert_eq!(offered, live[1..]);
+    let missing = acc.note_metadata(table.unnoted().map(|s| (s.id.as_str(), &s.metadata)));
+    assert_eq!(missing, live[2..]);
+    let second = servers.iter().find(|s| s.id == live[1]).unwrap();
+    assert_eq!(acc.server(&live[1]).unwrap().metadata, &second.metadata);
+    table.noted(missing);
+    // A merged entry is offered again (its metadata may have changed), a deleted one not.
+    let mut changed = second.clone();
+    changed.metadata.insert("role".into(), "changed".into());
+    let mut gone = servers.iter().find(|s| s.id == live[0]).unwrap().clone();
+    gone.status = "DELETED".into();
+    table.noted(Vec::new());
+    table.merge(vec![changed.clone(), gone]);
+    let offered: Vec<String> = table.unnoted().map(|s| s.id.clone()).collect();
+    assert_eq!(offered, [changed.id.clone()]);
+    assert!(acc
+        .note_metadata(table.unnoted().map(|s| (s.id.as_str(), &s.metadata)))
+        .is_empty());
+    assert_eq!(acc.server(&live[1]).unwrap().metadata, &changed.metadata);
+    // After the accounting was reloaded (renote_all): every existing server again.
+    table.noted(Vec::new());
+    table.renote_all();
+    let offered: Vec<String> = table.unnoted().map(|s| s.id.clone()).collect();
+    assert_eq!(offered, live[1..]);
 }

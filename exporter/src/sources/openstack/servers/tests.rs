@@ -121,37 +121,79 @@ fn hours_follow_novas_hours_for_on_the_servers_its_window_query_returns() {
     }
 }
 
+/// Nova's recorded answer for the recorded window, in the accounting's form.
+fn novas_window() -> Vec<ProjectWindow> {
+    nova::compact_usage(
+        serde_json::from_str::<UsagePage>(&fixture(WINDOW))
+            .unwrap()
+            .tenant_usages,
+    )
+}
+
 #[test]
 fn the_window_from_the_recorded_listing_is_novas_recorded_answer_bit_for_bit() {
-    let table = ServerTable::from_listing(listing(CHANGES));
+    let servers = listing(CHANGES);
+    let table = ServerTable::from_listing(servers.clone());
     let ours = table.window(START, END).unwrap();
-    let nova = serde_json::from_str::<UsagePage>(&fixture(WINDOW))
-        .unwrap()
-        .tenant_usages;
-    // Same tenants in the same order, same servers in the same order, every field equal
-    // (hours compared as bits); the deleted server is counted up to its termination.
+    let nova = novas_window();
+    // Same projects in the same order, same servers in the same order, every accounted
+    // value equal (hours and start compared as bits); the deleted server is counted up to
+    // its termination.
     assert_eq!(ours.len(), nova.len());
     for (a, b) in ours.iter().zip(&nova) {
-        assert_eq!(a.tenant_id, b.tenant_id);
-        assert_eq!(
-            a.server_usages.len(),
-            b.server_usages.len(),
-            "{}",
-            a.tenant_id
-        );
-        for (x, y) in a.server_usages.iter().zip(&b.server_usages) {
+        assert_eq!(a.project_id, b.project_id);
+        assert_eq!(a.servers.len(), b.servers.len(), "{}", a.project_id);
+        for (x, y) in a.servers.iter().zip(&b.servers) {
             assert_eq!(x, y);
-            assert_eq!(x.hours.to_bits(), y.hours.to_bits(), "{}", x.name);
+            assert_eq!(x.hours.to_bits(), y.hours.to_bits(), "{:?}", x.id);
+            assert_eq!(x.started_at.to_bits(), y.started_at.to_bits(), "{:?}", x.id);
+            assert!(x.started_at > 0.0, "{:?}", x.id);
         }
     }
     assert!(compare_window(&ours, &nova).is_empty());
-    let terminated: Vec<_> = ours
-        .iter()
-        .flat_map(|t| &t.server_usages)
-        .filter(|u| u.state.as_deref() == Some("terminated"))
-        .map(|u| u.name.as_str())
-        .collect();
-    assert_eq!(terminated, ["scratch-1"]);
+    let deleted = servers.iter().find(|s| s.status == "DELETED").unwrap();
+    assert_eq!(deleted.name, "scratch-1");
+    let id = ServerId::new(&deleted.id);
+    assert!(ours.iter().flat_map(|t| &t.servers).any(|u| u.id == id));
+}
+
+#[test]
+fn a_start_held_in_microseconds_is_the_seconds_of_novas_text_bit_for_bit() {
+    // What the accounting did before the compact window: format the table's `launched_at`
+    // as Nova's usage text, then read the text back.
+    let round_trip = |micros: i64| nova::epoch_seconds(&nova::usage_time(micros)).unwrap_or(0.0);
+    let mut cases: Vec<i64> = vec![
+        0,
+        1,
+        999_999,
+        1_000_000,
+        micros("2026-11-27T21:44:30.000000"),
+        micros("2026-11-27T21:44:30.000001"),
+        micros("2026-11-27T21:44:30.999999"),
+        micros("2038-01-19T03:14:08.123456"),
+        micros("9999-12-31T23:59:59.999999"),
+    ];
+    cases.extend(
+        listing(CHANGES)
+            .iter()
+            .filter_map(|s| s.launched_at.as_deref().map(micros)),
+    );
+    // A spread of instants with every microsecond digit pattern.
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    for _ in 0..10_000 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        cases.push((x % 4_000_000_000_000_000) as i64);
+    }
+    for m in cases {
+        assert_eq!(
+            nova::started_at_seconds(m).to_bits(),
+            round_trip(m).to_bits(),
+            "{m} ({})",
+            nova::usage_time(m)
+        );
+    }
 }
 
 #[test]
@@ -203,7 +245,7 @@ fn a_changes_since_listing_replaces_entries_and_deleted_servers_leave_after_thei
         .window(END, END + 60)
         .unwrap()
         .iter()
-        .all(|t| t.server_usages.iter().all(|u| u.instance_id != deleted.id)));
+        .all(|t| t.servers.iter().all(|u| u.id != ServerId::new(&deleted.id))));
 }
 
 #[test]
@@ -218,11 +260,16 @@ fn a_new_launched_at_after_a_resize_or_unshelve_restarts_the_hours_as_nova_does(
     let usage = table.window(START, END).unwrap();
     let u = usage
         .iter()
-        .flat_map(|t| &t.server_usages)
-        .find(|u| u.instance_id == resized.id)
+        .flat_map(|t| &t.servers)
+        .find(|u| u.id == ServerId::new(&resized.id))
         .unwrap();
     assert_eq!(u.hours.to_bits(), (30.0f64 / 3600.0).to_bits());
-    assert_eq!(u.started_at.as_deref(), Some("2026-11-27T21:44:30.000000"));
+    assert_eq!(
+        u.started_at.to_bits(),
+        nova::epoch_seconds("2026-11-27T21:44:30.000000")
+            .unwrap()
+            .to_bits()
+    );
 }
 
 #[test]
@@ -274,21 +321,30 @@ fn rebuilt_tables_keep_pending_deletions_and_membership_names_both_sides() {
 
 #[test]
 fn compare_window_names_servers_that_differ_or_only_one_side_lists() {
-    let nova = serde_json::from_str::<UsagePage>(&fixture(WINDOW))
-        .unwrap()
-        .tenant_usages;
+    let nova = novas_window();
     let mut ours = nova.clone();
-    let changed = ours[0].server_usages[0].instance_id.clone();
-    ours[0].server_usages[0].hours += 1e-12;
-    let dropped = ours[1].server_usages.pop().unwrap().instance_id;
+    let changed = ours[0].servers[0].id.to_text();
+    ours[0].servers[0].hours += 1e-12;
+    let dropped = ours[1].servers.pop().unwrap().id.to_text();
     let mut want = vec![changed, dropped];
     want.sort();
     assert_eq!(compare_window(&ours, &nova), want);
-    // The same instants in another spelling are no disagreement.
-    let mut spelled = nova.clone();
+    // A start one microsecond off, and a server under another project, disagree.
+    let mut moved = nova.clone();
+    moved[0].servers[0].started_at += 1e-6;
+    let server = moved[1].servers.remove(0);
+    let (a, b) = (moved[0].servers[0].id.to_text(), server.id.to_text());
+    moved[0].servers.push(server);
+    let mut want = vec![a, b];
+    want.sort();
+    assert_eq!(compare_window(&moved, &nova), want);
+    // The same instants in another spelling of Nova's text are no disagreement.
+    let mut spelled = serde_json::from_str::<UsagePage>(&fixture(WINDOW))
+        .unwrap()
+        .tenant_usages;
     spelled[0].server_usages[0].started_at = spelled[0].server_usages[0]
         .started_at
         .as_deref()
         .map(|t| format!("{}Z", t.trim_end_matches(".000000")));
-    assert!(compare_window(&spelled, &nova).is_empty());
+    assert!(compare_window(&nova::compact_usage(spelled), &nova).is_empty());
 }

@@ -19,7 +19,7 @@ fn accounting(start: u64) -> Accounting {
             ..Default::default()
         }],
     };
-    acc.apply_window(
+    acc.apply_nova(
         UNIX_EPOCH + std::time::Duration::from_secs(start + 7200),
         &[usage],
     )
@@ -282,7 +282,7 @@ fn refresh(acc: &mut Accounting, stopped: &mut Stopped, n: u64) {
         },
     ];
     let end = acc.window_end + 600;
-    acc.apply_window(UNIX_EPOCH + std::time::Duration::from_secs(end), &tenants)
+    acc.apply_nova(UNIX_EPOCH + std::time::Duration::from_secs(end), &tenants)
         .unwrap();
     let tag = BTreeMap::from([("tag".to_owned(), format!("t{}", n % 2))]);
     acc.note_metadata([(UUID_A, &tag), ("q1", &tag)]);
