@@ -158,9 +158,10 @@ fn deflate_block(compress: &mut Option<Compress>, block: &[u8]) -> Bytes {
 }
 
 /// The gzip member of `fragments` followed by the `tail` block: a header, the blocks'
-/// deflate in order, an empty final block, the CRC-32 and length of all the text. Its chunks
-/// are served as they are (no copy of the blocks).
-fn gzip_blocks(fragments: &[Fragment], tail: &Block) -> Vec<Bytes> {
+/// deflate in order, an empty final block, the CRC-32 and length of all the text. Copied into
+/// one buffer (a few MB at most): served as one chunk, a gzip scrape costs what it did before
+/// the blocks (served as ~30 chunks, the stress file's p99 rose to 1.27x nginx's).
+fn gzip_blocks(fragments: &[Fragment], tail: &Block) -> Bytes {
     // Magic, deflate, no flags, no mtime, no extra flags, OS unknown (as flate2 writes it).
     const HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
     // A final fixed-Huffman block holding only its end code.
@@ -188,7 +189,7 @@ fn gzip_blocks(fragments: &[Fragment], tail: &Block) -> Vec<Bytes> {
     // ISIZE: the length modulo 2^32.
     trailer.extend_from_slice(&((len & 0xffff_ffff) as u32).to_le_bytes());
     chunks.push(Bytes::from(trailer));
-    chunks
+    Bytes::from(chunks.concat())
 }
 
 /// The text formats `/metrics` can answer with.
@@ -214,8 +215,8 @@ const EOF: &[u8] = b"# EOF\n";
 pub struct Exposition {
     /// OpenMetrics fragments, ending with `# EOF`.
     openmetrics: Vec<Bytes>,
-    /// Chunks of one gzip member (see the module documentation).
-    openmetrics_gzip: Vec<Bytes>,
+    /// One gzip member (see the module documentation).
+    openmetrics_gzip: Bytes,
     classic: OnceLock<Vec<Bytes>>,
     classic_gzip: OnceLock<Bytes>,
 }
@@ -256,7 +257,7 @@ impl Exposition {
     pub fn body(&self, format: Format, gzip: bool) -> Chunks {
         match (format, gzip) {
             (Format::OpenMetrics, false) => Chunks::new(self.openmetrics.clone()),
-            (Format::OpenMetrics, true) => Chunks::new(self.openmetrics_gzip.clone()),
+            (Format::OpenMetrics, true) => Chunks::one(self.openmetrics_gzip.clone()),
             (Format::Classic, false) => Chunks::new(self.classic().to_vec()),
             (Format::Classic, true) => Chunks::one(self.classic_gzip().clone()),
         }
