@@ -3,7 +3,7 @@
 //! Shapes follow the responses recorded from a real Nova in `shared/openstack/samples`.
 //! Unknown fields are ignored; missing required ones are errors for the refresh that read them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Deserialize;
@@ -355,18 +355,14 @@ pub fn current_state<'a>(
     servers: impl IntoIterator<Item = &'a Server>,
     flavors: &BTreeMap<String, EmbeddedFlavor>,
 ) -> (CurrentState, Vec<String>) {
-    let mut out = CurrentState::new();
+    // Gathered by borrowed id in a hash map (servers come in id order, not by project: one
+    // ordered lookup per server compared project ids byte by byte), ordered once at the end.
+    let mut by_project: HashMap<&str, (Allocation, BTreeMap<String, u64>)> = HashMap::new();
     let mut unknown = Vec::new();
     // Lower-case statuses, one copy each (a handful of distinct values).
     let mut statuses: Vec<(&str, String)> = Vec::new();
     for s in servers {
-        // A copy of the project id only for its first server.
-        if !out.contains_key(&s.tenant_id) {
-            out.insert(s.tenant_id.clone(), Default::default());
-        }
-        let Some(entry) = out.get_mut(&s.tenant_id) else {
-            continue;
-        };
+        let entry = by_project.entry(s.tenant_id.as_str()).or_default();
         match server_size(s, flavors) {
             Some(f) => {
                 // Saturating: sizes from Nova can be any u64.
@@ -392,6 +388,10 @@ pub fn current_state<'a>(
             }
         }
     }
+    let out = by_project
+        .into_iter()
+        .map(|(id, state)| (id.to_owned(), state))
+        .collect();
     (out, unknown)
 }
 
