@@ -12,6 +12,7 @@
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use site_exporter::sources::openstack::accounting::Accounting;
+use site_exporter::sources::openstack::compact::ServerId;
 use site_exporter::sources::openstack::nova::{compact_usage, ServerUsage, TenantUsage};
 use site_exporter::sources::openstack::state;
 use site_exporter::sources::openstack::stopped::{Since, Stopped};
@@ -103,9 +104,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let all: Vec<usize> = (0..servers).collect();
     let mut end = start + Duration::from_secs(365 * 86_400);
     acc.apply_window(end, &compact_usage(window(&all, projects, 0, true)))?;
-    let metadata = std::collections::BTreeMap::from([("project_name".to_owned(), "x".to_owned())]);
+    let metadata = std::sync::Arc::new(std::collections::BTreeMap::from([(
+        "project_name".to_owned(),
+        "x".to_owned(),
+    )]));
     let live_ids: Vec<String> = (servers - live..servers).map(uuid).collect();
-    acc.note_metadata(live_ids.iter().map(|id| (id.as_str(), &metadata)));
+    let live_keys: Vec<ServerId> = live_ids.iter().map(|id| ServerId::new(id)).collect();
+    acc.note_metadata(live_keys.iter().map(|id| (id, &metadata)));
     let (rss1, hwm1) = rss_mib();
     println!(
         "accounting of {servers} servers, {projects} projects: RSS {rss0} -> {rss1} MiB (peak {hwm1} MiB, decoded window included)"
@@ -119,7 +124,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         if r > 0 {
             end += Duration::from_secs(300);
             acc.apply_window(end, &compact_usage(window(&live_idx, projects, 300, false)))?;
-            acc.note_metadata(live_ids.iter().map(|id| (id.as_str(), &metadata)));
+            acc.note_metadata(live_keys.iter().map(|id| (id, &metadata)));
         }
         // A quarter of the live servers stopped since the start; 1 % of them start again
         // and as many others stop at each refresh.

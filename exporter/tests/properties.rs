@@ -460,7 +460,8 @@ fn decode_openstack(text: &str) {
         .unwrap_or_default();
     if let Ok(page) = serde_json::from_str::<nova::ServersPage>(text) {
         let _ = nova::next_marker(&page.servers_links);
-        let _ = nova::current_state(&page.servers, &flavors);
+        let listed = nova::compact_servers(page.servers);
+        let _ = nova::current_state(&listed, &flavors);
     }
     if let Ok(q) = serde_json::from_str::<nova::QuotaDetail>(text) {
         let _ = nova::quota(&q.quota_set);

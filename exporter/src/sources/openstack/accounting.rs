@@ -433,19 +433,20 @@ impl Accounting {
         }
     }
 
-    /// Remembers the metadata of servers that exist now (kept once they are deleted); the ids
-    /// of those without a record yet (no usage counted so far), whose metadata is not kept.
+    /// Remembers the metadata of servers that exist now (kept once they are deleted; the map
+    /// is shared, not copied); the ids of those without a record yet (no usage counted so
+    /// far), whose metadata is not kept.
     pub fn note_metadata<'a>(
         &mut self,
-        servers: impl IntoIterator<Item = (&'a str, &'a BTreeMap<String, String>)>,
-    ) -> Vec<String> {
+        servers: impl IntoIterator<Item = (&'a ServerId, &'a Arc<Metadata>)>,
+    ) -> Vec<ServerId> {
         let mut missing = Vec::new();
         for (id, metadata) in servers {
-            let Some(&i) = self.index.get(&ServerId::new(id)) else {
-                missing.push(id.to_owned());
+            let Some(&i) = self.index.get(id) else {
+                missing.push(id.clone());
                 continue;
             };
-            let m = self.metadata.intern(metadata, |m| Arc::new(m.clone()));
+            let m = self.metadata.intern(metadata, |_| Arc::clone(metadata));
             let record = &mut self.records[i as usize];
             if record.metadata != m {
                 record.metadata = m;
@@ -543,6 +544,16 @@ impl Accounting {
         usages: &[super::nova::TenantUsage],
     ) -> Result<(), WindowError> {
         self.apply_window(end, &super::nova::compact_usage(usages.to_vec()))
+    }
+
+    /// [`Accounting::note_metadata`] by id text.
+    pub(crate) fn note_metadata_of(&mut self, servers: &[(&str, &Metadata)]) -> Vec<String> {
+        let servers: Vec<(ServerId, Arc<Metadata>)> = servers
+            .iter()
+            .map(|(id, m)| (ServerId::new(id), Arc::new((*m).clone())))
+            .collect();
+        let missing = self.note_metadata(servers.iter().map(|(id, m)| (id, m)));
+        missing.iter().map(ServerId::to_text).collect()
     }
 }
 

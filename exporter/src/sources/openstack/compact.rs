@@ -1,13 +1,15 @@
-//! Compact forms of what the accounting keeps per server ever seen: server ids as 16 bytes
-//! when they are canonical UUIDs, and interned strings and metadata maps (one copy each,
-//! referred to by a dense `u32` index that the state file uses as well).
+//! Compact forms of what the source keeps per server: server ids as 16 bytes when they are
+//! canonical UUIDs; interned strings and metadata maps of the accounting (one copy each,
+//! referred to by a dense `u32` index that the state file uses as well); shared values of the
+//! server table (one copy each, held by `Arc`).
 //!
 //! Invariants: a [`ServerId`] orders exactly as the id's text (so sums over servers in id
 //! order stay bit-identical to sums over the text ids); an [`Interner`] never renumbers, so an
-//! index written to the state log stays valid until the next snapshot.
+//! index written to the state log stays valid until the next snapshot; [`Shared`] only hands
+//! out copies equal to what it was given.
 
 use std::cmp::Ordering;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::Hash;
 use std::sync::Arc;
 
@@ -143,6 +145,69 @@ impl<T: ?Sized + Eq + Hash> Interner<T> {
     }
 }
 
+/// One copy of each distinct value, shared by `Arc`; values no one else holds any more can be
+/// forgotten ([`Shared::forget_unused`]).
+#[derive(Debug)]
+pub struct Shared<T: ?Sized + Eq + Hash> {
+    values: HashSet<Arc<T>>,
+}
+
+impl<T: ?Sized + Eq + Hash> Default for Shared<T> {
+    fn default() -> Self {
+        Self {
+            values: HashSet::new(),
+        }
+    }
+}
+
+impl<T: ?Sized + Eq + Hash> Clone for Shared<T> {
+    fn clone(&self) -> Self {
+        Self {
+            values: self.values.clone(),
+        }
+    }
+}
+
+impl<T: ?Sized + Eq + Hash> Shared<T> {
+    /// The shared copy of `value`; `make` copies it when it is new.
+    pub fn get(&mut self, value: &T, make: impl FnOnce(&T) -> Arc<T>) -> Arc<T> {
+        if let Some(v) = self.values.get(value) {
+            return Arc::clone(v);
+        }
+        let v = make(value);
+        self.values.insert(Arc::clone(&v));
+        v
+    }
+
+    /// Replaces `value` by the shared copy of what it holds (it becomes the shared copy when
+    /// it is new).
+    pub fn adopt(&mut self, value: &mut Arc<T>) {
+        match self.values.get(&**value) {
+            Some(v) => {
+                if !Arc::ptr_eq(v, value) {
+                    *value = Arc::clone(v);
+                }
+            }
+            None => {
+                self.values.insert(Arc::clone(value));
+            }
+        }
+    }
+
+    /// Forgets the values only this set holds.
+    pub fn forget_unused(&mut self) {
+        self.values.retain(|v| Arc::strong_count(v) > 1);
+    }
+
+    pub fn len(&self) -> usize {
+        self.values.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -182,5 +247,30 @@ mod tests {
         assert_eq!(names.len(), 2);
         assert_eq!(names.get(1), Some("b"));
         assert_eq!(names.find("c"), None);
+    }
+
+    #[test]
+    fn shared_values_are_one_copy_until_no_one_holds_them() {
+        let mut shared: Shared<str> = Shared::default();
+        let a = shared.get("a", |v: &str| Arc::from(v));
+        let again = shared.get("a", |_| unreachable!("'a' is known"));
+        assert!(Arc::ptr_eq(&a, &again));
+        let mut other: Arc<str> = Arc::from("a");
+        shared.adopt(&mut other);
+        assert!(
+            Arc::ptr_eq(&a, &other),
+            "an equal value becomes the shared copy"
+        );
+        let mut new: Arc<str> = Arc::from("b");
+        let kept = Arc::clone(&new);
+        shared.adopt(&mut new);
+        assert!(Arc::ptr_eq(&kept, &new), "a new value is shared as it is");
+        assert_eq!(shared.len(), 2);
+        drop((a, again, other));
+        shared.forget_unused();
+        assert_eq!(shared.len(), 1, "'a' is held by no one, 'b' still is");
+        drop((new, kept));
+        shared.forget_unused();
+        assert!(shared.is_empty());
     }
 }

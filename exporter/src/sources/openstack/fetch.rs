@@ -12,7 +12,7 @@ use super::{OpenstackError, OpenstackSource};
 use crate::snapshot::{Project, Quota};
 
 /// Flavor sizes by flavor id.
-pub(super) type FlavorSizes = BTreeMap<String, nova::EmbeddedFlavor>;
+pub(super) type FlavorSizes = BTreeMap<String, nova::Sizes>;
 
 /// Page size asked of Nova.
 const PAGE: usize = 1000;
@@ -114,20 +114,26 @@ impl OpenstackSource {
     }
 
     /// `/servers/detail` of every project: the existing servers, or with `changes_since`
-    /// (seconds since 1970) those updated since then, deleted ones included.
+    /// (seconds since 1970) those updated since then, deleted ones included. Each page is
+    /// made compact as it arrives: its strings die with it.
     pub(super) async fn servers(
         &mut self,
         changes_since: Option<i64>,
-    ) -> Result<Vec<nova::Server>, OpenstackError> {
+    ) -> Result<Vec<nova::Listed>, OpenstackError> {
         let microversion = self.embeds_flavors().await?.then_some(SERVERS_MICROVERSION);
         let mut query = vec![("all_tenants", "1".to_owned())];
         query.extend(changes_since.map(|t| ("changes-since", nova::changes_since_time(t))));
+        let mut values = nova::ListedValues::default();
         self.pages(
             "compute /servers/detail",
             &["servers", "detail"],
             &query,
             microversion,
-            |p: ServersPage| (p.servers, p.servers_links),
+            |p: ServersPage| {
+                let servers = p.servers.into_iter();
+                let listed = servers.map(|s| nova::Listed::new(s, &mut values)).collect();
+                (listed, p.servers_links)
+            },
         )
         .await
     }
@@ -157,7 +163,7 @@ impl OpenstackSource {
         path: &[&str],
         query: &[(&str, String)],
         microversion: Option<(u16, u16)>,
-        split: impl Fn(P) -> (Vec<T>, Vec<nova::Link>),
+        mut split: impl FnMut(P) -> (Vec<T>, Vec<nova::Link>),
     ) -> Result<Vec<T>, OpenstackError>
     where
         P: serde::de::DeserializeOwned,

@@ -10,7 +10,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, SystemTime};
 
-use super::nova::{ProjectWindow, Server};
+use super::compact::ServerId;
+use super::nova::{Listed, ProjectWindow};
 use super::servers::{self, Disagreements, ServerTable};
 use super::{epoch, OpenstackError, OpenstackSource};
 use crate::snapshot::{Project, Quota};
@@ -68,7 +69,7 @@ impl Kept {
     }
 
     /// The accounting took in the metadata of the table's unnoted servers but `missing`.
-    pub(super) fn metadata_noted(&mut self, missing: Vec<String>) {
+    pub(super) fn metadata_noted(&mut self, missing: Vec<ServerId>) {
         if let Some(t) = &mut self.table {
             t.noted(missing);
         }
@@ -253,15 +254,13 @@ fn compare_window(
 
 /// Ids listed in `after` that `before` did not list with the same `updated`: changed while
 /// the reconciliation read Nova.
-fn moved(before: &[Server], after: &[Server]) -> BTreeSet<String> {
-    let seen: BTreeMap<&str, Option<&str>> = before
-        .iter()
-        .map(|s| (s.id.as_str(), s.updated.as_deref()))
-        .collect();
+fn moved(before: &[Listed], after: &[Listed]) -> BTreeSet<String> {
+    let seen: BTreeMap<&ServerId, Option<i64>> =
+        before.iter().map(|s| (&s.id, s.updated)).collect();
     after
         .iter()
-        .filter(|s| seen.get(s.id.as_str()) != Some(&s.updated.as_deref()))
-        .map(|s| s.id.clone())
+        .filter(|s| seen.get(&s.id) != Some(&s.updated))
+        .map(|s| s.id.to_text())
         .collect()
 }
 

@@ -316,7 +316,7 @@ impl OpenstackSource {
         }
         // Only servers whose entry changed since their metadata was last taken in (all of
         // them after a full listing): the rest is what the accounting already holds.
-        let missing = acc.note_metadata(table.unnoted().map(|s| (s.id.as_str(), &s.metadata)));
+        let missing = acc.note_metadata(table.unnoted().map(|s| (&s.id, &s.metadata)));
         self.stopped.observe(table.live(), now);
         self.kept.metadata_noted(missing);
         #[cfg(test)]

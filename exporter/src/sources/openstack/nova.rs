@@ -4,11 +4,12 @@
 //! Unknown fields are ignored; missing required ones are errors for the refresh that read them.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Deserialize;
 
-use super::compact::ServerId;
+use super::compact::{Metadata, ServerId, Shared};
 use crate::snapshot::Allocation;
 
 const MIB: u64 = 1 << 20;
@@ -194,18 +195,17 @@ pub struct Flavor {
 }
 
 /// Flavor sizes by id, for servers that only reference their flavor.
-pub fn flavor_sizes(flavors: &[Flavor]) -> BTreeMap<String, EmbeddedFlavor> {
+pub fn flavor_sizes(flavors: &[Flavor]) -> BTreeMap<String, Sizes> {
     flavors
         .iter()
         .map(|f| {
             (
                 f.id.clone(),
-                EmbeddedFlavor {
+                Sizes {
                     vcpus: f.vcpus,
                     ram: f.ram,
                     disk: f.disk,
                     ephemeral: f.ephemeral,
-                    original_name: None,
                 },
             )
         })
@@ -226,6 +226,134 @@ pub struct EmbeddedFlavor {
     /// The flavor's name (the usage answer's `flavor`).
     #[serde(default)]
     pub original_name: Option<String>,
+}
+
+/// A flavor's sizes, as a server is accounted and allocates.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Sizes {
+    pub vcpus: u64,
+    /// MiB.
+    pub ram: u64,
+    /// Root disk, GiB.
+    pub disk: u64,
+    /// GiB.
+    pub ephemeral: u64,
+}
+
+impl From<&EmbeddedFlavor> for Sizes {
+    fn from(f: &EmbeddedFlavor) -> Self {
+        Self {
+            vcpus: f.vcpus,
+            ram: f.ram,
+            disk: f.disk,
+            ephemeral: f.ephemeral,
+        }
+    }
+}
+
+/// A listed server's size: its embedded flavor's, or the id of the flavor it references.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ListedSize {
+    Embedded(Sizes),
+    Reference(Arc<str>),
+}
+
+/// A server of `/servers/detail` in the form the refresh keeps it between refreshes: the id in
+/// 16 bytes, project, status and metadata shared with the other servers of the table, sizes
+/// and times as integers. What nothing uses (names, flavor name, `vm_state`) is dropped.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Listed {
+    pub id: ServerId,
+    pub project: Arc<str>,
+    /// As Nova wrote it (any case).
+    pub status: Arc<str>,
+    pub size: ListedSize,
+    pub metadata: Arc<Metadata>,
+    /// `updated`, whole seconds since 1970 (Nova's clock); `None` when absent or not a time.
+    pub updated: Option<i64>,
+    /// `launched_at`, microseconds since 1970 ([`epoch_micros`]); `Err` holds a text that is
+    /// not a time.
+    pub launched: Result<Option<i64>, Box<str>>,
+    /// `terminated_at`, as `launched`.
+    pub terminated: Result<Option<i64>, Box<str>>,
+}
+
+impl Listed {
+    /// The compact form of `s`, its strings and metadata shared through `values`.
+    pub fn new(s: Server, values: &mut ListedValues) -> Self {
+        let time = |text: Option<String>| match text {
+            None => Ok(None),
+            Some(t) => epoch_micros(&t).map(Some).ok_or_else(|| t.into_boxed_str()),
+        };
+        Self {
+            id: ServerId::new(&s.id),
+            project: values.strings.get(&s.tenant_id, |v: &str| Arc::from(v)),
+            status: values.strings.get(&s.status, |v: &str| Arc::from(v)),
+            size: match &s.flavor {
+                ServerFlavor::Embedded(f) => ListedSize::Embedded(f.into()),
+                ServerFlavor::Reference { id } => {
+                    ListedSize::Reference(values.strings.get(id, |v: &str| Arc::from(v)))
+                }
+            },
+            metadata: values.metadata.get(&s.metadata, |m| Arc::new(m.clone())),
+            updated: s
+                .updated
+                .as_deref()
+                .and_then(epoch_seconds)
+                .filter(|u| u.is_finite())
+                .map(|u| u as i64),
+            launched: time(s.launched_at),
+            terminated: time(s.terminated_at),
+        }
+    }
+
+    /// `status` is DELETED (any case): listed by `changes-since` after its deletion.
+    pub fn deleted(&self) -> bool {
+        self.status.eq_ignore_ascii_case("deleted")
+    }
+
+    /// Its sizes: embedded (microversion >= 2.47) or from `flavors`; `None` when its flavor
+    /// is gone from the list.
+    pub fn sizes(&self, flavors: &BTreeMap<String, Sizes>) -> Option<Sizes> {
+        match &self.size {
+            ListedSize::Embedded(f) => Some(*f),
+            ListedSize::Reference(id) => flavors.get(&**id).copied(),
+        }
+    }
+}
+
+/// The values listed servers share: project ids, statuses and flavor ids, metadata maps.
+#[derive(Debug, Clone, Default)]
+pub struct ListedValues {
+    strings: Shared<str>,
+    metadata: Shared<Metadata>,
+}
+
+impl ListedValues {
+    /// Makes `l` hold this set's copies (a server converted with another set).
+    pub fn adopt(&mut self, l: &mut Listed) {
+        self.strings.adopt(&mut l.project);
+        self.strings.adopt(&mut l.status);
+        if let ListedSize::Reference(id) = &mut l.size {
+            self.strings.adopt(id);
+        }
+        self.metadata.adopt(&mut l.metadata);
+    }
+
+    /// Forgets the values no server holds any more.
+    pub fn forget_unused(&mut self) {
+        self.strings.forget_unused();
+        self.metadata.forget_unused();
+    }
+}
+
+/// Servers of a listing in compact form (values shared within the listing).
+pub fn compact_servers(servers: Vec<Server>) -> Vec<Listed> {
+    let mut values = ListedValues::default();
+    servers
+        .into_iter()
+        .map(|s| Listed::new(s, &mut values))
+        .collect()
 }
 
 /// `GET /os-quota-sets/{project}/detail`.
@@ -332,18 +460,6 @@ fn totals(hours: f64, vcpus: u64, memory_mb: u64, local_gb: u64) -> crate::snaps
     }
 }
 
-/// A server's size: embedded (microversion >= 2.47) or from `flavors`; `None` when its flavor
-/// is gone from the list.
-pub fn server_size<'a>(
-    s: &'a Server,
-    flavors: &'a BTreeMap<String, EmbeddedFlavor>,
-) -> Option<&'a EmbeddedFlavor> {
-    match &s.flavor {
-        ServerFlavor::Embedded(f) => Some(f),
-        ServerFlavor::Reference { id } => flavors.get(id),
-    }
-}
-
 /// Per project: what its existing servers allocate, and how many there are by status.
 pub type CurrentState = BTreeMap<String, (Allocation, BTreeMap<String, u64>)>;
 
@@ -352,8 +468,8 @@ pub type CurrentState = BTreeMap<String, (Allocation, BTreeMap<String, u64>)>;
 /// one whose flavor is gone from the list counts as a server but allocates nothing, and its id
 /// is returned so the caller can say so.
 pub fn current_state<'a>(
-    servers: impl IntoIterator<Item = &'a Server>,
-    flavors: &BTreeMap<String, EmbeddedFlavor>,
+    servers: impl IntoIterator<Item = &'a Listed>,
+    flavors: &BTreeMap<String, Sizes>,
 ) -> (CurrentState, Vec<String>) {
     // Gathered by borrowed id in a hash map (servers come in id order, not by project: one
     // ordered lookup per server compared project ids byte by byte), ordered once at the end.
@@ -362,8 +478,8 @@ pub fn current_state<'a>(
     // Lower-case statuses, one copy each (a handful of distinct values).
     let mut statuses: Vec<(&str, String)> = Vec::new();
     for s in servers {
-        let entry = by_project.entry(s.tenant_id.as_str()).or_default();
-        match server_size(s, flavors) {
+        let entry = by_project.entry(&s.project).or_default();
+        match s.sizes(flavors) {
             Some(f) => {
                 // Saturating: sizes from Nova can be any u64.
                 entry.0 += Allocation {
@@ -372,9 +488,9 @@ pub fn current_state<'a>(
                     disk_bytes: f.disk.saturating_add(f.ephemeral).saturating_mul(GIB),
                 }
             }
-            None => unknown.push(s.id.clone()),
+            None => unknown.push(s.id.to_text()),
         }
-        let status = match statuses.iter().find(|(raw, _)| *raw == s.status) {
+        let status = match statuses.iter().find(|(raw, _)| *raw == &*s.status) {
             Some((_, lower)) => lower,
             None => {
                 statuses.push((&s.status, s.status.to_lowercase()));

@@ -27,7 +27,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::compact::ServerId;
-use super::nova::{self, EmbeddedFlavor, ProjectWindow, Server, ServerFlavor, ServerWindow};
+use super::nova::{self, Listed, ListedSize, ListedValues, ProjectWindow, ServerWindow};
 
 /// Seconds subtracted from the largest `updated` seen to form the next `changes-since`
 /// bound. `updated_at` is whole seconds and compared with `>=`, so a later change in the same
@@ -50,58 +50,40 @@ pub enum Inexact {
     },
 }
 
-/// One server as the arithmetic needs it: the listing's entry and its parsed times.
-#[derive(Debug, Clone, PartialEq)]
-struct Entry {
-    server: Server,
-    id: ServerId,
-    /// `status` is DELETED (any case).
-    deleted: bool,
-    /// Microseconds since 1970; `Err` keeps why the text did not parse.
-    launched: Result<Option<i64>, Inexact>,
-    terminated: Result<Option<i64>, Inexact>,
+/// A listed time, or why the window cannot use it.
+fn time(
+    l: &Listed,
+    field: &'static str,
+    t: &Result<Option<i64>, Box<str>>,
+) -> Result<Option<i64>, Inexact> {
+    t.clone().map_err(|value| Inexact::BadTime {
+        id: l.id.to_text(),
+        field,
+        value: value.into(),
+    })
 }
 
-fn parse_time(id: &str, field: &'static str, text: Option<&str>) -> Result<Option<i64>, Inexact> {
-    match text {
-        None => Ok(None),
-        Some(t) => nova::epoch_micros(t)
-            .map(Some)
-            .ok_or_else(|| Inexact::BadTime {
-                id: id.to_owned(),
-                field,
-                value: t.to_owned(),
-            }),
-    }
-}
-
-impl Entry {
-    fn new(server: Server) -> Self {
-        let launched = parse_time(&server.id, "launched_at", server.launched_at.as_deref());
-        let terminated = parse_time(&server.id, "terminated_at", server.terminated_at.as_deref());
-        Self {
-            id: ServerId::new(&server.id),
-            deleted: server.status.eq_ignore_ascii_case("deleted"),
-            server,
-            launched,
-            terminated,
-        }
-    }
-
-    fn deleted(&self) -> bool {
-        self.deleted
-    }
-}
-
-/// The servers known from the last full listing and the changes since.
-#[derive(Debug, Clone, Default, PartialEq)]
+/// The servers known from the last full listing and the changes since, in compact form
+/// ([`Listed`]: about 200 bytes each, project ids, statuses and metadata shared).
+#[derive(Debug, Clone, Default)]
 pub struct ServerTable {
-    entries: BTreeMap<String, Entry>,
+    entries: BTreeMap<ServerId, Listed>,
+    /// The values the entries share.
+    values: ListedValues,
     /// Largest `updated` seen, seconds since 1970 (Nova's clock).
     max_updated: Option<i64>,
     /// Servers whose metadata the accounting has not taken in since their entry last
-    /// changed (merged, or listed in full), by id.
-    unnoted: BTreeSet<String>,
+    /// changed (merged, or listed in full).
+    unnoted: BTreeSet<ServerId>,
+}
+
+/// Equal entries and bound (how the values are shared does not matter).
+impl PartialEq for ServerTable {
+    fn eq(&self, other: &Self) -> bool {
+        self.entries == other.entries
+            && self.max_updated == other.max_updated
+            && self.unnoted == other.unnoted
+    }
 }
 
 /// What a reconciliation found: servers whose window usage differs from Nova's answer (or
@@ -127,24 +109,19 @@ impl Disagreements {
 
 impl ServerTable {
     /// The table of a full listing (existing servers only).
-    pub fn from_listing(servers: Vec<Server>) -> Self {
+    pub fn from_listing(servers: Vec<Listed>) -> Self {
         let mut t = Self::default();
         t.merge(servers);
         t
     }
 
     /// Takes in a `changes-since` listing: each server replaces its entry.
-    pub fn merge(&mut self, servers: Vec<Server>) {
-        for s in servers {
-            let updated = s
-                .updated
-                .as_deref()
-                .and_then(nova::epoch_seconds)
-                .filter(|u| u.is_finite())
-                .map(|u| u as i64);
-            self.max_updated = self.max_updated.max(updated);
+    pub fn merge(&mut self, servers: Vec<Listed>) {
+        for mut s in servers {
+            self.max_updated = self.max_updated.max(s.updated);
+            self.values.adopt(&mut s);
             self.unnoted.insert(s.id.clone());
-            self.entries.insert(s.id.clone(), Entry::new(s));
+            self.entries.insert(s.id.clone(), s);
         }
     }
 
@@ -156,26 +133,22 @@ impl ServerTable {
     }
 
     /// The existing servers (deleted ones left out), in id order.
-    pub fn live(&self) -> impl Iterator<Item = &Server> + Clone {
-        self.entries
-            .values()
-            .filter(|e| !e.deleted())
-            .map(|e| &e.server)
+    pub fn live(&self) -> impl Iterator<Item = &Listed> + Clone {
+        self.entries.values().filter(|e| !e.deleted())
     }
 
     /// The existing servers whose metadata the accounting has not taken in since their entry
     /// changed, in id order.
-    pub fn unnoted(&self) -> impl Iterator<Item = &Server> {
+    pub fn unnoted(&self) -> impl Iterator<Item = &Listed> {
         self.unnoted
             .iter()
             .filter_map(|id| self.entries.get(id))
             .filter(|e| !e.deleted())
-            .map(|e| &e.server)
     }
 
     /// The accounting took in the metadata of [`ServerTable::unnoted`] except `missing`
     /// (servers it has no record of yet: they stay to be taken in at a later refresh).
-    pub fn noted(&mut self, missing: impl IntoIterator<Item = String>) {
+    pub fn noted(&mut self, missing: impl IntoIterator<Item = ServerId>) {
         self.unnoted = missing.into_iter().collect();
     }
 
@@ -195,7 +168,7 @@ impl ServerTable {
     }
 
     /// Forgets deleted servers whose last window ended at `end` (seconds since 1970): those
-    /// terminated by then, and those that never launched.
+    /// terminated by then, and those that never launched; and the values no server holds.
     pub fn prune(&mut self, end: i64) {
         let end = end.saturating_mul(1_000_000);
         self.entries.retain(|_, e| {
@@ -206,6 +179,7 @@ impl ServerTable {
                     _ => true,
                 }
         });
+        self.values.forget_unused();
     }
 
     /// Nova's answer for `[start, end)` (seconds since 1970) in the accounting's form,
@@ -217,10 +191,10 @@ impl ServerTable {
         );
         let mut rows: Vec<(&str, ServerWindow)> = Vec::new();
         for e in self.entries.values() {
-            let launched = e.launched.clone()?;
-            let terminated = e.terminated.clone()?;
+            let launched = time(e, "launched_at", &e.launched)?;
+            let terminated = time(e, "terminated_at", &e.terminated)?;
             if let Some(u) = usage(e, launched, terminated, start, end)? {
-                rows.push((&e.server.tenant_id, u));
+                rows.push((&e.project, u));
             }
         }
         // Nova's `paginate_query(..., ['project_id', 'uuid'])`: the same order makes the
@@ -246,9 +220,10 @@ impl ServerTable {
     /// after its last merge has an `updated` at or after it.
     pub fn rebuilt(self, listing: ServerTable) -> ServerTable {
         let mut t = listing;
-        for (id, e) in self.entries {
-            if e.deleted() {
-                t.entries.entry(id).or_insert(e);
+        for (id, mut e) in self.entries {
+            if e.deleted() && !t.entries.contains_key(&id) {
+                t.values.adopt(&mut e);
+                t.entries.insert(id, e);
             }
         }
         if self.max_updated.is_some() {
@@ -262,12 +237,12 @@ impl ServerTable {
         let archived = self
             .live()
             .filter(|s| !listing.entries.contains_key(&s.id))
-            .map(|s| s.id.clone())
+            .map(|s| s.id.to_text())
             .collect();
         let untracked = listing
             .live()
-            .filter(|s| self.entries.get(&s.id).is_none_or(Entry::deleted))
-            .map(|s| s.id.clone())
+            .filter(|s| self.entries.get(&s.id).is_none_or(Listed::deleted))
+            .map(|s| s.id.to_text())
             .collect();
         (archived, untracked)
     }
@@ -288,7 +263,7 @@ pub fn hours(launched: Option<i64>, terminated: Option<i64>, start: i64, end: i6
 }
 
 fn usage(
-    e: &Entry,
+    e: &Listed,
     launched: Option<i64>,
     terminated: Option<i64>,
     start: i64,
@@ -297,9 +272,9 @@ fn usage(
     let Some(h) = hours(launched, terminated, start, end) else {
         return Ok(None);
     };
-    let f: &EmbeddedFlavor = match &e.server.flavor {
-        ServerFlavor::Embedded(f) => f,
-        ServerFlavor::Reference { .. } => return Err(Inexact::NoFlavor(e.server.id.clone())),
+    let f = match &e.size {
+        ListedSize::Embedded(f) => f,
+        ListedSize::Reference(_) => return Err(Inexact::NoFlavor(e.id.to_text())),
     };
     Ok(Some(ServerWindow {
         id: e.id.clone(),

@@ -18,7 +18,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use super::nova::{self, EmbeddedFlavor, Server};
+use super::nova::{Listed, Sizes};
 use crate::snapshot::{Held, StoppedAges, StoppedBucket, STOPPED_STATUSES};
 
 /// What the state file remembers about stopped servers.
@@ -49,29 +49,28 @@ fn epoch_secs(t: SystemTime) -> u64 {
 impl Stopped {
     /// Takes in the servers listed at `now`: remembers newly stopped ones, keeps the time of
     /// those still in the same status, forgets the others.
-    pub fn observe<'a>(&mut self, servers: impl IntoIterator<Item = &'a Server>, now: SystemTime) {
+    pub fn observe<'a>(&mut self, servers: impl IntoIterator<Item = &'a Listed>, now: SystemTime) {
         let now = epoch_secs(now);
         let mut next = BTreeMap::new();
         for s in servers.into_iter().filter(|s| stopped_status(&s.status)) {
             let status = s.status.to_lowercase();
-            let since = match self.servers.remove(&s.id) {
+            let id = s.id.to_text();
+            let since = match self.servers.remove(&id) {
                 // A time after `now` (a state file written by a clock ahead) is taken as now.
                 Some(known) if known.status == status => known.since.min(now),
                 _ => self.first_seen(s, now),
             };
-            next.insert(s.id.clone(), Since { status, since });
+            next.insert(id, Since { status, since });
         }
         self.servers = next;
         self.seen_at = Some(now);
     }
 
     /// The start of a server not remembered in its status; see the module documentation.
-    fn first_seen(&self, s: &Server, now: u64) -> u64 {
+    fn first_seen(&self, s: &Listed, now: u64) -> u64 {
         let updated = s
             .updated
-            .as_deref()
-            .and_then(nova::epoch_seconds)
-            .map(|t| t as u64)
+            .map(|t| u64::try_from(t).unwrap_or(0))
             .filter(|t| *t <= now);
         match (self.seen_at, updated) {
             (None, Some(t)) => t,
@@ -86,8 +85,8 @@ impl Stopped {
     /// allocation). Servers not remembered count nowhere.
     pub fn buckets<'a>(
         &self,
-        servers: impl IntoIterator<Item = &'a Server>,
-        flavors: &BTreeMap<String, EmbeddedFlavor>,
+        servers: impl IntoIterator<Item = &'a Listed>,
+        flavors: &BTreeMap<String, Sizes>,
         ages: &StoppedAges,
         now: SystemTime,
     ) -> StoppedByProject {
@@ -95,17 +94,17 @@ impl Stopped {
         let mut out = StoppedByProject::new();
         // Only servers in a stopped status can be remembered (observe saw the same list).
         for s in servers.into_iter().filter(|s| stopped_status(&s.status)) {
-            let Some(known) = self.servers.get(&s.id) else {
+            let Some(known) = self.servers.get(&s.id.to_text()) else {
                 continue;
             };
-            let size = nova::server_size(s, flavors);
+            let size = s.sizes(flavors);
             let held = Held {
                 instances: 1,
                 vcpus: size.map_or(0, |f| f.vcpus),
                 memory_bytes: size.map_or(0, |f| f.ram.saturating_mul(1 << 20)),
             };
             let age = Duration::from_secs(now.saturating_sub(known.since));
-            let buckets = out.entry(s.tenant_id.clone()).or_default();
+            let buckets = out.entry(s.project.to_string()).or_default();
             ages.add(buckets, &known.status, age, held);
         }
         out.retain(|_, b| !b.is_empty());

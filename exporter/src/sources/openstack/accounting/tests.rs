@@ -174,7 +174,7 @@ fn per_server_records_keep_hours_size_start_and_metadata() {
     acc.apply_nova(at("2026-11-21T02:00:00Z"), &[tenant("a", vec![s.clone()])])
         .unwrap();
     let metadata = BTreeMap::from([("project_name".to_owned(), "portal-x".to_owned())]);
-    acc.note_metadata([("s1", &metadata)]);
+    acc.note_metadata_of(&[("s1", &metadata)]);
     s.hours = 0.5;
     s.vcpus = 2;
     s.state = Some("terminated".into());
@@ -362,7 +362,7 @@ fn simple_vm_split_keeps_deleted_servers_under_their_tag() {
     .unwrap();
     let tag = |v: &str| BTreeMap::from([("project_name".to_owned(), v.to_owned())]);
     let (genomics, teaching) = (tag("genomics"), tag("teaching"));
-    acc.note_metadata([("g1", &genomics), ("g2", &genomics), ("t1", &teaching)]);
+    acc.note_metadata_of(&[("g1", &genomics), ("g2", &genomics), ("t1", &teaching)]);
     let before = legacy_of(&acc, "svm", &svm, &Weights::default());
     assert_eq!(
         before,
@@ -378,7 +378,7 @@ fn simple_vm_split_keeps_deleted_servers_under_their_tag() {
         &[tenant("svm", vec![usage("g1", 1.0, 2, 2048, 10)])],
     )
     .unwrap();
-    acc.note_metadata([("g1", &genomics)]);
+    acc.note_metadata_of(&[("g1", &genomics)]);
     let after = legacy_of(&acc, "svm", &svm, &Weights::default());
     assert_eq!(
         after,
@@ -452,7 +452,7 @@ fn windows_whose_sums_are_not_finite_are_refused() {
 
 #[test]
 fn metadata_is_taken_in_from_changed_entries_and_kept_pending_until_a_record_exists() {
-    use crate::sources::openstack::nova::ServersPage;
+    use crate::sources::openstack::nova::{compact_servers, ServersPage};
     use crate::sources::openstack::servers::ServerTable;
     let servers =
         serde_json::from_str::<ServersPage>(&crate::sources::openstack::nova::tests::fixture(
@@ -460,13 +460,13 @@ fn metadata_is_taken_in_from_changed_entries_and_kept_pending_until_a_record_exi
         ))
         .unwrap()
         .servers;
-    let mut table = ServerTable::from_listing(servers.clone());
-    let live: Vec<String> = table.live().map(|s| s.id.clone()).collect();
+    let mut table = ServerTable::from_listing(compact_servers(servers.clone()));
+    let text = |ids: &[ServerId]| -> Vec<String> { ids.iter().map(ServerId::to_text).collect() };
+    let offered =
+        |table: &ServerTable| -> Vec<String> { table.unnoted().map(|s| s.id.to_text()).collect() };
+    let live: Vec<String> = table.live().map(|s| s.id.to_text()).collect();
     // A full listing: every live server is to be taken in.
-    assert_eq!(
-        table.unnoted().map(|s| s.id.clone()).collect::<Vec<_>>(),
-        live
-    );
+    assert_eq!(offered(&table), live);
     // The accounting has a record of the first server only: the others stay pending.
     let mut acc = Accounting::new(at(START));
     acc.apply_nova(
@@ -474,8 +474,8 @@ fn metadata_is_taken_in_from_changed_entries_and_kept_pending_until_a_record_exi
         &[tenant("p", vec![usage(&live[0], 1.0, 1, 1024, 1)])],
     )
     .unwrap();
-    let missing = acc.note_metadata(table.unnoted().map(|s| (s.id.as_str(), &s.metadata)));
-    assert_eq!(missing, live[1..]);
+    let missing = acc.note_metadata(table.unnoted().map(|s| (&s.id, &s.metadata)));
+    assert_eq!(text(&missing), live[1..]);
     let first = servers.iter().find(|s| s.id == live[0]).unwrap();
     assert!(
         !first.metadata.is_empty(),
@@ -491,10 +491,9 @@ fn metadata_is_taken_in_from_changed_entries_and_kept_pending_until_a_record_exi
         &[tenant("p", vec![usage(&live[1], 1.0, 1, 1024, 1)])],
     )
     .unwrap();
-    let offered: Vec<String> = table.unnoted().map(|s| s.id.clone()).collect();
-    assert_eq!(offered, live[1..]);
-    let missing = acc.note_metadata(table.unnoted().map(|s| (s.id.as_str(), &s.metadata)));
-    assert_eq!(missing, live[2..]);
+    assert_eq!(offered(&table), live[1..]);
+    let missing = acc.note_metadata(table.unnoted().map(|s| (&s.id, &s.metadata)));
+    assert_eq!(text(&missing), live[2..]);
     let second = servers.iter().find(|s| s.id == live[1]).unwrap();
     assert_eq!(acc.server(&live[1]).unwrap().metadata, &second.metadata);
     table.noted(missing);
@@ -504,16 +503,14 @@ fn metadata_is_taken_in_from_changed_entries_and_kept_pending_until_a_record_exi
     let mut gone = servers.iter().find(|s| s.id == live[0]).unwrap().clone();
     gone.status = "DELETED".into();
     table.noted(Vec::new());
-    table.merge(vec![changed.clone(), gone]);
-    let offered: Vec<String> = table.unnoted().map(|s| s.id.clone()).collect();
-    assert_eq!(offered, [changed.id.clone()]);
+    table.merge(compact_servers(vec![changed.clone(), gone]));
+    assert_eq!(offered(&table), [changed.id.clone()]);
     assert!(acc
-        .note_metadata(table.unnoted().map(|s| (s.id.as_str(), &s.metadata)))
+        .note_metadata(table.unnoted().map(|s| (&s.id, &s.metadata)))
         .is_empty());
     assert_eq!(acc.server(&live[1]).unwrap().metadata, &changed.metadata);
     // After the accounting was reloaded (renote_all): every existing server again.
     table.noted(Vec::new());
     table.renote_all();
-    let offered: Vec<String> = table.unnoted().map(|s| s.id.clone()).collect();
-    assert_eq!(offered, live[1..]);
+    assert_eq!(offered(&table), live[1..]);
 }

@@ -187,7 +187,7 @@ fn malformed_usage_is_an_error() {
 fn recorded_servers_give_allocation_and_statuses() {
     let page: ServersPage =
         serde_json::from_str(&fixture("nova_servers_detail_all_tenants_mv2.47.json")).unwrap();
-    let (state, unknown) = current_state(&page.servers, &BTreeMap::new());
+    let (state, unknown) = current_state(&compact_servers(page.servers.clone()), &BTreeMap::new());
     assert!(unknown.is_empty());
     let count: u64 = state.values().flat_map(|(_, s)| s.values()).sum();
     assert_eq!(count, 10);
@@ -301,8 +301,8 @@ fn before_2_47_servers_reference_flavors_and_the_list_gives_the_same_allocation(
     let flavors: FlavorsPage =
         serde_json::from_str(&fixture("nova_flavors_detail_all_mv2.1.json")).unwrap();
     let sizes = flavor_sizes(&flavors.flavors);
-    let (want, _) = current_state(&embedded.servers, &BTreeMap::new());
-    let (got, unknown) = current_state(&referenced.servers, &sizes);
+    let (want, _) = current_state(&compact_servers(embedded.servers.clone()), &BTreeMap::new());
+    let (got, unknown) = current_state(&compact_servers(referenced.servers.clone()), &sizes);
     assert!(unknown.is_empty());
     assert_eq!(got, want);
 
@@ -312,7 +312,7 @@ fn before_2_47_servers_reference_flavors_and_the_list_gives_the_same_allocation(
         unreachable!()
     };
     partial.remove(id);
-    let (got, unknown) = current_state(&referenced.servers, &partial);
+    let (got, unknown) = current_state(&compact_servers(referenced.servers.clone()), &partial);
     assert!(unknown.contains(&referenced.servers[0].id));
     let count = |s: &BTreeMap<String, (Allocation, BTreeMap<String, u64>)>| -> u64 {
         s.values().flat_map(|(_, st)| st.values()).sum()
@@ -395,7 +395,62 @@ fn current_state_saturates_absurd_sizes() {
                 vm_state: None,
             })
             .collect();
-        let (state, _) = current_state(&servers, &BTreeMap::new());
+        let (state, _) = current_state(&compact_servers(servers.clone()), &BTreeMap::new());
         assert_eq!(state["p"].0, c.want, "{}", c.name);
     }
+}
+
+#[test]
+fn a_listed_server_keeps_what_is_used_and_shares_its_values() {
+    for name in [
+        "nova_servers_detail_all_tenants_mv2.47.json",
+        "nova_servers_detail_all_tenants_changes_since_mv2.47.json",
+        "nova_servers_detail_all_tenants_mv2.1.json",
+    ] {
+        let servers = serde_json::from_str::<ServersPage>(&fixture(name))
+            .unwrap()
+            .servers;
+        let listed = compact_servers(servers.clone());
+        assert_eq!(listed.len(), servers.len(), "{name}");
+        for (s, l) in servers.iter().zip(&listed) {
+            assert_eq!(l.id.to_text(), s.id, "{name}");
+            assert_eq!((&*l.project, &*l.status), (&*s.tenant_id, &*s.status));
+            match (&s.flavor, &l.size) {
+                (ServerFlavor::Embedded(f), ListedSize::Embedded(z)) => {
+                    assert_eq!(*z, Sizes::from(f), "{}", s.id)
+                }
+                (ServerFlavor::Reference { id }, ListedSize::Reference(r)) => {
+                    assert_eq!(&**r, id, "{}", s.id)
+                }
+                other => panic!("{}: {other:?}", s.id),
+            }
+            assert_eq!(*l.metadata, s.metadata, "{}", s.id);
+            let secs = s
+                .updated
+                .as_deref()
+                .map(|t| epoch_seconds(t).unwrap() as i64);
+            assert_eq!(l.updated, secs, "{}", s.id);
+            let micros = |t: &Option<String>| t.as_deref().map(|t| epoch_micros(t).unwrap());
+            assert_eq!(l.launched, Ok(micros(&s.launched_at)), "{}", s.id);
+            assert_eq!(l.terminated, Ok(micros(&s.terminated_at)), "{}", s.id);
+            assert_eq!(l.deleted(), s.status == "DELETED", "{}", s.id);
+        }
+        // One copy of each project id and status within a listing.
+        for (a, b) in listed.iter().zip(&listed[1..]) {
+            assert_eq!(a.project == b.project, Arc::ptr_eq(&a.project, &b.project));
+            assert_eq!(a.status == b.status, Arc::ptr_eq(&a.status, &b.status));
+        }
+    }
+    // A time that is not one is kept as its text; an absent or unreadable `updated` is none.
+    let mut s = serde_json::from_str::<ServersPage>(&fixture(
+        "nova_servers_detail_all_tenants_mv2.47.json",
+    ))
+    .unwrap()
+    .servers
+    .remove(0);
+    s.launched_at = Some("yesterday".into());
+    s.updated = Some("soon".into());
+    let l = Listed::new(s, &mut ListedValues::default());
+    assert_eq!(l.launched, Err("yesterday".into()));
+    assert_eq!(l.updated, None);
 }

@@ -5,7 +5,7 @@
 
 use super::*;
 use crate::sources::openstack::nova::tests::fixture;
-use crate::sources::openstack::nova::{ServersPage, UsagePage};
+use crate::sources::openstack::nova::{Server, ServersPage, UsagePage};
 
 const CHANGES: &str = "nova_servers_detail_all_tenants_changes_since_mv2.47.json";
 const WINDOW: &str = "nova_os-simple-tenant-usage_detailed_mv2.40_changes_since_window.json";
@@ -17,6 +17,17 @@ fn listing(name: &str) -> Vec<Server> {
     serde_json::from_str::<ServersPage>(&fixture(name))
         .unwrap()
         .servers
+}
+
+impl ServerTable {
+    /// The table of recorded servers.
+    fn of(servers: Vec<Server>) -> Self {
+        Self::from_listing(nova::compact_servers(servers))
+    }
+
+    fn merge_servers(&mut self, servers: Vec<Server>) {
+        self.merge(nova::compact_servers(servers));
+    }
 }
 
 fn micros(text: &str) -> i64 {
@@ -133,7 +144,7 @@ fn novas_window() -> Vec<ProjectWindow> {
 #[test]
 fn the_window_from_the_recorded_listing_is_novas_recorded_answer_bit_for_bit() {
     let servers = listing(CHANGES);
-    let table = ServerTable::from_listing(servers.clone());
+    let table = ServerTable::of(servers.clone());
     let ours = table.window(START, END).unwrap();
     let nova = novas_window();
     // Same projects in the same order, same servers in the same order, every accounted
@@ -213,7 +224,7 @@ fn a_changes_since_listing_replaces_entries_and_deleted_servers_leave_after_thei
     before.updated = Some("2026-11-27T21:43:45Z".into());
     let mut listed = live.clone();
     listed.push(before);
-    let mut table = ServerTable::from_listing(listed);
+    let mut table = ServerTable::of(listed);
     assert_eq!(table.live().count(), 11);
     // The bound: largest `updated` of the listing (infer-2, 21:44:18) minus the overlap,
     // unless the cap is earlier.
@@ -223,7 +234,7 @@ fn a_changes_since_listing_replaces_entries_and_deleted_servers_leave_after_thei
     );
     assert_eq!(table.changes_since(START), START - OVERLAP_SECONDS);
 
-    table.merge(vec![deleted.clone()]);
+    table.merge_servers(vec![deleted.clone()]);
     assert_eq!(table.live().count(), 10, "deleted servers are not live");
     assert_eq!(table.len(), 11, "but kept for their last window");
     assert_eq!(
@@ -233,7 +244,7 @@ fn a_changes_since_listing_replaces_entries_and_deleted_servers_leave_after_thei
     );
     // Listed twice (the overlap): nothing changes.
     let again = table.clone();
-    table.merge(vec![deleted.clone()]);
+    table.merge_servers(vec![deleted.clone()]);
     assert_eq!(table, again);
     // Terminated at 21:43:54: still counted by a window ending before that...
     table.prune(micros("2026-11-27T21:43:50") / 1_000_000);
@@ -250,13 +261,13 @@ fn a_changes_since_listing_replaces_entries_and_deleted_servers_leave_after_thei
 
 #[test]
 fn a_new_launched_at_after_a_resize_or_unshelve_restarts_the_hours_as_nova_does() {
-    let mut table = ServerTable::from_listing(listing(CHANGES));
+    let mut table = ServerTable::of(listing(CHANGES));
     let mut resized = listing(CHANGES)
         .into_iter()
         .find(|s| s.name == "web-1")
         .unwrap();
     resized.launched_at = Some("2026-11-27T21:44:30.000000".into());
-    table.merge(vec![resized.clone()]);
+    table.merge_servers(vec![resized.clone()]);
     let usage = table.window(START, END).unwrap();
     let u = usage
         .iter()
@@ -274,7 +285,7 @@ fn a_new_launched_at_after_a_resize_or_unshelve_restarts_the_hours_as_nova_does(
 
 #[test]
 fn a_server_without_an_embedded_flavor_makes_the_window_inexact() {
-    let table = ServerTable::from_listing(listing(
+    let table = ServerTable::of(listing(
         "nova_servers_detail_all_tenants_deleted_mv2.1.json",
     ));
     let err = table.window(0, 1_800_000_000).unwrap_err();
@@ -286,7 +297,7 @@ fn a_server_without_an_embedded_flavor_makes_the_window_inexact() {
 #[test]
 fn rebuilt_tables_keep_pending_deletions_and_membership_names_both_sides() {
     let all = listing(CHANGES);
-    let mut table = ServerTable::from_listing(all.clone());
+    let mut table = ServerTable::of(all.clone());
     // The full listing: no deleted server, and one server archived away, one never seen.
     let mut listed: Vec<Server> = all
         .iter()
@@ -294,18 +305,18 @@ fn rebuilt_tables_keep_pending_deletions_and_membership_names_both_sides() {
         .cloned()
         .collect();
     let archived = listed.pop().unwrap();
-    table.merge(vec![]);
-    let mut partial = ServerTable::from_listing(
+    table.merge_servers(vec![]);
+    let mut partial = ServerTable::of(
         all.iter()
             .filter(|s| s.name != "train-1")
             .cloned()
             .collect(),
     );
-    partial.merge(vec![]);
-    let listing_table = ServerTable::from_listing(listed);
+    partial.merge_servers(vec![]);
+    let listing_table = ServerTable::of(listed);
     let (gone, _) = table.membership(&listing_table);
     assert_eq!(gone, std::slice::from_ref(&archived.id));
-    let (_, untracked) = partial.membership(&ServerTable::from_listing(all.clone()));
+    let (_, untracked) = partial.membership(&ServerTable::of(all.clone()));
     let train = all.iter().find(|s| s.name == "train-1").unwrap();
     assert_eq!(untracked, std::slice::from_ref(&train.id));
 

@@ -285,7 +285,7 @@ fn refresh(acc: &mut Accounting, stopped: &mut Stopped, n: u64) {
     acc.apply_nova(UNIX_EPOCH + std::time::Duration::from_secs(end), &tenants)
         .unwrap();
     let tag = BTreeMap::from([("tag".to_owned(), format!("t{}", n % 2))]);
-    acc.note_metadata([(UUID_A, &tag), ("q1", &tag)]);
+    acc.note_metadata_of(&[(UUID_A, &tag), ("q1", &tag)]);
     stopped.seen_at = Some(end);
     if n % 2 == 0 {
         stopped.servers.insert(

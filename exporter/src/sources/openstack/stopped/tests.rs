@@ -9,7 +9,7 @@
 
 use super::*;
 use crate::sources::openstack::nova::tests::fixture;
-use crate::sources::openstack::nova::ServersPage;
+use crate::sources::openstack::nova::{self, Server, ServersPage};
 
 const DAY: u64 = 86_400;
 const SHUTOFF: &str = "bd312de7-bd04-4d59-9f73-d913096d7ad6";
@@ -21,6 +21,11 @@ fn recorded() -> Vec<Server> {
     let page: ServersPage =
         serde_json::from_str(&fixture("nova_servers_detail_all_tenants_mv2.47.json")).unwrap();
     page.servers
+}
+
+/// The servers as the table keeps them.
+fn listed(servers: &[Server]) -> Vec<Listed> {
+    nova::compact_servers(servers.to_vec())
 }
 
 fn by_prefix<'a>(servers: &'a mut [Server], prefix: &str) -> &'a mut Server {
@@ -60,12 +65,17 @@ fn the_recorded_shutoff_server_seen_first_starts_at_updated() {
     let since = updated(&servers, &SHUTOFF[..8]);
     let mut stopped = Stopped::default();
     let now = since + 10 * DAY;
-    stopped.observe(&servers, t(now));
+    stopped.observe(&listed(&servers), t(now));
     // SUSPENDED and PAUSED are not stopped statuses: only the SHUTOFF one is remembered.
     assert_eq!(stopped.servers.len(), 1, "{stopped:?}");
     let known = &stopped.servers[&servers.iter().find(|s| s.status == "SHUTOFF").unwrap().id];
     assert_eq!((known.status.as_str(), known.since), ("shutoff", since));
-    let b = stopped.buckets(&servers, &BTreeMap::new(), &StoppedAges::default(), t(now));
+    let b = stopped.buckets(
+        &listed(&servers),
+        &BTreeMap::new(),
+        &StoppedAges::default(),
+        t(now),
+    );
     assert_eq!(b.len(), 1, "{b:?}");
     let want: BTreeMap<String, (u64, u64, u64)> = [
         ("shutoff/1".to_owned(), (1, 1, 512)),
@@ -119,9 +129,9 @@ fn statuses_times_ages_times_buckets() {
             let t0 = updated(&servers, ACTIVE) + 3600;
             let mut stopped = Stopped::default();
             // Seen running first, then in `status` one refresh later: the change is after t0.
-            stopped.observe(&servers, t(t0));
+            stopped.observe(&listed(&servers), t(t0));
             by_prefix(&mut servers, ACTIVE).status = status.into();
-            stopped.observe(&servers, t(t0 + 300));
+            stopped.observe(&listed(&servers), t(t0 + 300));
             let name = format!("{status} for {}s", c.age);
             let lower = status.to_lowercase();
             let want: BTreeMap<String, (u64, u64, u64)> = c
@@ -141,14 +151,14 @@ fn statuses_times_ages_times_buckets() {
                     m
                 });
             let b = stopped.buckets(
-                &servers,
+                &listed(&servers),
                 &BTreeMap::new(),
                 &StoppedAges::default(),
                 t(t0 + c.age),
             );
             assert_eq!(of(&b, SHUTOFF_PROJECT), want, "{name}");
             // Other bounds, same arithmetic: 1h and 2d.
-            let b = stopped.buckets(&servers, &BTreeMap::new(), &custom, t(t0 + c.age));
+            let b = stopped.buckets(&listed(&servers), &BTreeMap::new(), &custom, t(t0 + c.age));
             let got = of(&b, SHUTOFF_PROJECT);
             let hour = got.contains_key(&format!("{lower}/0"));
             assert_eq!(hour, c.age > 3600, "{name}: {got:?}");
@@ -166,12 +176,12 @@ fn a_server_that_starts_again_leaves_the_buckets_and_a_new_stop_counts_afresh() 
     let mut servers = recorded();
     let since = updated(&servers, &SHUTOFF[..8]);
     let mut stopped = Stopped::default();
-    stopped.observe(&servers, t(since + 40 * DAY));
+    stopped.observe(&listed(&servers), t(since + 40 * DAY));
     by_prefix(&mut servers, &SHUTOFF[..8]).status = "ACTIVE".into();
-    stopped.observe(&servers, t(since + 41 * DAY));
+    stopped.observe(&listed(&servers), t(since + 41 * DAY));
     assert!(stopped.servers.is_empty(), "{stopped:?}");
     let b = stopped.buckets(
-        &servers,
+        &listed(&servers),
         &BTreeMap::new(),
         &StoppedAges::default(),
         t(since + 41 * DAY),
@@ -179,7 +189,7 @@ fn a_server_that_starts_again_leaves_the_buckets_and_a_new_stop_counts_afresh() 
     assert!(b.is_empty(), "{b:?}");
     // Stopped again: its old `updated` is before the last refresh, so it starts there.
     by_prefix(&mut servers, &SHUTOFF[..8]).status = "SHUTOFF".into();
-    stopped.observe(&servers, t(since + 42 * DAY));
+    stopped.observe(&listed(&servers), t(since + 42 * DAY));
     let id = servers
         .iter()
         .find(|s| s.status == "SHUTOFF")
@@ -188,7 +198,7 @@ fn a_server_that_starts_again_leaves_the_buckets_and_a_new_stop_counts_afresh() 
         .clone();
     assert_eq!(stopped.servers[&id].since, since + 41 * DAY);
     let b = stopped.buckets(
-        &servers,
+        &listed(&servers),
         &BTreeMap::new(),
         &StoppedAges::default(),
         t(since + 50 * DAY),
@@ -204,14 +214,14 @@ fn a_status_change_restarts_the_time_and_a_deleted_server_is_forgotten() {
     let mut servers = recorded();
     let since = updated(&servers, &SHUTOFF[..8]);
     let mut stopped = Stopped::default();
-    stopped.observe(&servers, t(since + 40 * DAY));
+    stopped.observe(&listed(&servers), t(since + 40 * DAY));
     // Shelved after 40 days off, Nova touching `updated` at that moment.
     let s = by_prefix(&mut servers, &SHUTOFF[..8]);
     s.status = "SHELVED_OFFLOADED".into();
     s.updated = Some("2027-01-05T10:00:00Z".into());
     let shelved = nova::epoch_seconds("2027-01-05T10:00:00Z").unwrap() as u64;
     assert!(shelved > since + 40 * DAY);
-    stopped.observe(&servers, t(shelved + 60));
+    stopped.observe(&listed(&servers), t(shelved + 60));
     let id = servers
         .iter()
         .find(|s| s.id.starts_with(&SHUTOFF[..8]))
@@ -226,7 +236,7 @@ fn a_status_change_restarts_the_time_and_a_deleted_server_is_forgotten() {
         }
     );
     servers.retain(|s| s.id != id);
-    stopped.observe(&servers, t(shelved + 120));
+    stopped.observe(&listed(&servers), t(shelved + 120));
     assert!(stopped.servers.is_empty(), "{stopped:?}");
 }
 
@@ -237,7 +247,7 @@ fn updated_missing_unreadable_or_ahead_of_the_clock_is_now() {
         by_prefix(&mut servers, &SHUTOFF[..8]).updated = updated.map(str::to_owned);
         let now = 1_800_000_000;
         let mut stopped = Stopped::default();
-        stopped.observe(&servers, t(now));
+        stopped.observe(&listed(&servers), t(now));
         let since: Vec<u64> = stopped.servers.values().map(|s| s.since).collect();
         assert_eq!(since, [now], "{updated:?}");
     }
@@ -252,9 +262,9 @@ fn sizes_from_the_flavors_list_before_microversion_2_47() {
     let flavors = nova::flavor_sizes(&flavors.flavors);
     let since = updated(&page.servers, &SHUTOFF[..8]);
     let mut stopped = Stopped::default();
-    stopped.observe(&page.servers, t(since + 2 * DAY));
+    stopped.observe(&listed(&page.servers), t(since + 2 * DAY));
     let b = stopped.buckets(
-        &page.servers,
+        &listed(&page.servers),
         &flavors,
         &StoppedAges::default(),
         t(since + 2 * DAY),
@@ -265,7 +275,7 @@ fn sizes_from_the_flavors_list_before_microversion_2_47() {
     );
     // Flavor gone from the list: counted, holding nothing (as the allocation does).
     let b = stopped.buckets(
-        &page.servers,
+        &listed(&page.servers),
         &BTreeMap::new(),
         &StoppedAges::default(),
         t(since + 2 * DAY),
