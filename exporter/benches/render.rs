@@ -65,7 +65,7 @@ fn refresh(c: &mut Criterion) {
     // ...and no family changed since the previous fragment (every block kept).
     group.bench_function("join_and_gzip_openmetrics_unchanged", |b| {
         b.iter(|| {
-            let next = Fragment::from_openmetrics_after(openmetrics.clone(), Some(&fragment));
+            let next = Fragment::from_openmetrics_after(openmetrics.clone(), &[], Some(&fragment));
             Exposition::build([&next])
         })
     });

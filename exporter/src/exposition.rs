@@ -10,11 +10,12 @@
 //! adds kilobytes, not a second copy of the exposition.
 //!
 //! The OpenMetrics gzip is assembled from blocks: each fragment is cut at family boundaries
-//! into blocks of at least [`MIN_BLOCK`] bytes, each compressed on its own as raw deflate ending
+//! (and where the render says a family's piece starts) into blocks of at least [`MIN_BLOCK`]
+//! bytes, each compressed on its own as raw deflate ending
 //! in a sync flush (byte-aligned, not final). Concatenated behind one gzip header, followed by an
 //! empty final block and the combined CRC-32, they form one ordinary gzip member (as pigz writes
 //! them), which every client reads. A block whose text is the same as in the source's previous
-//! fragment keeps its compressed bytes, so a refresh compresses only the families that changed
+//! fragment keeps its compressed bytes, so a refresh compresses only the pieces that changed
 //! (on a large cloud most gauges stay the same between two refreshes; the counters move).
 
 use std::convert::Infallible;
@@ -67,16 +68,21 @@ impl Eq for Fragment {}
 
 impl Fragment {
     pub fn from_openmetrics(openmetrics: String) -> Self {
-        Self::from_openmetrics_after(openmetrics, None)
+        Self::from_openmetrics_after(openmetrics, &[], None)
     }
 
     /// The fragment of `openmetrics`, reusing the compressed blocks of `previous` (the same
-    /// source's last fragment) whose text did not change.
-    pub fn from_openmetrics_after(mut openmetrics: String, previous: Option<&Fragment>) -> Self {
+    /// source's last fragment) whose text did not change. Blocks start at family boundaries
+    /// and at `cuts` (offsets at line starts, ascending: where the render's pieces start).
+    pub fn from_openmetrics_after(
+        mut openmetrics: String,
+        cuts: &[usize],
+        previous: Option<&Fragment>,
+    ) -> Self {
         // A rendered String grew by doubling; `Bytes` would keep its unused capacity until
         // the next refresh.
         openmetrics.shrink_to_fit();
-        let ranges = block_ranges(&openmetrics);
+        let ranges = block_ranges(&openmetrics, cuts);
         let text = Bytes::from(openmetrics);
         // One compressor for the blocks that changed (its state is large), reset between them.
         let mut compress: Option<Compress> = None;
@@ -111,14 +117,16 @@ impl Fragment {
     }
 }
 
-/// Where the fragment is cut: at lines starting a family (`# HELP`), once a block holds
-/// [`MIN_BLOCK`] bytes.
-fn block_ranges(text: &str) -> Vec<Range<usize>> {
+/// Where the fragment is cut: at lines starting a family (`# HELP`) or at one of `cuts`,
+/// once a block holds [`MIN_BLOCK`] bytes.
+fn block_ranges(text: &str, cuts: &[usize]) -> Vec<Range<usize>> {
+    let families = text.match_indices("\n# HELP ").map(|(found, _)| found + 1);
+    let mut candidates: Vec<usize> = families.chain(cuts.iter().copied()).collect();
+    candidates.sort_unstable();
     let mut ranges = Vec::new();
     let mut start = 0;
-    for (found, _) in text.match_indices("\n# HELP ") {
-        let cut = found + 1;
-        if cut - start >= MIN_BLOCK {
+    for cut in candidates {
+        if cut <= text.len() && cut >= start + MIN_BLOCK {
             ranges.push(start..cut);
             start = cut;
         }
@@ -490,7 +498,8 @@ mod tests {
     #[test]
     fn unchanged_families_keep_their_compressed_bytes() {
         let first = Fragment::from_openmetrics(families(12, 1500, None));
-        let second = Fragment::from_openmetrics_after(families(12, 1500, Some(5)), Some(&first));
+        let second =
+            Fragment::from_openmetrics_after(families(12, 1500, Some(5)), &[], Some(&first));
         assert!(first.blocks.len() > 3);
         assert_eq!(first.blocks.len(), second.blocks.len());
         let mut kept = 0;
@@ -504,6 +513,46 @@ mod tests {
             kept,
             first.blocks.len() - 1,
             "only the block of family 5 is new"
+        );
+        let e = Exposition::build([&second]);
+        assert_eq!(
+            gunzip_one_member(&e.body(Format::OpenMetrics, true).to_bytes()),
+            e.body(Format::OpenMetrics, false).to_bytes()
+        );
+    }
+
+    #[test]
+    fn a_family_cut_where_the_render_says_recompresses_only_the_changed_piece() {
+        let text = families(1, 20_000, None);
+        // Every 2,000th series line (~76 KB apart), as the render's pieces start.
+        let lines: Vec<usize> = text.match_indices('\n').map(|(i, _)| i + 1).collect();
+        let cuts: Vec<usize> = lines.iter().copied().skip(1).step_by(2000).collect();
+        let first = Fragment::from_openmetrics_after(text.clone(), &cuts, None);
+        assert!(first.blocks.len() >= 9, "{}", first.blocks.len());
+        for b in first.blocks.iter() {
+            assert!(b.range.start == 0 || cuts.contains(&b.range.start), "{b:?}");
+        }
+        // One value changes, the text keeps its length.
+        let changed = text.replacen(
+            "\"p10000\",domain=\"d\"} 10000",
+            "\"p10000\",domain=\"d\"} 99999",
+            1,
+        );
+        assert_ne!(changed, text);
+        let second = Fragment::from_openmetrics_after(changed, &cuts, Some(&first));
+        let new = second
+            .blocks
+            .iter()
+            .filter(|b| {
+                !first
+                    .blocks
+                    .iter()
+                    .any(|a| a.deflate.as_ptr() == b.deflate.as_ptr())
+            })
+            .count();
+        assert_eq!(
+            new, 1,
+            "only the piece holding the changed line is compressed again"
         );
         let e = Exposition::build([&second]);
         assert_eq!(

@@ -156,7 +156,8 @@ pub async fn refresh_once<S: Source>(
                     tracing::debug!(source = name, units, copied, "projects families rendered");
                 }
                 // ...and keep their compressed bytes.
-                let fragment = Fragment::from_openmetrics_after(text, previous.as_ref());
+                let fragment =
+                    Fragment::from_openmetrics_after(text, &memo.cuts(), previous.as_ref());
                 drop(previous);
                 hub.keep_memo(slot, memo.with_text(fragment.as_bytes().clone()));
                 hub.succeeded(slot, fragment, now, started.elapsed());

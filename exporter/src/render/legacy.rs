@@ -9,27 +9,27 @@ use prometheus_client::metrics::MetricType;
 use super::ProjectLabels;
 use crate::snapshot::{LegacySeries, LegacyUsage};
 
-/// Writes both legacy families for `series`; nothing when there is none.
+/// A legacy family: name, help text, and its value of a series.
+pub(super) type LegacyFamily = (&'static str, &'static str, fn(&LegacyUsage) -> f64);
+
+/// Names, help texts and label names as the original os_project_usage_exporter has them:
+/// portals bill from these series.
+pub(super) const FAMILIES: [LegacyFamily; 2] = [
+    ("project_vcpu_usage", "Total vcpu usage", |u| u.vcpu_hours),
+    ("project_mb_usage", "Total MB usage", |u| u.memory_hours),
+];
+
+/// Writes one legacy family for `series` (the caller withholds the families while there is
+/// no series at all).
 pub(super) fn encode(
     encoder: &mut DescriptorEncoder,
+    (name, help, value): &LegacyFamily,
     series: &[LegacySeries],
 ) -> Result<(), std::fmt::Error> {
-    if series.is_empty() {
-        return Ok(());
-    }
-    // Names, help texts and label names as the original os_project_usage_exporter has
-    // them: portals bill from these series.
-    let legacy_labels: Vec<ProjectLabels> = series.iter().map(|s| (&s.project).into()).collect();
-    type LegacyFamily = (&'static str, &'static str, fn(&LegacyUsage) -> f64);
-    let legacy: [LegacyFamily; 2] = [
-        ("project_vcpu_usage", "Total vcpu usage", |u| u.vcpu_hours),
-        ("project_mb_usage", "Total MB usage", |u| u.memory_hours),
-    ];
-    for (name, help, value) in &legacy {
-        let mut family = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
-        for (s, l) in series.iter().zip(&legacy_labels) {
-            ConstGauge::new(value(&s.usage)).encode(family.encode_family(l)?)?;
-        }
+    let mut family = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+    for s in series {
+        let labels = ProjectLabels::from(&s.project);
+        ConstGauge::new(value(&s.usage)).encode(family.encode_family(&labels)?)?;
     }
     Ok(())
 }

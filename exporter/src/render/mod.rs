@@ -76,6 +76,15 @@ impl Memo {
         self.projects.as_ref().map(projects::ProjectsMemo::units)
     }
 
+    /// Where the render's pieces start in its text, ascending: where a gzip block may start
+    /// so that an unchanged piece keeps its compressed bytes.
+    pub fn cuts(&self) -> Vec<usize> {
+        self.projects
+            .as_ref()
+            .map(|p| p.cuts().collect())
+            .unwrap_or_default()
+    }
+
     /// The memo with the text it indexes (the fragment made of the render's `String`, shared).
     pub fn with_text(mut self, text: Bytes) -> Self {
         self.text = text;

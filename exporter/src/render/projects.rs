@@ -1,13 +1,16 @@
 //! The `openstack_project_*` families: usage since the accounting start, allocation now,
 //! statuses, long-stopped servers, quotas and names; the legacy families follow when enabled.
 //!
-//! The families are written in [`Unit`]s (a family, or the few that always change together).
-//! A render may be given the previous render's [`ProjectsMemo`] and text: a unit whose inputs
-//! are the same in both snapshots (same projects and labels, values equal bit for bit, as told
-//! by a SHA-256 of them) is copied from the previous text instead of encoded again. Between two OpenStack refreshes the usage
-//! counters move and the allocation, statuses, names and quotas mostly do not.
+//! Each family is written in [`Piece`]s of [`PIECE`] projects (legacy series for the legacy
+//! families). A render may be given the previous render's [`ProjectsMemo`] and text: a piece
+//! whose inputs are the same in both snapshots (same projects and labels, values equal bit for
+//! bit, as told by a SHA-256 of them) is copied from the previous text instead of encoded
+//! again. Between two OpenStack refreshes the usage counters move, and a few servers that
+//! changed touch one piece of the allocation, statuses or stopped families; names and quotas
+//! mostly do not move. Each piece starts a gzip block of its own ([`ProjectsMemo::cuts`]), so
+//! what was copied also keeps its compressed bytes.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,6 +25,10 @@ use prometheus_client::registry::Unit as MetricUnit;
 use super::{encode_into, Join, ProjectLabels, RenderOptions};
 use crate::snapshot::{Held, ProjectUsage, ProjectsSnapshot, Quota};
 
+/// Projects (or legacy series) per piece of a family: ~100 KB of text for the simple
+/// families, above the gzip block size, so that each piece is a block of its own.
+const PIECE: usize = 512;
+
 /// Renders the `openstack_project_*` families (and the legacy ones when enabled).
 pub fn projects(snapshot: Arc<ProjectsSnapshot>, options: RenderOptions) -> String {
     let mut out = String::new();
@@ -29,25 +36,30 @@ pub fn projects(snapshot: Arc<ProjectsSnapshot>, options: RenderOptions) -> Stri
     out
 }
 
-/// What a render of the projects families leaves for the next one: a digest of each unit's
-/// inputs, and where the unit's text is in the fragment it was written into.
+/// What a render of the projects families leaves for the next one: a digest of each piece's
+/// inputs, and where the piece's text is in the fragment it was written into.
 #[derive(Debug, Clone)]
 pub struct ProjectsMemo {
     options: RenderOptions,
-    units: Vec<(Unit, Digest, Range<usize>)>,
-    /// How many units this render copied from the previous text.
+    pieces: Vec<(Piece, Digest, Range<usize>)>,
+    /// How many pieces this render copied from the previous text.
     reused: usize,
 }
 
 impl ProjectsMemo {
-    /// Units written, and how many of them were copied from the previous text.
+    /// Pieces written, and how many of them were copied from the previous text.
     pub fn units(&self) -> (usize, usize) {
-        (self.units.len(), self.reused)
+        (self.pieces.len(), self.reused)
+    }
+
+    /// Where each piece starts in the fragment: where a gzip block may start.
+    pub fn cuts(&self) -> impl Iterator<Item = usize> + '_ {
+        self.pieces.iter().map(|(_, _, range)| range.start)
     }
 }
 
 /// Appends the projects families to `out`. With `previous` (the last render's memo and the
-/// fragment text it indexes), units whose inputs did not change are copied from that text.
+/// fragment text it indexes), pieces whose inputs did not change are copied from that text.
 pub(super) fn projects_into(
     out: &mut String,
     snapshot: Arc<ProjectsSnapshot>,
@@ -55,42 +67,63 @@ pub(super) fn projects_into(
     previous: Option<(&ProjectsMemo, &[u8])>,
 ) -> ProjectsMemo {
     let previous = previous.filter(|(memo, _)| memo.options == options);
-    let labels = labels_digest(&snapshot);
-    let mut units = Vec::new();
+    let old: HashMap<Piece, (&Digest, &Range<usize>)> = previous
+        .map(|(memo, _)| memo.pieces.iter().map(|(p, d, r)| (*p, (d, r))).collect())
+        .unwrap_or_default();
+    let mut pieces = Vec::new();
     let mut reused = 0;
-    for unit in Unit::all(&snapshot, options) {
+    for piece in Piece::all(&snapshot, options) {
         let start = out.len();
-        let digest = unit.digest(&snapshot, &labels);
-        let kept = previous.and_then(|(memo, text)| {
-            let (_, old_digest, range) = memo.units.iter().find(|(u, _, _)| *u == unit)?;
-            let old = std::str::from_utf8(text.get(range.clone())?).ok()?;
-            (*old_digest == digest).then_some(old)
+        let digest = piece.digest(&snapshot);
+        let kept = previous.and_then(|(_, text)| {
+            let (old_digest, range) = old.get(&piece)?;
+            let old = std::str::from_utf8(text.get((*range).clone())?).ok()?;
+            (**old_digest == digest).then_some(old)
         });
         match kept {
             Some(old) => {
                 out.push_str(old);
                 reused += 1;
             }
-            None => encode_into(
-                out,
-                UnitCollector {
-                    unit,
-                    snapshot: Arc::clone(&snapshot),
-                },
-            ),
+            None => {
+                encode_into(
+                    out,
+                    UnitCollector {
+                        piece,
+                        snapshot: Arc::clone(&snapshot),
+                    },
+                );
+                if piece.part > 0 {
+                    // The family's descriptor is written once, by its first piece.
+                    let descriptor = descriptor_len(&out[start..]);
+                    out.drain(start..start + descriptor);
+                }
+            }
         }
-        units.push((unit, digest, start..out.len()));
+        pieces.push((piece, digest, start..out.len()));
     }
     ProjectsMemo {
         options,
-        units,
+        pieces,
         reused,
     }
 }
 
-/// SHA-256 of what a unit is written from. Equal digests stand for equal inputs (a SHA-256
-/// collision is not a practical concern), so the memo keeps 32 bytes per unit rather than the
-/// previous snapshot (10 MB for 10,000 projects).
+/// Length of the `# HELP`, `# TYPE` and `# UNIT` lines that start `text`.
+fn descriptor_len(text: &str) -> usize {
+    let mut len = 0;
+    while text[len..].starts_with("# ") {
+        match text[len..].find('\n') {
+            Some(end) => len += end + 1,
+            None => return text.len(),
+        }
+    }
+    len
+}
+
+/// SHA-256 of what a piece is written from. Equal digests stand for equal inputs (a SHA-256
+/// collision is not a practical concern), so the memo keeps 32 bytes per piece rather than
+/// the previous snapshot (10 MB for 10,000 projects).
 type Digest = [u8; 32];
 
 /// Feeds values to a digest unambiguously: strings with their length, numbers as their bits.
@@ -147,109 +180,119 @@ impl Feed {
 /// Bytes gathered before they are handed to the digest (many values are 8 bytes).
 const FEED_BUFFER: usize = 16 * 1024;
 
-/// The projects and their labels, in order: what every unit but the legacy one is keyed by.
-fn labels_digest(snapshot: &ProjectsSnapshot) -> Digest {
-    let mut feed = Feed::new();
-    feed.u64(snapshot.projects.len() as u64);
-    for p in &snapshot.projects {
-        feed.project(&p.project);
-    }
-    feed.finish()
-}
-
-/// A family, or families that are written and change together, in fragment order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Unit {
+/// A family, in fragment order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Family {
     /// `COUNTERS[i]`.
     Counter(usize),
     Instances,
-    /// The three stopped-servers families.
-    Stopped,
+    /// `STOPPED[i]`.
+    Stopped(usize),
     /// `GAUGES[i]`.
     Gauge(usize),
-    /// The three quota families, written only by a source that reads quotas.
-    Quotas,
+    /// `QUOTAS[i]`, written only by a source that reads quotas.
+    Quota(usize),
     Info,
-    /// `project_vcpu_usage` and `project_mb_usage`.
-    Legacy,
+    /// `super::legacy::FAMILIES[i]`, over the legacy series rather than the projects.
+    Legacy(usize),
 }
 
-impl Unit {
-    /// The units of `snapshot`'s fragment, in order.
-    fn all(snapshot: &ProjectsSnapshot, options: RenderOptions) -> Vec<Unit> {
-        let mut units: Vec<Unit> = (0..COUNTERS.len()).map(Unit::Counter).collect();
-        units.extend([Unit::Instances, Unit::Stopped]);
-        units.extend((0..GAUGES.len()).map(Unit::Gauge));
+/// Part `part` of a family: its projects (or legacy series) `[part * PIECE, (part + 1) *
+/// PIECE)`; part 0 also writes the family's descriptor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct Piece {
+    family: Family,
+    part: usize,
+}
+
+impl Piece {
+    /// The pieces of `snapshot`'s fragment, in order.
+    fn all(snapshot: &ProjectsSnapshot, options: RenderOptions) -> Vec<Piece> {
+        let mut families: Vec<Family> = (0..COUNTERS.len()).map(Family::Counter).collect();
+        families.push(Family::Instances);
+        families.extend((0..STOPPED.len()).map(Family::Stopped));
+        families.extend((0..GAUGES.len()).map(Family::Gauge));
         // Only a source that reads quotas writes these.
         if snapshot.projects.iter().any(|p| p.quota.is_some()) {
-            units.push(Unit::Quotas);
+            families.extend((0..QUOTAS.len()).map(Family::Quota));
         }
-        units.push(Unit::Info);
-        if options.legacy_metrics {
-            units.push(Unit::Legacy);
+        families.push(Family::Info);
+        // Withheld while there is no series (weights not loaded yet).
+        if options.legacy_metrics && !snapshot.legacy.is_empty() {
+            families.extend((0..super::legacy::FAMILIES.len()).map(Family::Legacy));
         }
-        units
+        let parts = |n: usize| n.div_ceil(PIECE).max(1);
+        families
+            .into_iter()
+            .flat_map(|family| {
+                let n = match family {
+                    Family::Legacy(_) => snapshot.legacy.len(),
+                    _ => snapshot.projects.len(),
+                };
+                (0..parts(n)).map(move |part| Piece { family, part })
+            })
+            .collect()
     }
 
-    /// The digest of what the unit is written from, given the projects' `labels` digest.
-    fn digest(self, snapshot: &ProjectsSnapshot, labels: &Digest) -> Digest {
+    /// The piece's share of `items`.
+    fn of<T>(self, items: &[T]) -> &[T] {
+        let start = (self.part * PIECE).min(items.len());
+        &items[start..(start + PIECE).min(items.len())]
+    }
+
+    /// The digest of what the piece is written from.
+    fn digest(self, snapshot: &ProjectsSnapshot) -> Digest {
         let mut feed = Feed::new();
-        feed.bytes(labels);
-        let projects = &snapshot.projects;
-        match self {
-            Unit::Counter(i) => projects.iter().for_each(|p| feed.f64(COUNTERS[i].3(p))),
-            Unit::Gauge(i) => projects.iter().for_each(|p| feed.f64(GAUGES[i].3(p))),
-            Unit::Instances => {
-                for p in projects {
+        if let Family::Legacy(i) = self.family {
+            let series = self.of(&snapshot.legacy);
+            feed.u64(series.len() as u64);
+            for s in series {
+                feed.project(&s.project);
+                feed.f64(super::legacy::FAMILIES[i].2(&s.usage));
+            }
+            return feed.finish();
+        }
+        let projects = self.of(&snapshot.projects);
+        feed.u64(projects.len() as u64);
+        for p in projects {
+            feed.project(&p.project);
+            match self.family {
+                Family::Counter(i) => feed.f64(COUNTERS[i].3(p)),
+                Family::Gauge(i) => feed.f64(GAUGES[i].3(p)),
+                Family::Instances => {
                     feed.u64(p.instances.len() as u64);
                     for (status, n) in &p.instances {
                         feed.str(status);
                         feed.u64(*n);
                     }
                 }
-            }
-            Unit::Stopped => {
-                for p in projects {
+                Family::Stopped(i) => {
                     feed.u64(p.stopped.len() as u64);
                     for (bucket, held) in &p.stopped {
                         feed.str(&bucket.status);
                         feed.u64(bucket.older_than.as_secs());
                         feed.u64(u64::from(bucket.older_than.subsec_nanos()));
-                        feed.u64(held.instances);
-                        feed.u64(held.vcpus);
-                        feed.u64(held.memory_bytes);
+                        feed.u64(STOPPED[i].3(held));
                     }
                 }
-            }
-            Unit::Quotas => {
-                for p in projects {
-                    let q = p.quota.unwrap_or_default();
-                    feed.u64(u64::from(p.quota.is_some()));
-                    for limit in [q.vcpus, q.memory_bytes, q.instances] {
-                        feed.u64(u64::from(limit.is_some()));
-                        feed.u64(limit.unwrap_or_default());
-                    }
+                Family::Quota(i) => {
+                    let limit = p.quota.as_ref().and_then(QUOTAS[i].3);
+                    feed.u64(u64::from(limit.is_some()));
+                    feed.u64(limit.unwrap_or_default());
                 }
-            }
-            // The labels alone.
-            Unit::Info => {}
-            Unit::Legacy => {
-                feed.u64(snapshot.legacy.len() as u64);
-                for s in &snapshot.legacy {
-                    feed.project(&s.project);
-                    feed.f64(s.usage.vcpu_hours);
-                    feed.f64(s.usage.memory_hours);
-                }
+                // The labels alone.
+                Family::Info => {}
+                Family::Legacy(_) => {}
             }
         }
         feed.finish()
     }
 }
 
-/// One unit of a snapshot as a collector.
+/// One piece of a snapshot as a collector.
 #[derive(Debug)]
 struct UnitCollector {
-    unit: Unit,
+    piece: Piece,
     snapshot: Arc<ProjectsSnapshot>,
 }
 
@@ -264,39 +307,44 @@ pub(crate) fn age_label(age: std::time::Duration) -> String {
     }
 }
 
-/// The stopped-servers families: only non-empty buckets have series.
+/// One stopped-servers family per entry: name, help, unit, and how to read the value.
+type StoppedFamily = (
+    &'static str,
+    &'static str,
+    Option<fn() -> MetricUnit>,
+    fn(&Held) -> u64,
+);
+
+/// Servers stopped or broken for longer than a bucket's bound.
+const STOPPED: [StoppedFamily; 3] = [
+    (
+        "openstack_project_stopped_instances",
+        "Servers of the project in a stopped or broken status (shutoff, shelved, shelved_offloaded, error) for longer than older_than (cumulative buckets)",
+        None,
+        |h| h.instances,
+    ),
+    (
+        "openstack_project_stopped_vcpus",
+        "vCPUs of the flavors of the project's servers stopped or broken for longer than older_than",
+        None,
+        |h| h.vcpus,
+    ),
+    (
+        "openstack_project_stopped_memory",
+        "Memory of the flavors of the project's servers stopped or broken for longer than older_than",
+        Some(|| MetricUnit::Bytes),
+        |h| h.memory_bytes,
+    ),
+];
+
+/// A stopped-servers family: only non-empty buckets have series.
 fn encode_stopped(
     encoder: &mut DescriptorEncoder,
+    (name, help, unit, value): &StoppedFamily,
     projects: &[ProjectUsage],
     labels: &[ProjectLabels],
 ) -> Result<(), std::fmt::Error> {
-    type StoppedFamily = (
-        &'static str,
-        &'static str,
-        Option<MetricUnit>,
-        fn(&Held) -> u64,
-    );
-    let families: [StoppedFamily; 3] = [
-        (
-            "openstack_project_stopped_instances",
-            "Servers of the project in a stopped or broken status (shutoff, shelved, shelved_offloaded, error) for longer than older_than (cumulative buckets)",
-            None,
-            |h| h.instances,
-        ),
-        (
-            "openstack_project_stopped_vcpus",
-            "vCPUs of the flavors of the project's servers stopped or broken for longer than older_than",
-            None,
-            |h| h.vcpus,
-        ),
-        (
-            "openstack_project_stopped_memory",
-            "Memory of the flavors of the project's servers stopped or broken for longer than older_than",
-            Some(MetricUnit::Bytes),
-            |h| h.memory_bytes,
-        ),
-    ];
-    // The few bucket bounds, written once per render rather than once per series.
+    // The few bucket bounds, written once per piece rather than once per series.
     let mut ages: BTreeMap<Duration, String> = BTreeMap::new();
     for p in projects {
         for bucket in p.stopped.keys() {
@@ -304,18 +352,16 @@ fn encode_stopped(
                 .or_insert_with(|| age_label(bucket.older_than));
         }
     }
-    for (name, help, unit, value) in &families {
-        let mut family = encoder.encode_descriptor(name, help, unit.as_ref(), MetricType::Gauge)?;
-        for (p, l) in projects.iter().zip(labels) {
-            for (bucket, held) in &p.stopped {
-                let older_than = ages.get(&bucket.older_than).map_or("", String::as_str);
-                let bucket = [
-                    ("status", bucket.status.as_str()),
-                    ("older_than", older_than),
-                ];
-                ConstGauge::new(value(held) as f64)
-                    .encode(family.encode_family(&Join(l, &bucket))?)?;
-            }
+    let unit = unit.map(|u| u());
+    let mut family = encoder.encode_descriptor(name, help, unit.as_ref(), MetricType::Gauge)?;
+    for (p, l) in projects.iter().zip(labels) {
+        for (bucket, held) in &p.stopped {
+            let older_than = ages.get(&bucket.older_than).map_or("", String::as_str);
+            let bucket = [
+                ("status", bucket.status.as_str()),
+                ("older_than", older_than),
+            ];
+            ConstGauge::new(value(held) as f64).encode(family.encode_family(&Join(l, &bucket))?)?;
         }
     }
     Ok(())
@@ -381,7 +427,12 @@ const GAUGES: [ProjectFamily; 3] = [
 
 impl Collector for UnitCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let projects = &self.snapshot.projects;
+        let piece = self.piece;
+        if let Family::Legacy(i) = piece.family {
+            let series = piece.of(&self.snapshot.legacy);
+            return super::legacy::encode(&mut encoder, &super::legacy::FAMILIES[i], series);
+        }
+        let projects = piece.of(&self.snapshot.projects);
         let labels: Vec<ProjectLabels> = projects.iter().map(|p| (&p.project).into()).collect();
         let simple = |encoder: &mut DescriptorEncoder,
                       (name, help, unit, value): &ProjectFamily,
@@ -399,10 +450,10 @@ impl Collector for UnitCollector {
             }
             Ok(())
         };
-        match self.unit {
-            Unit::Counter(i) => simple(&mut encoder, &COUNTERS[i], MetricType::Counter),
-            Unit::Gauge(i) => simple(&mut encoder, &GAUGES[i], MetricType::Gauge),
-            Unit::Instances => {
+        match piece.family {
+            Family::Counter(i) => simple(&mut encoder, &COUNTERS[i], MetricType::Counter),
+            Family::Gauge(i) => simple(&mut encoder, &GAUGES[i], MetricType::Gauge),
+            Family::Instances => {
                 let mut family = encoder.encode_descriptor(
                     "openstack_project_instances",
                     "Existing servers of the project by Nova status",
@@ -418,9 +469,9 @@ impl Collector for UnitCollector {
                 }
                 Ok(())
             }
-            Unit::Stopped => encode_stopped(&mut encoder, projects, &labels),
-            Unit::Quotas => encode_quotas(&mut encoder, projects, &labels),
-            Unit::Info => {
+            Family::Stopped(i) => encode_stopped(&mut encoder, &STOPPED[i], projects, &labels),
+            Family::Quota(i) => encode_quota(&mut encoder, &QUOTAS[i], projects, &labels),
+            Family::Info => {
                 let mut family = encoder.encode_descriptor(
                     "openstack_project",
                     "Project names and state",
@@ -433,49 +484,53 @@ impl Collector for UnitCollector {
                 }
                 Ok(())
             }
-            Unit::Legacy => super::legacy::encode(&mut encoder, &self.snapshot.legacy),
+            Family::Legacy(_) => Ok(()),
         }
     }
 }
 
-/// The quota families; an unlimited quota has no series.
-fn encode_quotas(
+/// One quota family per entry: name, help, unit, and how to read the limit.
+type QuotaFamily = (
+    &'static str,
+    &'static str,
+    Option<fn() -> MetricUnit>,
+    fn(&Quota) -> Option<u64>,
+);
+
+/// Compute quotas.
+const QUOTAS: [QuotaFamily; 3] = [
+    (
+        "openstack_project_quota_vcpus",
+        "Compute quota of the project: vCPUs",
+        None,
+        |q| q.vcpus,
+    ),
+    (
+        "openstack_project_quota_memory",
+        "Compute quota of the project: memory",
+        Some(|| MetricUnit::Bytes),
+        |q| q.memory_bytes,
+    ),
+    (
+        "openstack_project_quota_instances",
+        "Compute quota of the project: servers",
+        None,
+        |q| q.instances,
+    ),
+];
+
+/// A quota family; an unlimited quota has no series.
+fn encode_quota(
     encoder: &mut DescriptorEncoder,
+    (name, help, unit, value): &QuotaFamily,
     projects: &[ProjectUsage],
     labels: &[ProjectLabels],
 ) -> Result<(), std::fmt::Error> {
-    type QuotaFamily = (
-        &'static str,
-        &'static str,
-        Option<MetricUnit>,
-        fn(&Quota) -> Option<u64>,
-    );
-    let quotas: [QuotaFamily; 3] = [
-        (
-            "openstack_project_quota_vcpus",
-            "Compute quota of the project: vCPUs",
-            None,
-            |q| q.vcpus,
-        ),
-        (
-            "openstack_project_quota_memory",
-            "Compute quota of the project: memory",
-            Some(MetricUnit::Bytes),
-            |q| q.memory_bytes,
-        ),
-        (
-            "openstack_project_quota_instances",
-            "Compute quota of the project: servers",
-            None,
-            |q| q.instances,
-        ),
-    ];
-    for (name, help, unit, value) in &quotas {
-        let mut family = encoder.encode_descriptor(name, help, unit.as_ref(), MetricType::Gauge)?;
-        for (p, l) in projects.iter().zip(labels) {
-            if let Some(v) = p.quota.as_ref().and_then(value) {
-                ConstGauge::new(v as f64).encode(family.encode_family(l)?)?;
-            }
+    let unit = unit.map(|u| u());
+    let mut family = encoder.encode_descriptor(name, help, unit.as_ref(), MetricType::Gauge)?;
+    for (p, l) in projects.iter().zip(labels) {
+        if let Some(v) = p.quota.as_ref().and_then(value) {
+            ConstGauge::new(v as f64).encode(family.encode_family(l)?)?;
         }
     }
     Ok(())
@@ -532,8 +587,8 @@ mod tests {
         }
     }
 
-    fn snapshot() -> ProjectsSnapshot {
-        let projects: Vec<ProjectUsage> = (1..=3).map(project).collect();
+    fn snapshot(n: u32) -> ProjectsSnapshot {
+        let projects: Vec<ProjectUsage> = (1..=n).map(project).collect();
         let legacy = projects
             .iter()
             .map(|p| LegacySeries {
@@ -548,18 +603,21 @@ mod tests {
     }
 
     #[test]
-    fn a_render_after_another_equals_a_fresh_render_and_copies_only_unchanged_units() {
+    fn a_render_after_another_equals_a_fresh_render_and_copies_only_unchanged_pieces() {
         type Change = fn(&mut ProjectsSnapshot);
-        // (what changes, units of the 12 copied from the previous text)
-        let cases: [(&str, Change, usize); 12] = [
-            ("nothing", |_| {}, 12),
+        // 17 families: 4 counters, instances, 3 stopped, 3 gauges, 3 quotas, info, 2 legacy.
+        // (what changes, projects, pieces written, pieces copied from the previous text)
+        let cases: [(&str, Change, u32, usize, usize); 16] = [
+            ("nothing", |_| {}, 3, 17, 17),
             (
                 "a counter",
                 |s| s.projects[1].totals.vcpu_seconds += 1.0,
-                11,
+                3,
+                17,
+                16,
             ),
             (
-                "every counter and legacy",
+                "every counter and a legacy vCPU series",
                 |s| {
                     for p in &mut s.projects {
                         p.totals.vcpu_seconds += 1.0;
@@ -569,29 +627,49 @@ mod tests {
                     }
                     s.legacy[0].usage.vcpu_hours += 1.0;
                 },
-                7,
+                3,
+                17,
+                12,
             ),
             (
                 "zero's sign",
                 |s| s.projects[0].totals.disk_byte_seconds = -0.0,
-                11,
+                3,
+                17,
+                16,
             ),
-            ("an allocation", |s| s.projects[2].allocation.vcpus = 4, 11),
+            (
+                "an allocation",
+                |s| s.projects[2].allocation.vcpus = 4,
+                3,
+                17,
+                16,
+            ),
             (
                 "a status count",
                 |s| {
                     s.projects[0].instances.insert("error".into(), 1);
                 },
-                11,
+                3,
+                17,
+                16,
             ),
             (
-                "a stopped bucket",
+                "a stopped bucket: its three families",
                 |s| {
                     s.projects[0].stopped.clear();
                 },
-                11,
+                3,
+                17,
+                14,
             ),
-            ("a quota", |s| s.projects[1].quota = None, 11),
+            (
+                "a quota: the two families with a limit",
+                |s| s.projects[1].quota = None,
+                3,
+                17,
+                15,
+            ),
             (
                 "no quota any more",
                 |s| {
@@ -599,27 +677,66 @@ mod tests {
                         p.quota = None;
                     }
                 },
-                11,
+                3,
+                14,
+                14,
             ),
             (
-                "a legacy series",
+                "a legacy memory series",
                 |s| s.legacy[2].usage.memory_hours = 0.5,
-                11,
+                3,
+                17,
+                16,
             ),
             (
                 "a project's name",
-                |s| s.projects[0].project.name = "renamed".into(),
+                |s| {
+                    s.projects[0].project.name = "renamed".into();
+                    s.legacy[0].project.name = "renamed".into();
+                },
+                3,
+                17,
                 0,
             ),
-            ("one project more", |s| s.projects.push(project(4)), 0),
+            (
+                "one project more, without a legacy series yet",
+                |s| s.projects.push(project(4)),
+                3,
+                17,
+                2,
+            ),
+            // 1100 projects: three pieces per family, the family's descriptor written once.
+            ("nothing, three pieces each", |_| {}, 1100, 51, 51),
+            (
+                "an allocation in the second piece",
+                |s| s.projects[700].allocation.vcpus = 4,
+                1100,
+                51,
+                50,
+            ),
+            (
+                "a counter in the last piece",
+                |s| s.projects[1099].totals.vcpu_seconds += 1.0,
+                1100,
+                51,
+                50,
+            ),
+            (
+                "one project more at the end: the last pieces",
+                |s| s.projects.push(project(1101)),
+                1100,
+                51,
+                51 - 15,
+            ),
         ];
         let options = RenderOptions::default();
-        let first = Arc::new(snapshot());
-        let mut first_text = String::new();
-        let memo = projects_into(&mut first_text, Arc::clone(&first), options, None);
-        assert_eq!(memo.units(), (12, 0));
-        for (what, change, copied) in cases {
-            let mut next = snapshot();
+        for (what, change, n, written, copied) in cases {
+            let first = Arc::new(snapshot(n));
+            let mut first_text = String::new();
+            let memo = projects_into(&mut first_text, Arc::clone(&first), options, None);
+            let parts = (n as usize).div_ceil(PIECE);
+            assert_eq!(memo.units(), (17 * parts, 0), "{what}");
+            let mut next = snapshot(n);
             change(&mut next);
             let next = Arc::new(next);
             let mut text = String::new();
@@ -629,8 +746,21 @@ mod tests {
                 options,
                 Some((&memo, first_text.as_bytes())),
             );
-            assert_eq!(text, projects(Arc::clone(&next), options), "{what}");
-            assert_eq!(after.units().1, copied, "{what}: units copied");
+            let fresh = projects(Arc::clone(&next), options);
+            assert_eq!(text, fresh, "{what}");
+            assert_eq!(
+                after.units(),
+                (written, copied),
+                "{what}: pieces written, copied"
+            );
+            // Each family is described once, and every piece starts at a line.
+            assert_eq!(fresh.matches("# HELP ").count(), written / parts, "{what}");
+            for cut in after.cuts() {
+                assert!(
+                    cut == 0 || fresh.as_bytes()[cut - 1] == b'\n',
+                    "{what}: {cut}"
+                );
+            }
         }
     }
 }
