@@ -450,7 +450,7 @@ fn decode_openstack(text: &str) {
         }
         let _ = acc.snapshot(
             &[],
-            &BTreeMap::new(),
+            BTreeMap::new(),
             &Default::default(),
             Some(&Weights::default()),
         );
@@ -824,11 +824,11 @@ fn load_checked(bytes: &[u8]) -> Result<(), TestCaseError> {
                 .collect();
             let _ = acc.snapshot(
                 &projects,
-                &BTreeMap::new(),
+                BTreeMap::new(),
                 &Default::default(),
                 Some(&Weights::default()),
             );
-            let _ = acc.snapshot(&projects, &BTreeMap::new(), &Default::default(), None);
+            let _ = acc.snapshot(&projects, BTreeMap::new(), &Default::default(), None);
             let end = start.max(now) + Duration::from_secs(60);
             acc.apply_window(end, &[]).unwrap();
             // What a resumed accounting saves, the next start resumes.

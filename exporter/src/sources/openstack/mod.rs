@@ -370,7 +370,7 @@ impl OpenstackSource {
         let weights = self.settings.weights.current();
         let mut snapshot = next.snapshot(
             &projects,
-            &current,
+            current,
             &self.settings.legacy,
             weights.as_deref(),
         );

@@ -471,18 +471,31 @@ pub fn current_state<'a>(
     servers: impl IntoIterator<Item = &'a Listed>,
     flavors: &BTreeMap<String, Sizes>,
 ) -> (CurrentState, Vec<String>) {
-    // Gathered by borrowed id in a hash map (servers come in id order, not by project: one
-    // ordered lookup per server compared project ids byte by byte), ordered once at the end.
-    let mut by_project: HashMap<&str, (Allocation, BTreeMap<String, u64>)> = HashMap::new();
+    // Servers come in id order, not by project. They are gathered by the address of their
+    // shared project id (one copy per table), statuses by index; equal ids held in different
+    // copies are merged when ordered at the end.
+    let mut by_project: HashMap<*const u8, (&str, Allocation, Vec<u64>)> = HashMap::new();
     let mut unknown = Vec::new();
-    // Lower-case statuses, one copy each (a handful of distinct values).
-    let mut statuses: Vec<(&str, String)> = Vec::new();
+    // Distinct raw statuses (a handful), as listed and in lower case.
+    let mut statuses: Vec<(&Arc<str>, String)> = Vec::new();
     for s in servers {
-        let entry = by_project.entry(&s.project).or_default();
+        let status = match statuses
+            .iter()
+            .position(|(raw, _)| Arc::ptr_eq(raw, &s.status) || raw.as_ref() == s.status.as_ref())
+        {
+            Some(i) => i,
+            None => {
+                statuses.push((&s.status, s.status.to_lowercase()));
+                statuses.len() - 1
+            }
+        };
+        let entry = by_project
+            .entry(Arc::as_ptr(&s.project).cast::<u8>())
+            .or_insert_with(|| (&s.project, Allocation::default(), Vec::new()));
         match s.sizes(flavors) {
+            // Saturating: sizes from Nova can be any u64.
             Some(f) => {
-                // Saturating: sizes from Nova can be any u64.
-                entry.0 += Allocation {
+                entry.1 += Allocation {
                     vcpus: f.vcpus,
                     memory_bytes: f.ram.saturating_mul(MIB),
                     disk_bytes: f.disk.saturating_add(f.ephemeral).saturating_mul(GIB),
@@ -490,24 +503,19 @@ pub fn current_state<'a>(
             }
             None => unknown.push(s.id.to_text()),
         }
-        let status = match statuses.iter().find(|(raw, _)| *raw == &*s.status) {
-            Some((_, lower)) => lower,
-            None => {
-                statuses.push((&s.status, s.status.to_lowercase()));
-                &statuses[statuses.len() - 1].1
-            }
-        };
-        match entry.1.get_mut(status) {
-            Some(n) => *n += 1,
-            None => {
-                entry.1.insert(status.clone(), 1);
-            }
+        if entry.2.len() <= status {
+            entry.2.resize(status + 1, 0);
+        }
+        entry.2[status] += 1;
+    }
+    let mut out = CurrentState::new();
+    for (_, (project, allocation, counts)) in by_project {
+        let (a, by_status) = out.entry(project.to_owned()).or_default();
+        *a += allocation;
+        for (i, n) in counts.into_iter().enumerate().filter(|(_, n)| *n > 0) {
+            *by_status.entry(statuses[i].1.clone()).or_default() += n;
         }
     }
-    let out = by_project
-        .into_iter()
-        .map(|(id, state)| (id.to_owned(), state))
-        .collect();
     (out, unknown)
 }
 

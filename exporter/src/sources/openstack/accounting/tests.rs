@@ -47,7 +47,7 @@ fn legacy_of(
     options: &LegacyOptions,
     weights: &Weights,
 ) -> Vec<(String, f64, f64)> {
-    acc.snapshot(&[project(id)], &BTreeMap::new(), options, Some(weights))
+    acc.snapshot(&[project(id)], BTreeMap::new(), options, Some(weights))
         .legacy
         .into_iter()
         .map(|l| (l.project.name, l.usage.vcpu_hours, l.usage.memory_hours))
@@ -255,7 +255,7 @@ fn snapshot_exports_keystone_projects_and_keeps_vanished_totals() {
     )]);
     let snap = acc.snapshot(
         &[project("a"), project("idle")],
-        &current,
+        current,
         &LegacyOptions::default(),
         Some(&Weights::default()),
     );
@@ -329,7 +329,7 @@ fn legacy_series_are_recomputed_with_the_weights_in_force() {
     // Withheld while weights are configured but not loaded.
     let snap = acc.snapshot(
         &[project("a")],
-        &BTreeMap::new(),
+        BTreeMap::new(),
         &LegacyOptions::default(),
         None,
     );
@@ -513,4 +513,53 @@ fn metadata_is_taken_in_from_changed_entries_and_kept_pending_until_a_record_exi
     table.noted(Vec::new());
     table.renote_all();
     assert_eq!(offered(&table), live[1..]);
+}
+
+#[test]
+fn records_are_found_alike_one_by_one_and_walking_the_index() {
+    // 2,000 servers with records (UUIDs and other ids), then windows of few and of many
+    // servers, known and new, in Nova's order (by project, then id) and in another.
+    let id = |i: u32| -> String {
+        if i % 7 == 0 {
+            format!("server-{i}")
+        } else {
+            format!(
+                "{:08x}-1111-4a2b-9c3d-{:012x}",
+                i.wrapping_mul(2_654_435_761),
+                i
+            )
+        }
+    };
+    let mut acc = Accounting::new(at(START));
+    let all: Vec<ServerUsage> = (0..2000).map(|i| usage(&id(i), 1.0, 1, 512, 1)).collect();
+    acc.apply_nova(at("2026-11-21T01:00:00Z"), &[tenant("p", all)])
+        .unwrap();
+    let cases: [(&str, Vec<u32>); 4] = [
+        ("few, known and new", vec![5, 3000, 14, 1999]),
+        ("many, known", (0..1500).rev().collect()),
+        ("many, half new", (1000..3000).collect()),
+        (
+            "every one and more",
+            (0..2100).step_by(3).chain(1..50).collect(),
+        ),
+    ];
+    for (what, servers) in cases {
+        let window = crate::sources::openstack::nova::compact_usage(vec![
+            tenant(
+                "p",
+                servers
+                    .iter()
+                    .map(|&i| usage(&id(i), 1.0, 1, 512, 1))
+                    .collect(),
+            ),
+            tenant("q", vec![usage(&id(7), 1.0, 1, 512, 1)]),
+        ]);
+        let want: Vec<Option<u32>> = window
+            .iter()
+            .flat_map(|p| &p.servers)
+            .map(|u| acc.index.get(&u.id).copied())
+            .collect();
+        assert_eq!(acc.slots(&window), want, "{what}");
+        assert!(want.iter().any(Option::is_some), "{what}");
+    }
 }
