@@ -70,11 +70,13 @@ pub(super) fn projects_into(
     let old: HashMap<Piece, (&Digest, &Range<usize>)> = previous
         .map(|(memo, _)| memo.pieces.iter().map(|(p, d, r)| (*p, (d, r))).collect())
         .unwrap_or_default();
+    // Each project's labels digested once, for the pieces of every family.
+    let labels: Vec<Digest> = snapshot.projects.iter().map(project_digest).collect();
     let mut pieces = Vec::new();
     let mut reused = 0;
     for piece in Piece::all(&snapshot, options) {
         let start = out.len();
-        let digest = piece.digest(&snapshot);
+        let digest = piece.digest(&snapshot, &labels);
         let kept = previous.and_then(|(_, text)| {
             let (old_digest, range) = old.get(&piece)?;
             let old = std::str::from_utf8(text.get((*range).clone())?).ok()?;
@@ -180,6 +182,20 @@ impl Feed {
 /// Bytes gathered before they are handed to the digest (many values are 8 bytes).
 const FEED_BUFFER: usize = 16 * 1024;
 
+/// The digest of a project's labels (what [`Feed::project`] feeds).
+fn project_digest(p: &ProjectUsage) -> Digest {
+    let mut context = ring::digest::Context::new(&ring::digest::SHA256);
+    let p = &p.project;
+    for s in [&p.id, &p.name, &p.domain_id, &p.domain_name] {
+        context.update(&(s.len() as u64).to_le_bytes());
+        context.update(s.as_bytes());
+    }
+    context.update(&u64::from(p.enabled).to_le_bytes());
+    let mut out = [0; 32];
+    out.copy_from_slice(context.finish().as_ref());
+    out
+}
+
 /// A family, in fragment order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Family {
@@ -240,8 +256,9 @@ impl Piece {
         &items[start..(start + PIECE).min(items.len())]
     }
 
-    /// The digest of what the piece is written from.
-    fn digest(self, snapshot: &ProjectsSnapshot) -> Digest {
+    /// The digest of what the piece is written from; `labels` are the projects' digests
+    /// ([`project_digest`]).
+    fn digest(self, snapshot: &ProjectsSnapshot, labels: &[Digest]) -> Digest {
         let mut feed = Feed::new();
         if let Family::Legacy(i) = self.family {
             let series = self.of(&snapshot.legacy);
@@ -254,8 +271,8 @@ impl Piece {
         }
         let projects = self.of(&snapshot.projects);
         feed.u64(projects.len() as u64);
-        for p in projects {
-            feed.project(&p.project);
+        for (p, label) in projects.iter().zip(self.of(labels)) {
+            feed.bytes(label);
             match self.family {
                 Family::Counter(i) => feed.f64(COUNTERS[i].3(p)),
                 Family::Gauge(i) => feed.f64(GAUGES[i].3(p)),

@@ -24,7 +24,7 @@
 //! sides). A server whose listing lacks what the arithmetic needs (no embedded flavor, a time
 //! that does not parse) makes the window [`Inexact`]; the caller then asks Nova.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use super::compact::ServerId;
 use super::nova::{self, Listed, ListedSize, ListedValues, ProjectWindow, ServerWindow};
@@ -189,28 +189,26 @@ impl ServerTable {
             start.saturating_mul(1_000_000),
             end.saturating_mul(1_000_000),
         );
-        let mut rows: Vec<(&str, ServerWindow)> = Vec::new();
+        // Entries come in id order, so each project's servers do: gathered by project, then
+        // the projects ordered, it is Nova's `paginate_query(..., ['project_id', 'uuid'])`
+        // order, and the running sums add in the same order as when Nova's answer is applied
+        // (a ServerId orders as its text).
+        let mut by_project: HashMap<&str, Vec<ServerWindow>> = HashMap::new();
         for e in self.entries.values() {
             let launched = time(e, "launched_at", &e.launched)?;
             let terminated = time(e, "terminated_at", &e.terminated)?;
             if let Some(u) = usage(e, launched, terminated, start, end)? {
-                rows.push((&e.project, u));
+                by_project.entry(e.project.as_ref()).or_default().push(u);
             }
         }
-        // Nova's `paginate_query(..., ['project_id', 'uuid'])`: the same order makes the
-        // running sums add in the same order as when Nova's answer is applied (a ServerId
-        // orders as its text).
-        rows.sort_unstable_by(|a, b| (a.0, &a.1.id).cmp(&(b.0, &b.1.id)));
-        let mut out: Vec<ProjectWindow> = Vec::new();
-        for (tenant, u) in rows {
-            match out.last_mut() {
-                Some(t) if t.project_id == tenant => t.servers.push(u),
-                _ => out.push(ProjectWindow {
-                    project_id: tenant.to_owned(),
-                    servers: vec![u],
-                }),
-            }
-        }
+        let mut out: Vec<ProjectWindow> = by_project
+            .into_iter()
+            .map(|(project, servers)| ProjectWindow {
+                project_id: project.to_owned(),
+                servers,
+            })
+            .collect();
+        out.sort_unstable_by(|a, b| a.project_id.cmp(&b.project_id));
         Ok(out)
     }
 
