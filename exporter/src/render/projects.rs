@@ -324,13 +324,16 @@ pub(crate) fn age_label(age: std::time::Duration) -> String {
     }
 }
 
-/// One stopped-servers family per entry: name, help, unit, and how to read the value.
-type StoppedFamily = (
+/// A family: name, help, unit, and how to read its value from a `T`.
+type FamilyOf<T, V> = (
     &'static str,
     &'static str,
     Option<fn() -> MetricUnit>,
-    fn(&Held) -> u64,
+    fn(&T) -> V,
 );
+
+/// A stopped-servers family, read from a bucket.
+type StoppedFamily = FamilyOf<Held, u64>;
 
 /// Servers stopped or broken for longer than a bucket's bound.
 const STOPPED: [StoppedFamily; 3] = [
@@ -384,13 +387,8 @@ fn encode_stopped(
     Ok(())
 }
 
-/// One family per entry: name, help, unit, and how to read the value from a project.
-type ProjectFamily = (
-    &'static str,
-    &'static str,
-    Option<fn() -> MetricUnit>,
-    fn(&ProjectUsage) -> f64,
-);
+/// A family read from a project.
+type ProjectFamily = FamilyOf<ProjectUsage, f64>;
 
 /// Usage since the accounting start (counters).
 const COUNTERS: [ProjectFamily; 4] = [
@@ -506,13 +504,8 @@ impl Collector for UnitCollector {
     }
 }
 
-/// One quota family per entry: name, help, unit, and how to read the limit.
-type QuotaFamily = (
-    &'static str,
-    &'static str,
-    Option<fn() -> MetricUnit>,
-    fn(&Quota) -> Option<u64>,
-);
+/// A quota family: the limit, `None` when unlimited.
+type QuotaFamily = FamilyOf<Quota, Option<u64>>;
 
 /// Compute quotas.
 const QUOTAS: [QuotaFamily; 3] = [
