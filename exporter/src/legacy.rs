@@ -7,6 +7,7 @@
 //! by the server's size and start.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::Deserialize;
 
@@ -44,7 +45,7 @@ pub struct LegacyServer<'a> {
 /// The legacy series of one project: one series, or for the SimpleVM project one per tag
 /// value (sorted), with servers lacking the tag left out.
 pub fn project_series<'a>(
-    project: &Project,
+    project: &Arc<Project>,
     servers: impl IntoIterator<Item = LegacyServer<'a>>,
     options: &LegacyOptions,
     weights: &Weights,
@@ -63,10 +64,10 @@ pub fn project_series<'a>(
             by_tag
                 .into_iter()
                 .map(|(tag, usage)| LegacySeries {
-                    project: Project {
+                    project: Arc::new(Project {
                         name: tag.to_string(),
-                        ..project.clone()
-                    },
+                        ..Project::clone(project)
+                    }),
                     usage,
                 })
                 .collect()
@@ -77,7 +78,7 @@ pub fn project_series<'a>(
                 total += usage(&s);
             }
             vec![LegacySeries {
-                project: project.clone(),
+                project: Arc::clone(project),
                 usage: total,
             }]
         }
@@ -173,13 +174,13 @@ mod tests {
 
     #[test]
     fn simple_vm_project_splits_by_tag() {
-        let project = Project {
+        let project = Arc::new(Project {
             id: "svm".into(),
             name: "simplevm".into(),
             domain_id: "d".into(),
             domain_name: "elixir".into(),
             enabled: true,
-        };
+        });
         let tagged = |v: &str| BTreeMap::from([("project_name".to_string(), v.to_string())]);
         let (a, b, none) = (tagged("genomics"), tagged("teaching"), BTreeMap::new());
         let server = |hours, metadata| LegacyServer {
@@ -225,10 +226,10 @@ mod tests {
         );
         assert!(split.iter().all(|s| s.project.domain_name == "elixir"));
         // Any other project: one series over all its servers.
-        let other = Project {
+        let other = Arc::new(Project {
             id: "other".into(),
-            ..project.clone()
-        };
+            ..Project::clone(&project)
+        });
         let whole = project_series(&other, servers, &options, &Weights::default());
         assert_eq!(whole.len(), 1);
         assert_eq!(whole[0].usage.vcpu_hours, 46.0);

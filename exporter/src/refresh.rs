@@ -242,7 +242,8 @@ mod tests {
                             domain_id: "default".into(),
                             domain_name: "Default".into(),
                             enabled: true,
-                        },
+                        }
+                        .into(),
                         totals: Default::default(),
                         allocation: Default::default(),
                         instances: Default::default(),

@@ -814,12 +814,14 @@ fn load_checked(bytes: &[u8]) -> Result<(), TestCaseError> {
             let projects: Vec<_> = acc
                 .project_map()
                 .into_keys()
-                .map(|id| site_exporter::snapshot::Project {
-                    id: id.to_owned(),
-                    name: id.to_owned(),
-                    domain_id: "d".into(),
-                    domain_name: "d".into(),
-                    enabled: true,
+                .map(|id| {
+                    std::sync::Arc::new(site_exporter::snapshot::Project {
+                        id: id.to_owned(),
+                        name: id.to_owned(),
+                        domain_id: "d".into(),
+                        domain_name: "d".into(),
+                        enabled: true,
+                    })
                 })
                 .collect();
             let _ = acc.snapshot(

@@ -6,7 +6,7 @@ use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
 
-use super::ProjectLabels;
+use super::Written;
 use crate::snapshot::{LegacySeries, LegacyUsage};
 
 /// A legacy family: name, help text, and its value of a series.
@@ -19,17 +19,17 @@ pub(super) const FAMILIES: [LegacyFamily; 2] = [
     ("project_mb_usage", "Total MB usage", |u| u.memory_hours),
 ];
 
-/// Writes one legacy family for `series` (the caller withholds the families while there is
-/// no series at all).
+/// Writes one legacy family for `series`, whose labels are `labels` (the caller withholds
+/// the families while there is no series at all).
 pub(super) fn encode(
     encoder: &mut DescriptorEncoder,
     (name, help, value): &LegacyFamily,
     series: &[LegacySeries],
+    labels: &[String],
 ) -> Result<(), std::fmt::Error> {
     let mut family = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
-    for s in series {
-        let labels = ProjectLabels::from(&s.project);
-        ConstGauge::new(value(&s.usage)).encode(family.encode_family(&labels)?)?;
+    for (s, l) in series.iter().zip(labels) {
+        ConstGauge::new(value(&s.usage)).encode(family.encode_family(&Written(l))?)?;
     }
     Ok(())
 }

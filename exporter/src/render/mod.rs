@@ -187,6 +187,59 @@ impl EncodeLabelSet for ProjectLabels<'_> {
     }
 }
 
+impl ProjectLabels<'_> {
+    /// The labels as a series carries them (`project_id="…",…`, values escaped as
+    /// prometheus-client escapes them), to be written by [`Written`] in every series of a
+    /// project instead of encoded again for each.
+    fn text(&self) -> String {
+        let mut out = String::with_capacity(
+            64 + self.project_id.len()
+                + self.project_name.len()
+                + self.domain_id.len()
+                + self.domain_name.len(),
+        );
+        for (i, (key, value)) in [
+            ("project_id", self.project_id),
+            ("project_name", self.project_name),
+            ("domain_id", self.domain_id),
+            ("domain_name", self.domain_name),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str(key);
+            out.push_str("=\"");
+            for c in value.chars() {
+                match c {
+                    '\\' => out.push_str("\\\\"),
+                    '"' => out.push_str("\\\""),
+                    '\n' => out.push_str("\\n"),
+                    c => out.push(c),
+                }
+            }
+            out.push('"');
+        }
+        out
+    }
+}
+
+/// A label set already written out by [`ProjectLabels::text`], copied into the series as it
+/// is.
+#[derive(Debug, Clone, Copy)]
+struct Written<'a>(&'a str);
+
+impl EncodeLabelSet for Written<'_> {
+    fn encode(&self, encoder: &mut LabelSetEncoder) -> Result<(), std::fmt::Error> {
+        // One label whose key writer (which writes without escaping) takes the whole text;
+        // a label set joined after it is separated by a comma as after any label.
+        let mut label = encoder.encode_label();
+        std::fmt::Write::write_str(&mut label.encode_label_key()?, self.0)
+    }
+}
+
 impl<'a> From<&'a Project> for ProjectLabels<'a> {
     fn from(p: &'a Project) -> Self {
         Self {
@@ -194,6 +247,71 @@ impl<'a> From<&'a Project> for ProjectLabels<'a> {
             project_name: &p.name,
             domain_id: &p.domain_id,
             domain_name: &p.domain_name,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+    use prometheus_client::metrics::gauge::ConstGauge;
+    use prometheus_client::metrics::MetricType;
+
+    use super::*;
+
+    /// One series of a project, its labels encoded by prometheus-client or copied as text.
+    #[derive(Debug)]
+    struct Series {
+        project: Project,
+        written: bool,
+    }
+
+    impl Collector for Series {
+        fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+            let mut family = encoder.encode_descriptor("x", "help", None, MetricType::Gauge)?;
+            let labels = ProjectLabels::from(&self.project);
+            let text = labels.text();
+            let status = [("status", "active")];
+            let gauge = ConstGauge::new(1);
+            if self.written {
+                gauge.encode(family.encode_family(&Written(&text))?)?;
+                gauge.encode(family.encode_family(&Join(&Written(&text), &status))?)
+            } else {
+                gauge.encode(family.encode_family(&labels)?)?;
+                gauge.encode(family.encode_family(&Join(&labels, &status))?)
+            }
+        }
+    }
+
+    #[test]
+    fn labels_written_as_text_equal_labels_encoded_by_prometheus_client() {
+        let names = [
+            "plain",
+            "",
+            "quote \" inside",
+            "back\\slash",
+            "new\nline",
+            "\\\"\n all three at the end \\",
+            "unicode ünïcødé ✓",
+        ];
+        for name in names {
+            let project = Project {
+                id: "0123abcd".into(),
+                name: name.into(),
+                domain_id: "default".into(),
+                domain_name: format!("domain {name}"),
+                enabled: true,
+            };
+            let written = encode(Series {
+                project: project.clone(),
+                written: true,
+            });
+            let encoded = encode(Series {
+                project,
+                written: false,
+            });
+            assert_eq!(written, encoded, "{name:?}");
+            assert!(encoded.contains("x{project_id=\"0123abcd\",project_name=\""));
         }
     }
 }

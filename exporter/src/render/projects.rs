@@ -22,7 +22,7 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Unit as MetricUnit;
 
-use super::{encode_into, Join, ProjectLabels, RenderOptions};
+use super::{encode_into, Join, ProjectLabels, RenderOptions, Written};
 use crate::snapshot::{Held, ProjectUsage, ProjectsSnapshot, Quota};
 
 /// Projects (or legacy series) per piece of a family: ~100 KB of text for the simple
@@ -72,6 +72,8 @@ pub(super) fn projects_into(
         .unwrap_or_default();
     // Each project's labels digested once, for the pieces of every family.
     let labels: Vec<Digest> = snapshot.projects.iter().map(project_digest).collect();
+    // Written at the first piece that is encoded.
+    let mut texts: Option<Arc<LabelTexts>> = None;
     let mut pieces = Vec::new();
     let mut reused = 0;
     for piece in Piece::all(&snapshot, options) {
@@ -88,11 +90,13 @@ pub(super) fn projects_into(
                 reused += 1;
             }
             None => {
+                let texts = texts.get_or_insert_with(|| Arc::new(LabelTexts::of(&snapshot)));
                 encode_into(
                     out,
                     UnitCollector {
                         piece,
                         snapshot: Arc::clone(&snapshot),
+                        labels: Arc::clone(texts),
                     },
                 );
                 if piece.part > 0 {
@@ -311,6 +315,25 @@ impl Piece {
 struct UnitCollector {
     piece: Piece,
     snapshot: Arc<ProjectsSnapshot>,
+    labels: Arc<LabelTexts>,
+}
+
+/// Each project's and each legacy series' labels as a series carries them
+/// ([`ProjectLabels::text`]): written once per render, copied into the series of every family.
+#[derive(Debug)]
+struct LabelTexts {
+    projects: Vec<String>,
+    legacy: Vec<String>,
+}
+
+impl LabelTexts {
+    fn of(snapshot: &ProjectsSnapshot) -> Self {
+        let text = |p: &crate::snapshot::Project| ProjectLabels::from(p).text();
+        Self {
+            projects: snapshot.projects.iter().map(|p| text(&p.project)).collect(),
+            legacy: snapshot.legacy.iter().map(|s| text(&s.project)).collect(),
+        }
+    }
 }
 
 /// The `older_than` label of a bucket bound: whole days as `7d`, else hours, minutes, seconds.
@@ -362,7 +385,7 @@ fn encode_stopped(
     encoder: &mut DescriptorEncoder,
     (name, help, unit, value): &StoppedFamily,
     projects: &[ProjectUsage],
-    labels: &[ProjectLabels],
+    labels: &[String],
 ) -> Result<(), std::fmt::Error> {
     // The few bucket bounds, written once per piece rather than once per series.
     let mut ages: BTreeMap<Duration, String> = BTreeMap::new();
@@ -381,7 +404,8 @@ fn encode_stopped(
                 ("status", bucket.status.as_str()),
                 ("older_than", older_than),
             ];
-            ConstGauge::new(value(held) as f64).encode(family.encode_family(&Join(l, &bucket))?)?;
+            ConstGauge::new(value(held) as f64)
+                .encode(family.encode_family(&Join(&Written(l), &bucket))?)?;
         }
     }
     Ok(())
@@ -445,22 +469,29 @@ impl Collector for UnitCollector {
         let piece = self.piece;
         if let Family::Legacy(i) = piece.family {
             let series = piece.of(&self.snapshot.legacy);
-            return super::legacy::encode(&mut encoder, &super::legacy::FAMILIES[i], series);
+            let labels = piece.of(&self.labels.legacy);
+            return super::legacy::encode(
+                &mut encoder,
+                &super::legacy::FAMILIES[i],
+                series,
+                labels,
+            );
         }
         let projects = piece.of(&self.snapshot.projects);
-        let labels: Vec<ProjectLabels> = projects.iter().map(|p| (&p.project).into()).collect();
+        let labels = piece.of(&self.labels.projects);
         let simple = |encoder: &mut DescriptorEncoder,
                       (name, help, unit, value): &ProjectFamily,
                       kind: MetricType|
          -> Result<(), std::fmt::Error> {
             let unit = unit.map(|u| u());
             let mut family = encoder.encode_descriptor(name, help, unit.as_ref(), kind)?;
-            for (p, l) in projects.iter().zip(&labels) {
+            for (p, l) in projects.iter().zip(labels) {
+                let l = Written(l);
                 match kind {
                     MetricType::Counter => {
-                        ConstCounter::new(value(p)).encode(family.encode_family(l)?)?
+                        ConstCounter::new(value(p)).encode(family.encode_family(&l)?)?
                     }
-                    _ => ConstGauge::new(value(p)).encode(family.encode_family(l)?)?,
+                    _ => ConstGauge::new(value(p)).encode(family.encode_family(&l)?)?,
                 }
             }
             Ok(())
@@ -475,17 +506,17 @@ impl Collector for UnitCollector {
                     None,
                     MetricType::Gauge,
                 )?;
-                for (p, l) in projects.iter().zip(&labels) {
+                for (p, l) in projects.iter().zip(labels) {
                     for (status, count) in &p.instances {
                         let status = [("status", status.as_str())];
                         ConstGauge::new(*count as i64)
-                            .encode(family.encode_family(&Join(l, &status))?)?;
+                            .encode(family.encode_family(&Join(&Written(l), &status))?)?;
                     }
                 }
                 Ok(())
             }
-            Family::Stopped(i) => encode_stopped(&mut encoder, &STOPPED[i], projects, &labels),
-            Family::Quota(i) => encode_quota(&mut encoder, &QUOTAS[i], projects, &labels),
+            Family::Stopped(i) => encode_stopped(&mut encoder, &STOPPED[i], projects, labels),
+            Family::Quota(i) => encode_quota(&mut encoder, &QUOTAS[i], projects, labels),
             Family::Info => {
                 let mut family = encoder.encode_descriptor(
                     "openstack_project",
@@ -493,9 +524,9 @@ impl Collector for UnitCollector {
                     None,
                     MetricType::Info,
                 )?;
-                for (p, l) in projects.iter().zip(&labels) {
+                for (p, l) in projects.iter().zip(labels) {
                     let enabled = [("enabled", if p.project.enabled { "true" } else { "false" })];
-                    family.encode_info(&Join(l, &enabled))?;
+                    family.encode_info(&Join(&Written(l), &enabled))?;
                 }
                 Ok(())
             }
@@ -534,13 +565,13 @@ fn encode_quota(
     encoder: &mut DescriptorEncoder,
     (name, help, unit, value): &QuotaFamily,
     projects: &[ProjectUsage],
-    labels: &[ProjectLabels],
+    labels: &[String],
 ) -> Result<(), std::fmt::Error> {
     let unit = unit.map(|u| u());
     let mut family = encoder.encode_descriptor(name, help, unit.as_ref(), MetricType::Gauge)?;
     for (p, l) in projects.iter().zip(labels) {
         if let Some(v) = p.quota.as_ref().and_then(value) {
-            ConstGauge::new(v as f64).encode(family.encode_family(l)?)?;
+            ConstGauge::new(v as f64).encode(family.encode_family(&Written(l))?)?;
         }
     }
     Ok(())
@@ -564,7 +595,8 @@ mod tests {
                 domain_id: "d".into(),
                 domain_name: "elixir".into(),
                 enabled: true,
-            },
+            }
+            .into(),
             totals: UsageTotals {
                 vcpu_seconds: 3600.0 * f,
                 memory_byte_seconds: 1e12 * f,
@@ -701,8 +733,8 @@ mod tests {
             (
                 "a project's name",
                 |s| {
-                    s.projects[0].project.name = "renamed".into();
-                    s.legacy[0].project.name = "renamed".into();
+                    Arc::make_mut(&mut s.projects[0].project).name = "renamed".into();
+                    Arc::make_mut(&mut s.legacy[0].project).name = "renamed".into();
                 },
                 3,
                 17,

@@ -10,6 +10,7 @@
 pub mod health;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use crate::weights::Weights;
 
@@ -52,7 +53,9 @@ pub struct Project {
 /// Everything exported about one project.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProjectUsage {
-    pub project: Project,
+    /// Shared with the source's project list and the legacy series: a refresh copies
+    /// pointers, not names.
+    pub project: Arc<Project>,
     /// Usage accumulated since the accounting start.
     pub totals: UsageTotals,
     /// Resources held now by the project's existing servers.
@@ -175,7 +178,7 @@ pub struct Quota {
 pub struct LegacySeries {
     /// The labels: for a SimpleVM portal project, the OpenStack project with the portal
     /// project's name.
-    pub project: Project,
+    pub project: Arc<Project>,
     pub usage: LegacyUsage,
 }
 

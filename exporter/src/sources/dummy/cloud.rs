@@ -6,6 +6,7 @@
 //! moment gives the same numbers, and later moments give larger counters.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use crate::legacy::{self, LegacyOptions, LegacyServer, ServerHours};
@@ -135,13 +136,13 @@ impl Cloud {
         for domain in &self.domains {
             for p in &domain.projects {
                 let mut usage = ProjectUsage {
-                    project: Project {
+                    project: Arc::new(Project {
                         id: p.id.clone(),
                         name: p.name.clone(),
                         domain_id: domain.id.clone(),
                         domain_name: domain.name.clone(),
                         enabled: p.enabled,
-                    },
+                    }),
                     totals: UsageTotals::default(),
                     allocation: Allocation::default(),
                     instances: BTreeMap::new(),

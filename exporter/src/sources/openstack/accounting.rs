@@ -487,7 +487,7 @@ impl Accounting {
     /// in the state.
     pub fn snapshot(
         &self,
-        projects: &[Project],
+        projects: &[Arc<Project>],
         mut current: super::nova::CurrentState,
         options: &LegacyOptions,
         weights: Option<&Weights>,
@@ -526,7 +526,7 @@ impl Accounting {
                     .unwrap_or_default();
                 let (allocation, instances) = current.remove(&p.id).unwrap_or_default();
                 ProjectUsage {
-                    project: p.clone(),
+                    project: Arc::clone(p),
                     totals,
                     allocation,
                     instances,

@@ -3,6 +3,7 @@
 //! Keystone cut without a next link, is an error, never a silently shorter list.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use super::client::{RequestError, Service};
@@ -198,7 +199,7 @@ impl OpenstackSource {
     /// Quota limits of `projects`, fetched concurrently (the client bounds requests in flight).
     pub(super) async fn quotas(
         &self,
-        projects: &[Project],
+        projects: &[Arc<Project>],
     ) -> Result<BTreeMap<String, Quota>, OpenstackError> {
         let mut tasks = tokio::task::JoinSet::new();
         for p in projects {

@@ -8,6 +8,7 @@
 //! reconciliation's disagreements are counted once, at commit.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use super::compact::ServerId;
@@ -25,7 +26,8 @@ pub(super) struct Kept {
     table: Option<ServerTable>,
     /// `now` of the last full listing.
     listed_at: Option<SystemTime>,
-    projects: Option<(SystemTime, Vec<Project>)>,
+    /// Shared with every snapshot made from them.
+    projects: Option<(SystemTime, Vec<Arc<Project>>)>,
     quotas: Option<(SystemTime, BTreeMap<String, Quota>)>,
 }
 
@@ -100,14 +102,15 @@ impl OpenstackSource {
     pub(super) async fn kept_projects(
         &mut self,
         now: SystemTime,
-    ) -> Result<Vec<Project>, OpenstackError> {
+    ) -> Result<Vec<Arc<Project>>, OpenstackError> {
         let every = self.settings.cadence.projects;
         if let Some((at, projects)) = &self.kept.projects {
             if !due(Some(*at), now, every) {
                 return Ok(projects.clone());
             }
         }
-        let projects = self.projects().await?;
+        let projects: Vec<Arc<Project>> =
+            self.projects().await?.into_iter().map(Arc::new).collect();
         self.kept.projects = Some((now, projects.clone()));
         Ok(projects)
     }
@@ -116,7 +119,7 @@ impl OpenstackSource {
     /// read yet.
     pub(super) async fn kept_quotas(
         &mut self,
-        projects: &[Project],
+        projects: &[Arc<Project>],
         now: SystemTime,
     ) -> Result<BTreeMap<String, Quota>, OpenstackError> {
         let every = self.settings.cadence.quotas;
@@ -124,7 +127,7 @@ impl OpenstackSource {
             Some((at, known)) if !due(Some(*at), now, every) => (*at, known.clone()),
             _ => (now, BTreeMap::new()),
         };
-        let missing: Vec<Project> = projects
+        let missing: Vec<Arc<Project>> = projects
             .iter()
             .filter(|p| !known.contains_key(&p.id))
             .cloned()

@@ -28,14 +28,14 @@ fn tenant(id: &str, servers: Vec<ServerUsage>) -> TenantUsage {
     }
 }
 
-fn project(id: &str) -> Project {
-    Project {
+fn project(id: &str) -> Arc<Project> {
+    Arc::new(Project {
         id: id.into(),
         name: format!("{id}-name"),
         domain_id: "d".into(),
         domain_name: "default".into(),
         enabled: true,
-    }
+    })
 }
 
 /// vcpu hours, memory GiB-hours, instance hours, legacy vcpu hours, legacy GiB-hours.
@@ -50,7 +50,13 @@ fn legacy_of(
     acc.snapshot(&[project(id)], BTreeMap::new(), options, Some(weights))
         .legacy
         .into_iter()
-        .map(|l| (l.project.name, l.usage.vcpu_hours, l.usage.memory_hours))
+        .map(|l| {
+            (
+                l.project.name.clone(),
+                l.usage.vcpu_hours,
+                l.usage.memory_hours,
+            )
+        })
         .collect()
 }
 
