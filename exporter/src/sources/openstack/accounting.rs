@@ -372,8 +372,9 @@ impl Accounting {
         slots: &[Option<u32>],
     ) -> Result<(), WindowError> {
         let mut projects: HashMap<&str, ProjectTotals> = HashMap::new();
-        // Hours so far of the servers with a record (by record), and of new ones (by id).
-        let mut known: HashMap<u32, f64> = HashMap::new();
+        // Hours so far of the servers with a record (by record; NaN: not in the window yet,
+        // as record hours are finite), and of new ones (by id).
+        let mut known: Vec<f64> = vec![f64::NAN; self.records.len()];
         let mut new: HashMap<&ServerId, f64> = HashMap::new();
         let mut slots = slots.iter();
         for group in usages {
@@ -384,9 +385,13 @@ impl Accounting {
                 let totals = u.totals();
                 p.add(totals);
                 let h = match slot {
-                    Some(i) => known
-                        .entry(*i)
-                        .or_insert_with(|| self.records[*i as usize].hours),
+                    Some(i) => {
+                        let h = &mut known[*i as usize];
+                        if h.is_nan() {
+                            *h = self.records[*i as usize].hours;
+                        }
+                        h
+                    }
                     None => new.entry(&u.id).or_insert(0.0),
                 };
                 *h += totals.instance_seconds / 3600.0;

@@ -37,6 +37,17 @@ impl ServerId {
             Self::Other(s) => s.to_string(),
         }
     }
+
+    /// How the id orders against an id's text: as [`ServerId::to_text`] would, without
+    /// writing it on the heap.
+    pub fn cmp_text(&self, text: &str) -> Ordering {
+        match self {
+            Self::Uuid(b) => canonical(&uuid::Uuid::from_bytes(*b))
+                .as_slice()
+                .cmp(text.as_bytes()),
+            Self::Other(s) => s.as_ref().cmp(text),
+        }
+    }
 }
 
 fn canonical(u: &uuid::Uuid) -> [u8; 36] {
@@ -48,8 +59,9 @@ fn canonical(u: &uuid::Uuid) -> [u8; 36] {
 impl Ord for ServerId {
     fn cmp(&self, other: &Self) -> Ordering {
         match (self, other) {
-            // Big-endian bytes of lower-case canonical UUIDs order as their text.
-            (Self::Uuid(a), Self::Uuid(b)) => a.cmp(b),
+            // Big-endian bytes of lower-case canonical UUIDs order as their text, and as
+            // the big-endian number they make (one comparison instead of a byte loop).
+            (Self::Uuid(a), Self::Uuid(b)) => u128::from_be_bytes(*a).cmp(&u128::from_be_bytes(*b)),
             (Self::Other(a), Self::Other(b)) => a.cmp(b),
             (Self::Uuid(a), Self::Other(b)) => canonical(&uuid::Uuid::from_bytes(*a))
                 .as_slice()
@@ -218,6 +230,9 @@ mod tests {
         let texts = [
             "0b4f8c2e-1111-4a2b-9c3d-000000000001",
             "0b4f8c2e-1111-4a2b-9c3d-00000000000f",
+            "0b4f8c2e-1111-4a2b-9c3d-100000000000",
+            "8b4f8c2e-1111-4a2b-9c3d-000000000001",
+            "f0000000-0000-4000-8000-000000000000",
             "0B4F8C2E-1111-4A2B-9C3D-000000000001",
             "0b4f8c2e11114a2b9c3d000000000001",
             "a",
@@ -231,6 +246,7 @@ mod tests {
             assert_eq!(ida.to_text(), a);
             for b in texts {
                 assert_eq!(ida.cmp(&ServerId::new(b)), a.cmp(b), "{a} vs {b}");
+                assert_eq!(ida.cmp_text(b), a.cmp(b), "{a} vs text {b}");
             }
         }
         assert!(matches!(ServerId::new(texts[0]), ServerId::Uuid(_)));

@@ -13,6 +13,7 @@
 //!   when it lies between that refresh and now (the change touched it), else that refresh's
 //!   time, when the server was last seen otherwise.
 
+use std::cmp::Ordering;
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -51,18 +52,36 @@ impl Stopped {
     /// those still in the same status, forgets the others.
     pub fn observe<'a>(&mut self, servers: impl IntoIterator<Item = &'a Listed>, now: SystemTime) {
         let now = epoch_secs(now);
-        let mut next = BTreeMap::new();
-        for s in servers.into_iter().filter(|s| stopped_status(&s.status)) {
-            let status = s.status.to_lowercase();
-            let id = s.id.to_text();
-            let since = match self.servers.remove(&id) {
+        let mut known = std::mem::take(&mut self.servers).into_iter().peekable();
+        let mut next = Vec::new();
+        // Both in id order: one walk instead of a lookup per server.
+        for s in stopped_in_order(servers) {
+            while known
+                .next_if(|(id, _)| s.id.cmp_text(id) == Ordering::Greater)
+                .is_some()
+            {}
+            let same = known.next_if(|(id, _)| s.id.cmp_text(id) == Ordering::Equal);
+            let entry = match same {
                 // A time after `now` (a state file written by a clock ahead) is taken as now.
-                Some(known) if known.status == status => known.since.min(now),
-                _ => self.first_seen(s, now),
+                Some((id, k)) if is_lower_case_of(&k.status, &s.status) => (
+                    id,
+                    Since {
+                        since: k.since.min(now),
+                        status: k.status,
+                    },
+                ),
+                same => (
+                    same.map_or_else(|| s.id.to_text(), |(id, _)| id),
+                    Since {
+                        status: s.status.to_ascii_lowercase(),
+                        since: self.first_seen(s, now),
+                    },
+                ),
             };
-            next.insert(id, Since { status, since });
+            next.push(entry);
         }
-        self.servers = next;
+        // In order: built in one pass (a server listed twice keeps its last entry).
+        self.servers = next.into_iter().collect();
         self.seen_at = Some(now);
     }
 
@@ -92,9 +111,18 @@ impl Stopped {
     ) -> StoppedByProject {
         let now = epoch_secs(now);
         let mut out = StoppedByProject::new();
-        // Only servers in a stopped status can be remembered (observe saw the same list).
-        for s in servers.into_iter().filter(|s| stopped_status(&s.status)) {
-            let Some(known) = self.servers.get(&s.id.to_text()) else {
+        let mut remembered = self.servers.iter().peekable();
+        // Only servers in a stopped status can be remembered (observe saw the same list);
+        // both in id order, walked together.
+        for s in stopped_in_order(servers) {
+            while remembered
+                .next_if(|(id, _)| s.id.cmp_text(id) == Ordering::Greater)
+                .is_some()
+            {}
+            let Some((_, known)) = remembered
+                .peek()
+                .filter(|(id, _)| s.id.cmp_text(id) == Ordering::Equal)
+            else {
                 continue;
             };
             let size = s.sizes(flavors);
@@ -104,12 +132,38 @@ impl Stopped {
                 memory_bytes: size.map_or(0, |f| f.ram.saturating_mul(1 << 20)),
             };
             let age = Duration::from_secs(now.saturating_sub(known.since));
-            let buckets = out.entry(s.project.to_string()).or_default();
+            let buckets = match out.get_mut(&*s.project) {
+                Some(b) => b,
+                None => out.entry(s.project.to_string()).or_default(),
+            };
             ages.add(buckets, &known.status, age, held);
         }
         out.retain(|_, b| !b.is_empty());
         out
     }
+}
+
+/// The servers in a stopped status, in id order (the table's order; sorted if given in
+/// another).
+fn stopped_in_order<'a>(servers: impl IntoIterator<Item = &'a Listed>) -> Vec<&'a Listed> {
+    let mut stopped: Vec<&Listed> = servers
+        .into_iter()
+        .filter(|s| stopped_status(&s.status))
+        .collect();
+    if !stopped.is_sorted_by(|a, b| a.id <= b.id) {
+        // Stable: of a server listed twice, the later entry stays later.
+        stopped.sort_by(|a, b| a.id.cmp(&b.id));
+    }
+    stopped
+}
+
+/// Whether `lower` is `status` in lower case (statuses are ASCII), without a copy.
+fn is_lower_case_of(lower: &str, status: &str) -> bool {
+    lower.len() == status.len()
+        && lower
+            .bytes()
+            .zip(status.bytes())
+            .all(|(l, s)| l == s.to_ascii_lowercase())
 }
 
 /// Whether `status` (any case) is one of [`STOPPED_STATUSES`], without a lower-case copy.

@@ -457,6 +457,64 @@ fn windows_whose_sums_are_not_finite_are_refused() {
 }
 
 #[test]
+fn a_server_whose_hours_would_not_be_finite_is_named_and_nothing_is_added() {
+    // A record near the largest number (a state file may hold one): its own hours overflow
+    // before any project total does. Listed twice in one window, the second addition does.
+    let start = at("2024-01-01T00:00:00Z");
+    let mut base = Accounting::new(start);
+    base.apply_nova(
+        start + Duration::from_secs(60),
+        &[tenant(
+            "p",
+            vec![usage("a", 1.0, 1, 0, 0), usage("b", 1.0, 1, 0, 0)],
+        )],
+    )
+    .unwrap();
+    let a = *base.index.get(&ServerId::new("a")).unwrap();
+    base.records[a as usize].hours = f64::MAX * 0.99999;
+    let cases: [(&str, Vec<ServerUsage>, Option<&str>); 4] = [
+        ("once, room left", vec![usage("a", 1e303, 1, 0, 0)], None),
+        (
+            "twice, the second overflows",
+            vec![
+                usage("b", 1.0, 1, 0, 0),
+                usage("a", 1e303, 1, 0, 0),
+                usage("a", 1e303, 1, 0, 0),
+            ],
+            Some("a"),
+        ),
+        (
+            "once, too much",
+            vec![usage("a", 1e304, 1, 0, 0)],
+            Some("a"),
+        ),
+        (
+            "a new server twice, each finite",
+            vec![usage("c", 4e304, 1, 0, 0), usage("c", 4e304, 1, 0, 0)],
+            Some("c"),
+        ),
+    ];
+    for (what, servers, refused) in cases {
+        let mut acc = base.clone();
+        let got = acc.apply_nova(start + Duration::from_secs(120), &[tenant("q", servers)]);
+        match refused {
+            None => assert!(got.is_ok(), "{what}: {got:?}"),
+            Some(server) => {
+                assert_eq!(
+                    got,
+                    Err(WindowError::NotFinite {
+                        project: "q".into(),
+                        server: server.into()
+                    }),
+                    "{what}"
+                );
+                assert_eq!(acc, base, "{what}: a refused window changed the accounting");
+            }
+        }
+    }
+}
+
+#[test]
 fn metadata_is_taken_in_from_changed_entries_and_kept_pending_until_a_record_exists() {
     use crate::sources::openstack::nova::{compact_servers, ServersPage};
     use crate::sources::openstack::servers::ServerTable;

@@ -285,3 +285,83 @@ fn sizes_from_the_flavors_list_before_microversion_2_47() {
         [("shutoff/1".to_owned(), (1, 0, 0))].into()
     );
 }
+
+/// What `observe` did before it walked the remembered servers alongside the listing: one
+/// lookup per stopped server.
+fn observe_by_lookup(known: &Stopped, servers: &[Listed], now: u64) -> BTreeMap<String, Since> {
+    let mut next = BTreeMap::new();
+    let mut remembered = known.servers.clone();
+    for s in servers.iter().filter(|s| stopped_status(&s.status)) {
+        let status = s.status.to_lowercase();
+        let id = s.id.to_text();
+        let since = match remembered.remove(&id) {
+            Some(k) if k.status == status => k.since.min(now),
+            _ => known.first_seen(s, now),
+        };
+        next.insert(id, Since { status, since });
+    }
+    next
+}
+
+#[test]
+fn the_walk_remembers_what_lookups_remember_in_any_listing_order() {
+    const STATUSES: [&str; 6] = [
+        "ACTIVE",
+        "SHUTOFF",
+        "SHELVED",
+        "ERROR",
+        "shelved_offloaded",
+        "PAUSED",
+    ];
+    let base = recorded();
+    for reversed in [false, true] {
+        let mut stopped = Stopped::default();
+        // A server only the state file knows: forgotten at the first refresh.
+        stopped.servers.insert(
+            "00000000-0000-4000-8000-000000000000".into(),
+            Since {
+                status: "shutoff".into(),
+                since: 5,
+            },
+        );
+        for round in 0..5u64 {
+            let mut servers = base.clone();
+            for (k, s) in servers.iter_mut().enumerate() {
+                s.status = STATUSES[(k * (round as usize + 1) + k / 3) % STATUSES.len()].into();
+            }
+            let mut listing = listed(&servers);
+            listing.sort_by(|a, b| a.id.cmp(&b.id));
+            if reversed {
+                listing.reverse();
+            }
+            let now = 1_900_000_000 + round * DAY;
+            let want = observe_by_lookup(&stopped, &listing, now);
+            stopped.observe(&listing, t(now));
+            assert_eq!(stopped.servers, want, "round {round}, reversed {reversed}");
+            assert!(!want.is_empty(), "round {round}");
+            let ages = StoppedAges::default();
+            let b = stopped.buckets(&listing, &BTreeMap::new(), &ages, t(now + DAY));
+            // The buckets by lookup: each remembered server in its status's buckets.
+            let mut want_b = StoppedByProject::new();
+            for s in listing.iter().filter(|s| stopped_status(&s.status)) {
+                let k = &stopped.servers[&s.id.to_text()];
+                let age = Duration::from_secs(now + DAY - k.since);
+                let size = s.sizes(&BTreeMap::new());
+                let held = Held {
+                    instances: 1,
+                    vcpus: size.map_or(0, |f| f.vcpus),
+                    memory_bytes: size.map_or(0, |f| f.ram << 20),
+                };
+                ages.add(
+                    want_b.entry(s.project.to_string()).or_default(),
+                    &k.status,
+                    age,
+                    held,
+                );
+            }
+            want_b.retain(|_, b| !b.is_empty());
+            assert_eq!(b, want_b, "round {round}, reversed {reversed}");
+            assert!(!b.is_empty(), "round {round}");
+        }
+    }
+}
