@@ -250,8 +250,9 @@ mod tests {
             }
         }
         assert!(matches!(ServerId::new(texts[0]), ServerId::Uuid(_)));
-        assert!(matches!(ServerId::new(texts[2]), ServerId::Other(_)));
-        assert!(matches!(ServerId::new(texts[3]), ServerId::Other(_)));
+        assert!(matches!(ServerId::new(texts[5]), ServerId::Other(_)));
+        assert!(matches!(ServerId::new(texts[6]), ServerId::Other(_)));
+        assert!(matches!(ServerId::new(texts[4]), ServerId::Uuid(_)));
     }
 
     #[test]
