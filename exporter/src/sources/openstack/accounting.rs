@@ -140,6 +140,54 @@ pub struct Accounting {
     pub(super) metadata: Interner<Metadata>,
     /// Changes not yet written; `None` when nothing persists them.
     journal: Option<Journal>,
+    /// Derived from `index` and `records`: built when first needed, then kept up to date by
+    /// [`Accounting::apply_window`], the only writer of both once an accounting is loaded.
+    members: std::sync::OnceLock<Members>,
+}
+
+/// Each project's servers in id order with their records: the order of the legacy sums, and
+/// the order in which a window's servers (by project, then id) are found.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct Members(Vec<Vec<(ServerId, u32)>>);
+
+impl Members {
+    fn of(acc: &Accounting) -> Self {
+        let mut counts = vec![0usize; acc.projects.len()];
+        for r in &acc.records {
+            if let Some(n) = counts.get_mut(r.project as usize) {
+                *n += 1;
+            }
+        }
+        let mut lists: Vec<Vec<(ServerId, u32)>> =
+            counts.into_iter().map(Vec::with_capacity).collect();
+        for (id, &i) in &acc.index {
+            let project = acc.records.get(i as usize).map(|r| r.project as usize);
+            if let Some(list) = project.and_then(|p| lists.get_mut(p)) {
+                list.push((id.clone(), i));
+            }
+        }
+        Self(lists)
+    }
+
+    fn of_project(&self, project: u32) -> &[(ServerId, u32)] {
+        self.0.get(project as usize).map_or(&[], Vec::as_slice)
+    }
+
+    fn insert(&mut self, project: u32, id: &ServerId, i: u32) {
+        let p = project as usize;
+        if self.0.len() <= p {
+            self.0.resize_with(p + 1, Vec::new);
+        }
+        let list = &mut self.0[p];
+        let at = list.partition_point(|(known, _)| known < id);
+        list.insert(at, (id.clone(), i));
+    }
+
+    fn remove(&mut self, project: u32, i: u32) {
+        if let Some(list) = self.0.get_mut(project as usize) {
+            list.retain(|(_, j)| *j != i);
+        }
+    }
 }
 
 /// Equal when the same projects have the same totals and the same servers the same records,
@@ -186,6 +234,7 @@ impl Accounting {
             records: Vec::new(),
             metadata,
             journal: None,
+            members: std::sync::OnceLock::new(),
         }
     }
 
@@ -338,26 +387,33 @@ impl Accounting {
     }
 
     /// Each server's record (`None`: new), in the order of `usages`. Few servers are looked up
-    /// one by one; many (a window of every live server) are sorted and walked alongside the
-    /// index, which costs one pass over it instead of a tree descent (a cache miss per level)
-    /// for each.
+    /// one by one; many (a window of every live server) are found by walking each group
+    /// alongside its project's servers, both in id order, instead of a tree descent (a cache
+    /// miss per level) for each. A server out of order or not among its project's (new, or
+    /// under another project before) is looked up.
     fn slots(&self, usages: &[ProjectWindow]) -> Vec<Option<u32>> {
         let servers = usages.iter().flat_map(|p| &p.servers);
         let n = servers.clone().count();
         if n < self.index.len() / 16 {
             return servers.map(|u| self.index.get(&u.id).copied()).collect();
         }
-        let mut order: Vec<(&ServerId, usize)> =
-            servers.enumerate().map(|(at, u)| (&u.id, at)).collect();
-        order.sort_unstable();
-        let mut slots = vec![None; n];
-        let mut index = self.index.iter().peekable();
-        for (id, at) in order {
-            while index.next_if(|(known, _)| *known < id).is_some() {}
-            if let Some((known, &i)) = index.peek() {
-                if *known == id {
-                    slots[at] = Some(i);
+        let members = self.members.get_or_init(|| Members::of(self));
+        let mut slots = Vec::with_capacity(n);
+        for group in usages {
+            let known = self
+                .projects
+                .find(&group.project_id)
+                .map_or(&[][..], |p| members.of_project(p));
+            let mut known = known.iter().peekable();
+            let mut last: Option<&ServerId> = None;
+            for u in &group.servers {
+                let mut found = None;
+                if last.is_none_or(|l| *l <= u.id) {
+                    while known.next_if(|(id, _)| *id < u.id).is_some() {}
+                    found = known.peek().filter(|(id, _)| *id == u.id).map(|(_, i)| *i);
+                    last = Some(&u.id);
                 }
+                slots.push(found.or_else(|| self.index.get(&u.id).copied()));
             }
         }
         slots
@@ -429,14 +485,28 @@ impl Accounting {
         let hours = totals.instance_seconds / 3600.0;
         self.totals[project as usize].add(totals);
         let i = match slot.or_else(|| self.index.get(&u.id).copied()) {
-            Some(i) => i,
+            Some(i) => {
+                let was = self.records[i as usize].project;
+                if was != project {
+                    if let Some(m) = self.members.get_mut() {
+                        m.remove(was, i);
+                        m.insert(project, &u.id, i);
+                    }
+                }
+                i
+            }
             None => {
                 let i = len_u32(self.records.len());
+                // Default fields, so that the journal notes what differs from what the state
+                // log's replay starts a new record with.
                 self.records.push(ServerRecord::default());
                 if let Some(j) = &mut self.journal {
                     j.new_servers.push(u.id.clone());
                 }
                 self.index.insert(u.id.clone(), i);
+                if let Some(m) = self.members.get_mut() {
+                    m.insert(project, &u.id, i);
+                }
                 i
             }
         };
@@ -498,29 +568,19 @@ impl Accounting {
         weights: Option<&Weights>,
     ) -> ProjectsSnapshot {
         // Servers per project, each list in id order (the order of the sums).
-        let mut by_project: Vec<Vec<&ServerRecord>> = Vec::new();
-        if weights.is_some() {
-            by_project.resize_with(self.projects.len(), Vec::new);
-            for &i in self.index.values() {
-                let r = &self.records[i as usize];
-                if let Some(list) = by_project.get_mut(r.project as usize) {
-                    list.push(r);
-                }
-            }
-        }
+        let members = weights.map(|_| self.members.get_or_init(|| Members::of(self)));
         let mut legacy_series = Vec::new();
         let projects = projects
             .iter()
             .map(|p| {
                 let index = self.projects.find(p.id.as_str());
-                if let Some(weights) = weights {
-                    let servers = index
-                        .and_then(|i| by_project.get(i as usize))
-                        .into_iter()
-                        .flatten();
+                if let (Some(weights), Some(members)) = (weights, members) {
+                    let servers = index.map_or(&[][..], |i| members.of_project(i));
                     legacy_series.extend(legacy::project_series(
                         p,
-                        servers.map(|r| self.legacy(r)),
+                        servers
+                            .iter()
+                            .map(|(_, i)| self.legacy(&self.records[*i as usize])),
                         options,
                         weights,
                     ));

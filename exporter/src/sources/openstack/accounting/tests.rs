@@ -581,8 +581,10 @@ fn metadata_is_taken_in_from_changed_entries_and_kept_pending_until_a_record_exi
 
 #[test]
 fn records_are_found_alike_one_by_one_and_walking_the_index() {
-    // 2,000 servers with records (UUIDs and other ids), then windows of few and of many
-    // servers, known and new, in Nova's order (by project, then id) and in another.
+    // 2,600 servers with records (UUIDs and other ids) in two projects, then windows of few
+    // and of many servers, known and new, in Nova's order (by project, then id) and in others,
+    // one server under another project than before. After each window is applied, the
+    // projects' server lists kept up to date equal lists built afresh.
     let id = |i: u32| -> String {
         if i % 7 == 0 {
             format!("server-{i}")
@@ -594,30 +596,53 @@ fn records_are_found_alike_one_by_one_and_walking_the_index() {
             )
         }
     };
-    let mut acc = Accounting::new(at(START));
-    let all: Vec<ServerUsage> = (0..2000).map(|i| usage(&id(i), 1.0, 1, 512, 1)).collect();
-    acc.apply_nova(at("2026-11-21T01:00:00Z"), &[tenant("p", all)])
-        .unwrap();
-    let cases: [(&str, Vec<u32>); 4] = [
-        ("few, known and new", vec![5, 3000, 14, 1999]),
-        ("many, known", (0..1500).rev().collect()),
-        ("many, half new", (1000..3000).collect()),
+    let group = |project: &str, servers: &[u32], sorted: bool| {
+        let mut ids: Vec<String> = servers.iter().map(|&i| id(i)).collect();
+        if sorted {
+            ids.sort();
+        }
+        tenant(
+            project,
+            ids.iter().map(|i| usage(i, 1.0, 1, 512, 1)).collect(),
+        )
+    };
+    let mut base = Accounting::new(at(START));
+    let p: Vec<u32> = (0..2000).collect();
+    let q: Vec<u32> = (2000..2600).collect();
+    base.apply_nova(
+        at("2026-11-21T01:00:00Z"),
+        &[group("p", &p, false), group("q", &q, false)],
+    )
+    .unwrap();
+    let cases: [(&str, Vec<u32>, Vec<u32>, bool); 6] = [
+        ("few, known and new", vec![5, 3000, 14, 1999], vec![], false),
+        ("many, known", (0..1500).rev().collect(), vec![7], false),
         (
-            "every one and more",
+            "many, known, in order",
+            (0..1500).collect(),
+            vec![7, 2100],
+            true,
+        ),
+        ("many, half new", (1000..3000).collect(), vec![], false),
+        (
+            "many, half new, in order",
+            (1000..3000).collect(),
+            (2300..2700).chain([9]).collect(),
+            true,
+        ),
+        (
+            "every one and more, twice",
             (0..2100).step_by(3).chain(1..50).collect(),
+            (2000..2600).collect(),
+            true,
         ),
     ];
-    for (what, servers) in cases {
+    for (what, in_p, in_q, sorted) in cases {
         let window = crate::sources::openstack::nova::compact_usage(vec![
-            tenant(
-                "p",
-                servers
-                    .iter()
-                    .map(|&i| usage(&id(i), 1.0, 1, 512, 1))
-                    .collect(),
-            ),
-            tenant("q", vec![usage(&id(7), 1.0, 1, 512, 1)]),
+            group("p", &in_p, sorted),
+            group("q", &in_q, sorted),
         ]);
+        let mut acc = base.clone();
         let want: Vec<Option<u32>> = window
             .iter()
             .flat_map(|p| &p.servers)
@@ -625,5 +650,15 @@ fn records_are_found_alike_one_by_one_and_walking_the_index() {
             .collect();
         assert_eq!(acc.slots(&window), want, "{what}");
         assert!(want.iter().any(Option::is_some), "{what}");
+        acc.apply_window(at("2026-11-21T02:00:00Z"), &window)
+            .unwrap();
+        assert_eq!(acc.members.get(), Some(&Members::of(&acc)), "{what}");
+        let q = acc.projects.find("q").unwrap();
+        let moved = acc.members.get().unwrap().of_project(q);
+        assert_eq!(
+            moved.iter().any(|(s, _)| *s == ServerId::new(&id(7))),
+            in_q.contains(&7),
+            "{what}"
+        );
     }
 }
