@@ -120,7 +120,7 @@ impl Fragment {
 /// Where the fragment is cut: at lines starting a family (`# HELP`) or at one of `cuts`,
 /// once a block holds [`MIN_BLOCK`] bytes.
 fn block_ranges(text: &str, cuts: &[usize]) -> Vec<Range<usize>> {
-    let families = text.match_indices("\n# HELP ").map(|(found, _)| found + 1);
+    let families = memchr::memmem::find_iter(text.as_bytes(), b"\n# HELP ").map(|found| found + 1);
     let mut candidates: Vec<usize> = families.chain(cuts.iter().copied()).collect();
     candidates.sort_unstable();
     let mut ranges = Vec::new();

@@ -25,11 +25,11 @@ pub(super) fn encode(
     encoder: &mut DescriptorEncoder,
     (name, help, value): &LegacyFamily,
     series: &[LegacySeries],
-    labels: &[String],
+    labels: &[Written],
 ) -> Result<(), std::fmt::Error> {
     let mut family = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
     for (s, l) in series.iter().zip(labels) {
-        ConstGauge::new(value(&s.usage)).encode(family.encode_family(&Written(l))?)?;
+        ConstGauge::new(value(&s.usage)).encode(family.encode_family(l)?)?;
     }
     Ok(())
 }

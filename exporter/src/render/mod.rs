@@ -212,13 +212,17 @@ impl ProjectLabels<'_> {
             }
             out.push_str(key);
             out.push_str("=\"");
-            for c in value.chars() {
-                match c {
-                    '\\' => out.push_str("\\\\"),
-                    '"' => out.push_str("\\\""),
-                    '\n' => out.push_str("\\n"),
-                    c => out.push(c),
+            if value.bytes().any(|b| matches!(b, b'\\' | b'"' | b'\n')) {
+                for c in value.chars() {
+                    match c {
+                        '\\' => out.push_str("\\\\"),
+                        '"' => out.push_str("\\\""),
+                        '\n' => out.push_str("\\n"),
+                        c => out.push(c),
+                    }
                 }
+            } else {
+                out.push_str(value);
             }
             out.push('"');
         }

@@ -320,19 +320,53 @@ struct UnitCollector {
 
 /// Each project's and each legacy series' labels as a series carries them
 /// ([`ProjectLabels::text`]): written once per render, copied into the series of every family.
+/// A legacy series of a project (all but the SimpleVM split) shares the project's text.
 #[derive(Debug)]
 struct LabelTexts {
-    projects: Vec<String>,
-    legacy: Vec<String>,
+    texts: Vec<String>,
+    /// Index in `texts` of each project's labels, and of each legacy series'.
+    projects: Vec<usize>,
+    legacy: Vec<usize>,
 }
 
 impl LabelTexts {
     fn of(snapshot: &ProjectsSnapshot) -> Self {
         let text = |p: &crate::snapshot::Project| ProjectLabels::from(p).text();
-        Self {
-            projects: snapshot.projects.iter().map(|p| text(&p.project)).collect(),
-            legacy: snapshot.legacy.iter().map(|s| text(&s.project)).collect(),
+        let mut texts: Vec<String> = snapshot.projects.iter().map(|p| text(&p.project)).collect();
+        let projects = (0..texts.len()).collect();
+        // Series come in the projects' order: the project a series shares is found walking
+        // forward.
+        let mut next = 0;
+        let mut legacy = Vec::with_capacity(snapshot.legacy.len());
+        for s in &snapshot.legacy {
+            let shared = snapshot.projects[next..]
+                .iter()
+                .take(3)
+                .position(|p| Arc::ptr_eq(&p.project, &s.project));
+            match shared {
+                Some(k) => {
+                    next += k;
+                    legacy.push(next);
+                }
+                None => {
+                    texts.push(text(&s.project));
+                    legacy.push(texts.len() - 1);
+                }
+            }
         }
+        Self {
+            texts,
+            projects,
+            legacy,
+        }
+    }
+
+    fn of_piece<'a>(
+        &'a self,
+        piece: Piece,
+        which: &'a [usize],
+    ) -> impl Iterator<Item = Written<'a>> {
+        piece.of(which).iter().map(|&i| Written(&self.texts[i]))
     }
 }
 
@@ -385,7 +419,7 @@ fn encode_stopped(
     encoder: &mut DescriptorEncoder,
     (name, help, unit, value): &StoppedFamily,
     projects: &[ProjectUsage],
-    labels: &[String],
+    labels: &[Written],
 ) -> Result<(), std::fmt::Error> {
     // The few bucket bounds, written once per piece rather than once per series.
     let mut ages: BTreeMap<Duration, String> = BTreeMap::new();
@@ -404,8 +438,7 @@ fn encode_stopped(
                 ("status", bucket.status.as_str()),
                 ("older_than", older_than),
             ];
-            ConstGauge::new(value(held) as f64)
-                .encode(family.encode_family(&Join(&Written(l), &bucket))?)?;
+            ConstGauge::new(value(held) as f64).encode(family.encode_family(&Join(l, &bucket))?)?;
         }
     }
     Ok(())
@@ -469,16 +502,17 @@ impl Collector for UnitCollector {
         let piece = self.piece;
         if let Family::Legacy(i) = piece.family {
             let series = piece.of(&self.snapshot.legacy);
-            let labels = piece.of(&self.labels.legacy);
+            let labels: Vec<Written> = self.labels.of_piece(piece, &self.labels.legacy).collect();
             return super::legacy::encode(
                 &mut encoder,
                 &super::legacy::FAMILIES[i],
                 series,
-                labels,
+                &labels,
             );
         }
         let projects = piece.of(&self.snapshot.projects);
-        let labels = piece.of(&self.labels.projects);
+        let labels: Vec<Written> = self.labels.of_piece(piece, &self.labels.projects).collect();
+        let labels = &labels[..];
         let simple = |encoder: &mut DescriptorEncoder,
                       (name, help, unit, value): &ProjectFamily,
                       kind: MetricType|
@@ -486,12 +520,11 @@ impl Collector for UnitCollector {
             let unit = unit.map(|u| u());
             let mut family = encoder.encode_descriptor(name, help, unit.as_ref(), kind)?;
             for (p, l) in projects.iter().zip(labels) {
-                let l = Written(l);
                 match kind {
                     MetricType::Counter => {
-                        ConstCounter::new(value(p)).encode(family.encode_family(&l)?)?
+                        ConstCounter::new(value(p)).encode(family.encode_family(l)?)?
                     }
-                    _ => ConstGauge::new(value(p)).encode(family.encode_family(&l)?)?,
+                    _ => ConstGauge::new(value(p)).encode(family.encode_family(l)?)?,
                 }
             }
             Ok(())
@@ -510,7 +543,7 @@ impl Collector for UnitCollector {
                     for (status, count) in &p.instances {
                         let status = [("status", status.as_str())];
                         ConstGauge::new(*count as i64)
-                            .encode(family.encode_family(&Join(&Written(l), &status))?)?;
+                            .encode(family.encode_family(&Join(l, &status))?)?;
                     }
                 }
                 Ok(())
@@ -526,7 +559,7 @@ impl Collector for UnitCollector {
                 )?;
                 for (p, l) in projects.iter().zip(labels) {
                     let enabled = [("enabled", if p.project.enabled { "true" } else { "false" })];
-                    family.encode_info(&Join(&Written(l), &enabled))?;
+                    family.encode_info(&Join(l, &enabled))?;
                 }
                 Ok(())
             }
@@ -565,13 +598,13 @@ fn encode_quota(
     encoder: &mut DescriptorEncoder,
     (name, help, unit, value): &QuotaFamily,
     projects: &[ProjectUsage],
-    labels: &[String],
+    labels: &[Written],
 ) -> Result<(), std::fmt::Error> {
     let unit = unit.map(|u| u());
     let mut family = encoder.encode_descriptor(name, help, unit.as_ref(), MetricType::Gauge)?;
     for (p, l) in projects.iter().zip(labels) {
         if let Some(v) = p.quota.as_ref().and_then(value) {
-            ConstGauge::new(v as f64).encode(family.encode_family(&Written(l))?)?;
+            ConstGauge::new(v as f64).encode(family.encode_family(l)?)?;
         }
     }
     Ok(())
@@ -642,6 +675,72 @@ mod tests {
             })
             .collect();
         ProjectsSnapshot { projects, legacy }
+    }
+
+    #[test]
+    fn each_series_gets_its_own_labels_shared_or_not() {
+        // Legacy series: most share their project's labels; a SimpleVM split writes others;
+        // a project may have none.
+        let base = snapshot(6);
+        let split = |name: &str| {
+            Arc::new(Project {
+                name: name.into(),
+                ..Project::clone(&base.projects[2].project)
+            })
+        };
+        let cases: [(&str, Vec<Arc<Project>>); 4] = [
+            (
+                "one per project",
+                base.projects
+                    .iter()
+                    .map(|p| Arc::clone(&p.project))
+                    .collect(),
+            ),
+            ("none", vec![]),
+            (
+                "a split and a project without series",
+                vec![
+                    Arc::clone(&base.projects[0].project),
+                    split("genomics"),
+                    split("teaching"),
+                    Arc::clone(&base.projects[3].project),
+                    Arc::clone(&base.projects[5].project),
+                ],
+            ),
+            (
+                "copies equal to the projects, not shared",
+                base.projects
+                    .iter()
+                    .map(|p| Arc::new(Project::clone(&p.project)))
+                    .collect(),
+            ),
+        ];
+        for (what, series) in cases {
+            let mut s = snapshot(6);
+            s.legacy = series
+                .into_iter()
+                .map(|project| LegacySeries {
+                    project,
+                    usage: LegacyUsage::default(),
+                })
+                .collect();
+            let texts = LabelTexts::of(&s);
+            let text = |p: &Project| ProjectLabels::from(p).text();
+            let got: Vec<&str> = texts
+                .legacy
+                .iter()
+                .map(|&i| texts.texts[i].as_str())
+                .collect();
+            let want: Vec<String> = s.legacy.iter().map(|l| text(&l.project)).collect();
+            assert_eq!(got, want, "{what}");
+            let got: Vec<&str> = texts
+                .projects
+                .iter()
+                .map(|&i| texts.texts[i].as_str())
+                .collect();
+            let want: Vec<String> = s.projects.iter().map(|p| text(&p.project)).collect();
+            assert_eq!(got, want, "{what}");
+        }
     }
 
     #[test]

@@ -25,6 +25,7 @@
 //! that does not parse) makes the window [`Inexact`]; the caller then asks Nova.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 use super::compact::ServerId;
 use super::nova::{self, Listed, ListedSize, ListedValues, ProjectWindow, ServerWindow};
@@ -193,22 +194,37 @@ impl ServerTable {
         // the projects ordered, it is Nova's `paginate_query(..., ['project_id', 'uuid'])`
         // order, and the running sums add in the same order as when Nova's answer is applied
         // (a ServerId orders as its text).
-        let mut by_project: HashMap<&str, Vec<ServerWindow>> = HashMap::new();
+        // Gathered by the address of the shared project id (one copy per table).
+        let mut groups: Vec<(&str, Vec<ServerWindow>)> = Vec::new();
+        let mut group_of: HashMap<*const u8, usize> = HashMap::new();
         for e in self.entries.values() {
             let launched = time(e, "launched_at", &e.launched)?;
             let terminated = time(e, "terminated_at", &e.terminated)?;
             if let Some(u) = usage(e, launched, terminated, start, end)? {
-                by_project.entry(e.project.as_ref()).or_default().push(u);
+                let g = *group_of
+                    .entry(Arc::as_ptr(&e.project).cast::<u8>())
+                    .or_insert_with(|| {
+                        groups.push((&e.project, Vec::new()));
+                        groups.len() - 1
+                    });
+                groups[g].1.push(u);
             }
         }
-        let mut out: Vec<ProjectWindow> = by_project
-            .into_iter()
-            .map(|(project, servers)| ProjectWindow {
-                project_id: project.to_owned(),
-                servers,
-            })
-            .collect();
-        out.sort_unstable_by(|a, b| a.project_id.cmp(&b.project_id));
+        groups.sort_by(|a, b| a.0.cmp(b.0));
+        let mut out: Vec<ProjectWindow> = Vec::with_capacity(groups.len());
+        for (project, servers) in groups {
+            match out.last_mut() {
+                // The same id in two copies: one group, still in id order.
+                Some(last) if last.project_id == project => {
+                    last.servers.extend(servers);
+                    last.servers.sort_by(|a, b| a.id.cmp(&b.id));
+                }
+                _ => out.push(ProjectWindow {
+                    project_id: project.to_owned(),
+                    servers,
+                }),
+            }
+        }
         Ok(out)
     }
 
