@@ -726,20 +726,13 @@ mod tests {
                 .collect();
             let texts = LabelTexts::of(&s);
             let text = |p: &Project| ProjectLabels::from(p).text();
-            let got: Vec<&str> = texts
-                .legacy
-                .iter()
-                .map(|&i| texts.texts[i].as_str())
-                .collect();
-            let want: Vec<String> = s.legacy.iter().map(|l| text(&l.project)).collect();
-            assert_eq!(got, want, "{what}");
-            let got: Vec<&str> = texts
-                .projects
-                .iter()
-                .map(|&i| texts.texts[i].as_str())
-                .collect();
-            let want: Vec<String> = s.projects.iter().map(|p| text(&p.project)).collect();
-            assert_eq!(got, want, "{what}");
+            let written = |which: &[usize]| -> Vec<String> {
+                which.iter().map(|&i| texts.texts[i].clone()).collect()
+            };
+            let legacy: Vec<String> = s.legacy.iter().map(|l| text(&l.project)).collect();
+            assert_eq!(written(&texts.legacy), legacy, "{what}");
+            let projects: Vec<String> = s.projects.iter().map(|p| text(&p.project)).collect();
+            assert_eq!(written(&texts.projects), projects, "{what}");
         }
     }
 
