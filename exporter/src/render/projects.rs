@@ -323,9 +323,12 @@ struct UnitCollector {
 /// A legacy series of a project (all but the SimpleVM split) shares the project's text.
 #[derive(Debug)]
 struct LabelTexts {
+    /// The projects' texts, in the snapshot's order, then those of legacy series that have
+    /// their own.
     texts: Vec<String>,
-    /// Index in `texts` of each project's labels, and of each legacy series'.
-    projects: Vec<usize>,
+    /// How many of `texts` are the projects'.
+    projects: usize,
+    /// Index in `texts` of each legacy series' labels.
     legacy: Vec<usize>,
 }
 
@@ -333,7 +336,7 @@ impl LabelTexts {
     fn of(snapshot: &ProjectsSnapshot) -> Self {
         let text = |p: &crate::snapshot::Project| ProjectLabels::from(p).text();
         let mut texts: Vec<String> = snapshot.projects.iter().map(|p| text(&p.project)).collect();
-        let projects = (0..texts.len()).collect();
+        let projects = texts.len();
         // Series come in the projects' order: the project a series shares is found walking
         // forward.
         let mut next = 0;
@@ -361,12 +364,22 @@ impl LabelTexts {
         }
     }
 
-    fn of_piece<'a>(
-        &'a self,
-        piece: Piece,
-        which: &'a [usize],
-    ) -> impl Iterator<Item = Written<'a>> {
-        piece.of(which).iter().map(|&i| Written(&self.texts[i]))
+    /// The labels of the piece's projects.
+    fn projects(&self, piece: Piece) -> Vec<Written<'_>> {
+        piece
+            .of(&self.texts[..self.projects])
+            .iter()
+            .map(|t| Written(t))
+            .collect()
+    }
+
+    /// The labels of the piece's legacy series.
+    fn legacy(&self, piece: Piece) -> Vec<Written<'_>> {
+        piece
+            .of(&self.legacy)
+            .iter()
+            .map(|&i| Written(&self.texts[i]))
+            .collect()
     }
 }
 
@@ -502,7 +515,7 @@ impl Collector for UnitCollector {
         let piece = self.piece;
         if let Family::Legacy(i) = piece.family {
             let series = piece.of(&self.snapshot.legacy);
-            let labels: Vec<Written> = self.labels.of_piece(piece, &self.labels.legacy).collect();
+            let labels = self.labels.legacy(piece);
             return super::legacy::encode(
                 &mut encoder,
                 &super::legacy::FAMILIES[i],
@@ -511,7 +524,7 @@ impl Collector for UnitCollector {
             );
         }
         let projects = piece.of(&self.snapshot.projects);
-        let labels: Vec<Written> = self.labels.of_piece(piece, &self.labels.projects).collect();
+        let labels = self.labels.projects(piece);
         let labels = &labels[..];
         let simple = |encoder: &mut DescriptorEncoder,
                       (name, help, unit, value): &ProjectFamily,
@@ -726,13 +739,18 @@ mod tests {
                 .collect();
             let texts = LabelTexts::of(&s);
             let text = |p: &Project| ProjectLabels::from(p).text();
-            let written = |which: &[usize]| -> Vec<String> {
-                which.iter().map(|&i| texts.texts[i].clone()).collect()
+            // One piece holds all six projects and their series.
+            let piece = Piece {
+                family: Family::Info,
+                part: 0,
+            };
+            let written = |labels: Vec<Written>| -> Vec<String> {
+                labels.iter().map(|w| w.0.to_owned()).collect()
             };
             let legacy: Vec<String> = s.legacy.iter().map(|l| text(&l.project)).collect();
-            assert_eq!(written(&texts.legacy), legacy, "{what}");
+            assert_eq!(written(texts.legacy(piece)), legacy, "{what}");
             let projects: Vec<String> = s.projects.iter().map(|p| text(&p.project)).collect();
-            assert_eq!(written(&texts.projects), projects, "{what}");
+            assert_eq!(written(texts.projects(piece)), projects, "{what}");
         }
     }
 
