@@ -9,6 +9,7 @@ use std::time::SystemTime;
 use super::client::{RequestError, Service};
 use super::keystone::{self, DomainsPage, ProjectsPage};
 use super::nova::{self, FlavorsPage, ServersPage, UsagePage};
+use super::servers::ServerTable;
 use super::{OpenstackError, OpenstackSource};
 use crate::snapshot::{Project, Quota};
 
@@ -88,6 +89,7 @@ impl OpenstackSource {
             ("start", nova::query_time(start)),
             ("end", nova::query_time(end)),
         ];
+        let mut usage = Vec::new();
         self.pages(
             "compute /os-simple-tenant-usage",
             &["os-simple-tenant-usage"],
@@ -95,8 +97,10 @@ impl OpenstackSource {
             Some(USAGE_MICROVERSION),
             // Each page in the accounting's form as it arrives: its strings die with it.
             |p: UsagePage| (nova::compact_usage(p.tenant_usages), p.tenant_usages_links),
+            |page| usage.extend(page),
         )
-        .await
+        .await?;
+        Ok(usage)
     }
 
     /// Whether Nova embeds flavors in servers (microversion 2.47), asked once.
@@ -115,12 +119,32 @@ impl OpenstackSource {
     }
 
     /// `/servers/detail` of every project: the existing servers, or with `changes_since`
-    /// (seconds since 1970) those updated since then, deleted ones included. Each page is
-    /// made compact as it arrives: its strings die with it.
+    /// (seconds since 1970) those updated since then, deleted ones included.
     pub(super) async fn servers(
         &mut self,
         changes_since: Option<i64>,
     ) -> Result<Vec<nova::Listed>, OpenstackError> {
+        let mut servers = Vec::new();
+        self.server_pages(changes_since, |page| servers.extend(page))
+            .await?;
+        Ok(servers)
+    }
+
+    /// The table of a full `/servers/detail` listing, each page merged into it as it arrives
+    /// (no list of every server beside the table).
+    pub(super) async fn listing(&mut self) -> Result<ServerTable, OpenstackError> {
+        let mut table = ServerTable::default();
+        self.server_pages(None, |page| table.merge(page)).await?;
+        Ok(table)
+    }
+
+    /// `/servers/detail` page by page, each page made compact as it arrives (its strings die
+    /// with it) and handed to `take`.
+    async fn server_pages(
+        &mut self,
+        changes_since: Option<i64>,
+        take: impl FnMut(Vec<nova::Listed>),
+    ) -> Result<(), OpenstackError> {
         let microversion = self.embeds_flavors().await?.then_some(SERVERS_MICROVERSION);
         let mut query = vec![("all_tenants", "1".to_owned())];
         query.extend(changes_since.map(|t| ("changes-since", nova::changes_since_time(t))));
@@ -135,6 +159,7 @@ impl OpenstackSource {
                 let listed = servers.map(|s| nova::Listed::new(s, &mut values)).collect();
                 (listed, p.servers_links)
             },
+            take,
         )
         .await
     }
@@ -145,19 +170,21 @@ impl OpenstackSource {
         if self.embeds_flavors().await? {
             return Ok(FlavorSizes::default());
         }
-        let flavors = self
-            .pages(
-                "compute /flavors/detail",
-                &["flavors", "detail"],
-                &[("is_public", "None".to_owned())],
-                None,
-                |p: FlavorsPage| (p.flavors, p.flavors_links),
-            )
-            .await?;
+        let mut flavors = Vec::new();
+        self.pages(
+            "compute /flavors/detail",
+            &["flavors", "detail"],
+            &[("is_public", "None".to_owned())],
+            None,
+            |p: FlavorsPage| (p.flavors, p.flavors_links),
+            |page| flavors.extend(page),
+        )
+        .await?;
         Ok(nova::flavor_sizes(&flavors))
     }
 
-    /// Every item of a Nova list paginated with `limit` and `marker`.
+    /// Every item of a Nova list paginated with `limit` and `marker`, handed to `take` a page
+    /// at a time.
     async fn pages<P, T>(
         &self,
         endpoint: &'static str,
@@ -165,11 +192,11 @@ impl OpenstackSource {
         query: &[(&str, String)],
         microversion: Option<(u16, u16)>,
         mut split: impl FnMut(P) -> (Vec<T>, Vec<nova::Link>),
-    ) -> Result<Vec<T>, OpenstackError>
+        mut take: impl FnMut(Vec<T>),
+    ) -> Result<(), OpenstackError>
     where
         P: serde::de::DeserializeOwned,
     {
-        let mut items = Vec::new();
         let mut marker: Option<String> = None;
         for page in 0.. {
             if page >= 100_000 {
@@ -187,13 +214,13 @@ impl OpenstackSource {
                 .await?;
             let (page_items, links) = split(p);
             let empty = page_items.is_empty();
-            items.extend(page_items);
+            take(page_items);
             marker = nova::next_marker(&links);
             if marker.is_none() || empty {
                 break;
             }
         }
-        Ok(items)
+        Ok(())
     }
 
     /// Quota limits of `projects`, fetched concurrently (the client bounds requests in flight).

@@ -4,8 +4,11 @@
 //!
 //! Invariants: nothing here is persisted (a restart lists every server); what a refresh read
 //! replaces what was kept only when the whole refresh arrived ([`Kept::commit`]), except the
-//! `changes-since` merge, which only brings the table closer to Nova and can be repeated; a
-//! reconciliation's disagreements are counted once, at commit.
+//! `changes-since` merge, which only brings the table closer to Nova and can be repeated (so a
+//! reconciliation merges into the kept table in place, never into a copy of it); a
+//! reconciliation's disagreements are counted once, at commit. A refresh that is not
+//! incremental forgets the table as it starts: nothing reads it before the new one is
+//! committed, and a failed refresh is followed by a full one anyway.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -36,9 +39,18 @@ pub(super) struct Kept {
 pub(super) struct ServersRead {
     /// The window's usage (`None` for an empty window).
     usage: Option<Vec<ProjectWindow>>,
-    /// A full listing's table, replacing the kept one at commit.
-    listed: Option<ServerTable>,
+    /// A full listing, rebuilding the kept table at commit.
+    listed: Option<Listing>,
     found: Option<Disagreements>,
+}
+
+/// A full listing not yet committed.
+#[derive(Debug)]
+struct Listing {
+    table: ServerTable,
+    /// The changes read after the listing (a reconciliation), merged again at commit: the
+    /// listing may predate them.
+    after: Vec<Listed>,
 }
 
 /// Whether something read at `last` is to be read again at `now`; a clock that went back
@@ -55,11 +67,43 @@ impl Kept {
         read: ServersRead,
         now: SystemTime,
     ) -> (Option<Vec<ProjectWindow>>, Option<Disagreements>) {
-        if let Some(listed) = read.listed {
-            self.table = Some(listed);
+        if let Some(Listing { table, after }) = read.listed {
+            let mut table = match self.table.take() {
+                Some(kept) => kept.rebuilt(table),
+                None => table,
+            };
+            table.merge(after);
+            self.table = Some(table);
             self.listed_at = Some(now);
         }
         (read.usage, read.found)
+    }
+
+    /// A reconciliation's findings: the kept table (brought up to date with `before`) against
+    /// Nova's `usage` of `window` and the full `listing`; `after` (the changes read after both)
+    /// is merged into the table. A server that changed in between is not judged: Nova answered
+    /// for one state of it, the listing for another. `None` without a kept table.
+    fn judge(
+        &mut self,
+        before: &[Listed],
+        after: &[Listed],
+        listing: &ServerTable,
+        usage: Option<&[ProjectWindow]>,
+        (start, end): (i64, i64),
+    ) -> Option<Disagreements> {
+        let kept = self.table.as_mut()?;
+        let moving = moved(before, after);
+        let window = compare_window(kept, usage, start, end);
+        kept.merge(after.to_vec());
+        let (archived, untracked) = kept.membership(listing);
+        let judged = |ids: Vec<String>| -> Vec<String> {
+            ids.into_iter().filter(|id| !moving.contains(id)).collect()
+        };
+        Some(Disagreements {
+            usage: judged(window),
+            archived: judged(archived),
+            untracked: judged(untracked),
+        })
     }
 
     /// The table (empty before the first listing).
@@ -155,12 +199,17 @@ impl OpenstackSource {
             || self.kept.table.is_none()
             || due(self.kept.listed_at, now, cadence.reconcile);
         if full {
-            // The table brought up to date before Nova's answer and the listing are read...
-            let mut table = self.kept.table.clone().filter(|_| incremental);
-            let before = match &mut table {
-                Some(t) => {
-                    let changes = self.servers(Some(t.changes_since(start_s))).await?;
-                    t.merge(changes.clone());
+            if !incremental {
+                self.kept.table = None;
+            }
+            // The kept table brought up to date before Nova's answer and the listing are
+            // read...
+            let before = match self.kept.table.as_ref().map(|t| t.changes_since(start_s)) {
+                Some(bound) => {
+                    let changes = self.servers(Some(bound)).await?;
+                    if let Some(t) = &mut self.kept.table {
+                        t.merge(changes.clone());
+                    }
                     changes
                 }
                 None => Vec::new(),
@@ -170,33 +219,25 @@ impl OpenstackSource {
             } else {
                 None
             };
-            let listing = ServerTable::from_listing(self.servers(None).await?);
-            let (found, listed) = match table {
-                Some(mut t) => {
-                    // ...and again after them: a server that changed in between is not
-                    // judged (Nova answered for one state of it, the listing for another).
-                    let after = self.servers(Some(t.changes_since(start_s))).await?;
-                    let moving = moved(&before, &after);
-                    let window = compare_window(&t, usage.as_deref(), start_s, end_s);
-                    t.merge(after.clone());
-                    let (archived, untracked) = t.membership(&listing);
-                    let judged = |ids: Vec<String>| -> Vec<String> {
-                        ids.into_iter().filter(|id| !moving.contains(id)).collect()
-                    };
-                    let found = Disagreements {
-                        usage: judged(window),
-                        archived: judged(archived),
-                        untracked: judged(untracked),
-                    };
-                    let mut listed = t.rebuilt(listing);
-                    listed.merge(after);
-                    (Some(found), listed)
+            let table = self.listing().await?;
+            let (found, after) = match self.kept.table.as_ref().map(|t| t.changes_since(start_s)) {
+                Some(bound) => {
+                    // ...and again after them.
+                    let after = self.servers(Some(bound)).await?;
+                    let found = self.kept.judge(
+                        &before,
+                        &after,
+                        &table,
+                        usage.as_deref(),
+                        (start_s, end_s),
+                    );
+                    (found, after)
                 }
-                None => (None, listing),
+                None => (None, Vec::new()),
             };
             return Ok(ServersRead {
                 usage,
-                listed: Some(listed),
+                listed: Some(Listing { table, after }),
                 found,
             });
         }

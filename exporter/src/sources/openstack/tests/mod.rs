@@ -244,6 +244,91 @@ async fn a_refresh_failing_part_way_adds_nothing_and_the_next_covers_the_gap() {
     }
 }
 
+/// A reconciliation that fails at any of its reads, or after them (quotas), keeps the server
+/// table it merges into in place: the next refresh reconciles against it (the table's
+/// changes, Nova's answer, the listing, the changes again) and ends where a source that never
+/// failed ends, disagreements included.
+#[tokio::test]
+async fn a_reconciliation_failing_part_way_keeps_the_table_for_the_next() {
+    struct Case {
+        name: &'static str,
+        input: Vec<(&'static str, Fault)>,
+        want_error: &'static str,
+    }
+    let servers = "/v2.1/servers";
+    let cases = [
+        Case {
+            name: "changes before",
+            input: vec![(servers, Fault::Malformed)],
+            want_error: "compute /servers/detail: malformed response",
+        },
+        Case {
+            name: "usage",
+            input: vec![("/v2.1/os-simple-tenant-usage", Fault::Malformed)],
+            want_error: "compute /os-simple-tenant-usage: malformed response",
+        },
+        Case {
+            name: "listing",
+            input: vec![(servers, Fault::Pass), (servers, Fault::Malformed)],
+            want_error: "compute /servers/detail: malformed response",
+        },
+        Case {
+            name: "changes after",
+            input: vec![
+                (servers, Fault::Pass),
+                (servers, Fault::Pass),
+                (servers, Fault::Malformed),
+            ],
+            want_error: "compute /servers/detail: malformed response",
+        },
+        Case {
+            name: "quotas, after the servers were read",
+            input: vec![("/v2.1/os-quota-sets/", Fault::Status(403, None))],
+            want_error: "os-quota-sets",
+        },
+    ];
+    let reconciling = |fake: &Fake| Settings {
+        quotas: true,
+        cadence: super::config::Cadence {
+            incremental: true,
+            ..full_every_refresh()
+        },
+        ..settings(fake)
+    };
+    for c in cases {
+        let (fake, twin_fake) = (Fake::start().await, Fake::start().await);
+        let mut src = source_from(&fake, fast(), reconciling(&fake)).await;
+        let mut twin = source_from(&twin_fake, fast(), reconciling(&twin_fake)).await;
+        for s in [&mut src, &mut twin] {
+            s.refresh(at("2026-11-22T00:00:00Z")).await.unwrap();
+        }
+        for (prefix, fault) in &c.input {
+            fake.fault(prefix, fault.clone());
+        }
+        let err = refresh_error(&mut src, "2026-11-22T01:00:00Z").await;
+        assert!(err.contains(c.want_error), "{}: {err}", c.name);
+        let listed_before = fake.seen("/v2.1/servers/detail").len();
+        for s in [&mut src, &mut twin] {
+            s.refresh(at("2026-11-22T02:00:00Z")).await.unwrap();
+        }
+        assert_eq!(
+            fake.seen("/v2.1/servers/detail").len() - listed_before,
+            3,
+            "{}: changes, listing, changes",
+            c.name
+        );
+        let found = src.client().stats().reconcile_disagreements;
+        assert_eq!(found.len(), 3, "{}: compared: {found:?}", c.name);
+        assert_eq!(
+            found,
+            twin.client().stats().reconcile_disagreements,
+            "{}",
+            c.name
+        );
+        assert_eq!(src.accounting(), twin.accounting(), "{}", c.name);
+    }
+}
+
 #[tokio::test]
 async fn transient_faults_are_retried() {
     struct Case {
