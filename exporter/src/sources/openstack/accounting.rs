@@ -17,7 +17,9 @@
 //! over the whole window — so [`Accounting::snapshot`] recomputes the legacy series from them
 //! without asking Nova for the whole window again.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
+
+use foldhash::{HashMap, HashMapExt};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 

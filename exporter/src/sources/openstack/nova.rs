@@ -3,7 +3,9 @@
 //! Shapes follow the responses recorded from a real Nova in `shared/openstack/samples`.
 //! Unknown fields are ignored; missing required ones are errors for the refresh that read them.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use foldhash::{HashMap, HashMapExt};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 

@@ -24,7 +24,9 @@
 //! sides). A server whose listing lacks what the arithmetic needs (no embedded flavor, a time
 //! that does not parse) makes the window [`Inexact`]; the caller then asks Nova.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
+
+use foldhash::{HashMap, HashMapExt};
 use std::sync::Arc;
 
 use super::compact::ServerId;
