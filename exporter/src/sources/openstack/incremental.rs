@@ -106,6 +106,12 @@ impl Kept {
         })
     }
 
+    /// The kept table's next `changes-since` bound ([`ServerTable::changes_since`]); `None`
+    /// without a table.
+    fn bound(&self, cap: i64) -> Option<i64> {
+        self.table.as_ref().map(|t| t.changes_since(cap))
+    }
+
     /// The table (empty before the first listing).
     pub(super) fn table(&self) -> &ServerTable {
         static EMPTY: std::sync::OnceLock<ServerTable> = std::sync::OnceLock::new();
@@ -183,6 +189,19 @@ impl OpenstackSource {
         Ok(known)
     }
 
+    /// The servers changed since the kept table's bound (capped at `cap`, seconds since
+    /// 1970), merged into it; `None` without a table.
+    async fn merge_changes(&mut self, cap: i64) -> Result<Option<Vec<Listed>>, OpenstackError> {
+        let Some(bound) = self.kept.bound(cap) else {
+            return Ok(None);
+        };
+        let changes = self.servers(Some(bound)).await?;
+        if let Some(t) = &mut self.kept.table {
+            t.merge(changes.clone());
+        }
+        Ok(Some(changes))
+    }
+
     /// The servers and the window `[start, end)`: from a full listing and Nova's usage when
     /// the table is missing, reconciliation is due or the refresh is not incremental; else
     /// from the changes since the last refresh and the table.
@@ -204,23 +223,14 @@ impl OpenstackSource {
             }
             // The kept table brought up to date before Nova's answer and the listing are
             // read...
-            let before = match self.kept.table.as_ref().map(|t| t.changes_since(start_s)) {
-                Some(bound) => {
-                    let changes = self.servers(Some(bound)).await?;
-                    if let Some(t) = &mut self.kept.table {
-                        t.merge(changes.clone());
-                    }
-                    changes
-                }
-                None => Vec::new(),
-            };
+            let before = self.merge_changes(start_s).await?.unwrap_or_default();
             let usage = if end > start {
                 Some(self.usage(start, end).await?)
             } else {
                 None
             };
             let table = self.listing().await?;
-            let (found, after) = match self.kept.table.as_ref().map(|t| t.changes_since(start_s)) {
+            let (found, after) = match self.kept.bound(start_s) {
                 Some(bound) => {
                     // ...and again after them.
                     let after = self.servers(Some(bound)).await?;
@@ -241,12 +251,7 @@ impl OpenstackSource {
                 found,
             });
         }
-        if let Some(bound) = self.kept.table.as_ref().map(|t| t.changes_since(start_s)) {
-            let changes = self.servers(Some(bound)).await?;
-            if let Some(t) = &mut self.kept.table {
-                t.merge(changes);
-            }
-        }
+        self.merge_changes(start_s).await?;
         let usage = if end > start {
             match self.kept.table().window(start_s, end_s) {
                 Ok(u) => Some(u),
