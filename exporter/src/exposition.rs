@@ -1,8 +1,11 @@
 //! The encoded exposition that `/metrics` serves: built once per refresh, served many times.
 //!
-//! A [`Fragment`] is one source's families as OpenMetrics text. An [`Exposition`] is the
-//! sources' fragments in a fixed order plus the self-metrics and `# EOF`, kept as the very
-//! `Bytes` the hub holds (no copy), and gzipped once. Prometheus asks for gzipped OpenMetrics,
+//! A [`Fragment`] is one source's families as OpenMetrics text, held in buffers: a render
+//! after another ([`TextBuilder`]) writes what changed into new buffers and shares the
+//! previous fragment's buffers for what did not, so a large fragment whose values mostly stay
+//! the same is neither copied nor held twice. An [`Exposition`] is the sources' fragments in a
+//! fixed order plus the self-metrics and `# EOF`, kept as the very `Bytes` the hub holds (no
+//! copy), and gzipped once. Prometheus asks for gzipped OpenMetrics,
 //! so that body is ready before the exposition is published; the classic translation and its
 //! gzip are made on the first request that wants them and kept until the next refresh, or
 //! before publishing once a client has asked for them (see `Hub::exposition_for`). The
@@ -42,29 +45,241 @@ pub const CLASSIC_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8
 /// (a few bytes, and a fresh compression dictionary) is spread over enough text.
 const MIN_BLOCK: usize = 64 * 1024;
 
+/// New text goes into buffers of about this size, closed where a piece of the render ends: an
+/// unchanged piece shares its buffer with the next fragment, and a buffer holds the text of a
+/// few pieces at most, so what a shared buffer keeps alive beside them stays small. Large
+/// enough that the plain body is a few dozen chunks.
+const BUFFER: usize = 1 << 20;
+
 /// One source's families as OpenMetrics text, without `# EOF`, and its compressed blocks.
+///
+/// The text is a sequence of parts, each a range of one of the fragment's buffers. A fragment
+/// rendered after another shares the buffers that hold its unchanged pieces ([`TextBuilder`]),
+/// so a refresh neither copies those pieces nor holds them twice.
 #[derive(Debug, Clone, Default)]
 pub struct Fragment {
-    text: Bytes,
+    buffers: Arc<[Bytes]>,
+    parts: Arc<[Part]>,
     blocks: Arc<[Block]>,
 }
 
-/// Whole families of a fragment (`range` of its text) as raw deflate ending in a sync flush.
+/// `range` of buffer `buffer`, at offset `start` of the fragment's text.
+#[derive(Debug, Clone)]
+struct Part {
+    buffer: usize,
+    range: Range<usize>,
+    start: usize,
+}
+
+/// Whole families of a fragment (`range` of buffer `buffer`) as raw deflate ending in a sync
+/// flush.
 #[derive(Debug, Clone)]
 struct Block {
+    buffer: usize,
     range: Range<usize>,
     deflate: Bytes,
     crc: u32,
 }
 
-/// Equal when the text is: the blocks follow from it.
-impl PartialEq for Fragment {
-    fn eq(&self, other: &Self) -> bool {
-        self.text == other.text
+/// A fragment's text before its blocks are compressed: buffers and the parts of them, in order.
+#[derive(Debug, Default)]
+pub struct Layout {
+    buffers: Vec<Bytes>,
+    parts: Vec<Part>,
+}
+
+impl Layout {
+    /// The whole text, one buffer.
+    fn single(text: String) -> Self {
+        let mut layout = Self::default();
+        layout.push_new(text);
+        layout
+    }
+
+    fn len(&self) -> usize {
+        self.parts.last().map_or(0, |p| p.start + p.range.len())
+    }
+
+    /// Appends `text` as a buffer of its own.
+    fn push_new(&mut self, mut text: String) {
+        if text.is_empty() {
+            return;
+        }
+        // A rendered String grew by doubling; `Bytes` would keep its unused capacity until
+        // the next refresh.
+        text.shrink_to_fit();
+        let start = self.len();
+        self.parts.push(Part {
+            buffer: self.buffers.len(),
+            range: 0..text.len(),
+            start,
+        });
+        self.buffers.push(Bytes::from(text));
+    }
+
+    /// Appends `range` of our buffer `buffer`, joined to the last part when it follows it.
+    fn push_shared(&mut self, buffer: usize, range: Range<usize>) {
+        if range.is_empty() {
+            return;
+        }
+        if let Some(last) = self.parts.last_mut() {
+            if last.buffer == buffer && last.range.end == range.start {
+                last.range.end = range.end;
+                return;
+            }
+        }
+        let start = self.len();
+        self.parts.push(Part {
+            buffer,
+            range,
+            start,
+        });
+    }
+
+    /// The whole text as one `String`.
+    fn into_string(self) -> String {
+        let mut out = Vec::with_capacity(self.len());
+        for p in &self.parts {
+            out.extend_from_slice(&self.buffers[p.buffer][p.range.clone()]);
+        }
+        // Buffers are only ever made from Strings, cut at line starts.
+        String::from_utf8(out).unwrap_or_default()
     }
 }
 
-impl Eq for Fragment {}
+/// Writes a fragment's text: new text into buffers of about [`BUFFER`] bytes (or one buffer),
+/// and ranges of the previous fragment kept as they are ([`TextBuilder::keep`]): shared when
+/// at least half of their buffer stays in use, copied otherwise, so that a fragment never keeps
+/// alive more than twice the text it shares.
+#[derive(Debug)]
+pub struct TextBuilder<'a> {
+    previous: Option<&'a Fragment>,
+    /// Per buffer of `previous`: whether its kept ranges may share it, and its index in ours.
+    shareable: Vec<bool>,
+    shared: Vec<Option<usize>>,
+    layout: Layout,
+    open: String,
+    limit: usize,
+}
+
+impl<'a> TextBuilder<'a> {
+    /// A builder of text kept in one buffer, with no previous fragment.
+    pub fn single() -> Self {
+        Self {
+            previous: None,
+            shareable: Vec::new(),
+            shared: Vec::new(),
+            layout: Layout::default(),
+            open: String::new(),
+            limit: usize::MAX,
+        }
+    }
+
+    /// A builder whose [`TextBuilder::keep`] takes ranges of `previous`.
+    pub fn after(previous: Option<&'a Fragment>) -> Self {
+        Self::after_with_limit(previous, BUFFER)
+    }
+
+    fn after_with_limit(previous: Option<&'a Fragment>, limit: usize) -> Self {
+        let buffers = previous.map_or(0, |p| p.buffers.len());
+        Self {
+            previous,
+            shareable: vec![false; buffers],
+            shared: vec![None; buffers],
+            limit,
+            ..Self::single()
+        }
+    }
+
+    /// Says which ranges of the previous fragment will be kept, before any is: a buffer is
+    /// shared only when they use at least half of it.
+    pub fn plan(&mut self, kept: impl IntoIterator<Item = Range<usize>>) {
+        let Some(previous) = self.previous else {
+            return;
+        };
+        let mut used = vec![0usize; previous.buffers.len()];
+        for range in kept {
+            if let Some((buffer, range)) = previous.locate(range) {
+                used[buffer] += range.len();
+            }
+        }
+        for (i, used) in used.into_iter().enumerate() {
+            self.shareable[i] = used >= previous.buffers[i].len() / 2;
+        }
+    }
+
+    /// Where new text is written.
+    pub fn text(&mut self) -> &mut String {
+        if self.open.capacity() == 0 && self.limit != usize::MAX {
+            self.open.reserve(self.limit + self.limit / 4);
+        }
+        &mut self.open
+    }
+
+    /// Length of the text so far: the offset of what is written next.
+    pub fn len(&self) -> usize {
+        self.layout.len() + self.open.len()
+    }
+
+    /// Whether nothing was written.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Says that a piece ends here: the buffer being written is closed once it is full.
+    pub fn boundary(&mut self) {
+        if self.open.len() >= self.limit {
+            self.close();
+        }
+    }
+
+    /// Appends `range` of the previous fragment (a range its parts hold whole), shared or
+    /// copied (see [`TextBuilder::plan`]). False, with nothing written, when the previous
+    /// fragment has no such range.
+    pub fn keep(&mut self, range: Range<usize>) -> bool {
+        let Some(previous) = self.previous else {
+            return false;
+        };
+        let Some((buffer, local)) = previous.locate(range) else {
+            return false;
+        };
+        let bytes = &previous.buffers[buffer];
+        if self.shareable[buffer] {
+            self.close();
+            let ours = *self.shared[buffer].get_or_insert_with(|| {
+                self.layout.buffers.push(bytes.clone());
+                self.layout.buffers.len() - 1
+            });
+            self.layout.push_shared(ours, local);
+            return true;
+        }
+        match std::str::from_utf8(&bytes[local]) {
+            Ok(text) => {
+                self.text().push_str(text);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    fn close(&mut self) {
+        let text = std::mem::take(&mut self.open);
+        self.layout.push_new(text);
+    }
+
+    pub fn finish(mut self) -> Layout {
+        self.close();
+        self.layout
+    }
+
+    /// The text as one `String`: for a builder from [`TextBuilder::single`], the very buffer.
+    pub fn into_string(self) -> String {
+        if self.layout.parts.is_empty() {
+            return self.open;
+        }
+        self.finish().into_string()
+    }
+}
 
 impl Fragment {
     pub fn from_openmetrics(openmetrics: String) -> Self {
@@ -75,52 +290,112 @@ impl Fragment {
     /// source's last fragment) whose text did not change. Blocks start at family boundaries
     /// and at `cuts` (offsets at line starts, ascending: where the render's pieces start).
     pub fn from_openmetrics_after(
-        mut openmetrics: String,
+        openmetrics: String,
         cuts: &[usize],
         previous: Option<&Fragment>,
     ) -> Self {
-        // A rendered String grew by doubling; `Bytes` would keep its unused capacity until
-        // the next refresh.
-        openmetrics.shrink_to_fit();
-        let ranges = block_ranges(&openmetrics, cuts);
-        let text = Bytes::from(openmetrics);
+        Self::from_layout(Layout::single(openmetrics), cuts, previous)
+    }
+
+    /// The fragment of a written text ([`TextBuilder`]), reusing the compressed blocks of
+    /// `previous` whose text did not change; `cuts` are offsets in the whole text.
+    pub fn from_layout(layout: Layout, cuts: &[usize], previous: Option<&Fragment>) -> Self {
+        let Layout { buffers, parts } = layout;
         // One compressor for the blocks that changed (its state is large), reset between them.
         let mut compress: Option<Compress> = None;
-        let blocks = ranges
-            .into_iter()
-            .map(|range| {
+        let mut blocks = Vec::new();
+        for part in &parts {
+            let text = &buffers[part.buffer][part.range.clone()];
+            let end = part.start + text.len();
+            let first = cuts.partition_point(|&c| c <= part.start);
+            let last = cuts.partition_point(|&c| c < end);
+            let local: Vec<usize> = cuts[first..last].iter().map(|c| c - part.start).collect();
+            for range in block_ranges(text, &local) {
                 let block = &text[range.clone()];
+                let range = part.range.start + range.start..part.range.start + range.end;
                 let same = previous.and_then(|p| {
-                    p.blocks
-                        .iter()
-                        .find(|b| b.range.len() == block.len() && &p.text[b.range.clone()] == block)
+                    p.blocks.iter().find(|b| {
+                        let old = &p.buffers[b.buffer][b.range.clone()];
+                        old.len() == block.len() && (old.as_ptr() == block.as_ptr() || old == block)
+                    })
                 });
-                match same {
+                blocks.push(match same {
                     Some(b) => Block {
+                        buffer: part.buffer,
                         range,
                         deflate: b.deflate.clone(),
                         crc: b.crc,
                     },
                     None => Block {
+                        buffer: part.buffer,
+                        range,
                         deflate: deflate_block(&mut compress, block),
                         crc: crc32fast::hash(block),
-                        range,
                     },
-                }
-            })
-            .collect();
-        Self { text, blocks }
+                });
+            }
+        }
+        Self {
+            buffers: buffers.into(),
+            parts: parts.into(),
+            blocks: blocks.into(),
+        }
     }
 
-    pub fn as_bytes(&self) -> &Bytes {
-        &self.text
+    /// Length of the text.
+    pub fn len(&self) -> usize {
+        self.parts.last().map_or(0, |p| p.start + p.range.len())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The text, part by part (shared, not copied).
+    pub fn chunks(&self) -> impl Iterator<Item = Bytes> + '_ {
+        self.parts
+            .iter()
+            .map(|p| self.buffers[p.buffer].slice(p.range.clone()))
+    }
+
+    /// The whole text, copied.
+    #[cfg(test)]
+    pub(crate) fn text(&self) -> String {
+        let mut out = Vec::with_capacity(self.len());
+        self.chunks().for_each(|c| out.extend_from_slice(&c));
+        String::from_utf8(out).unwrap_or_default()
+    }
+
+    /// Whether one of the fragment's buffers is one of `other`'s (the same memory).
+    #[cfg(test)]
+    pub(crate) fn shares_with(&self, other: &Fragment) -> bool {
+        self.buffers
+            .iter()
+            .any(|a| other.buffers.iter().any(|b| a.as_ptr() == b.as_ptr()))
+    }
+
+    /// The buffer holding `range` of the text whole, and the range in that buffer.
+    fn locate(&self, range: Range<usize>) -> Option<(usize, Range<usize>)> {
+        let i = self
+            .parts
+            .partition_point(|p| p.start <= range.start)
+            .checked_sub(1)?;
+        let part = &self.parts[i];
+        let offset = range.start - part.start;
+        let end = offset.checked_add(range.len())?;
+        (range.start <= range.end && end <= part.range.len()).then(|| {
+            (
+                part.buffer,
+                part.range.start + offset..part.range.start + end,
+            )
+        })
     }
 }
 
 /// Where the fragment is cut: at lines starting a family (`# HELP`) or at one of `cuts`,
 /// once a block holds [`MIN_BLOCK`] bytes.
-fn block_ranges(text: &str, cuts: &[usize]) -> Vec<Range<usize>> {
-    let families = memchr::memmem::find_iter(text.as_bytes(), b"\n# HELP ").map(|found| found + 1);
+fn block_ranges(text: &[u8], cuts: &[usize]) -> Vec<Range<usize>> {
+    let families = memchr::memmem::find_iter(text, b"\n# HELP ").map(|found| found + 1);
     let mut candidates: Vec<usize> = families.chain(cuts.iter().copied()).collect();
     candidates.sort_unstable();
     let mut ranges = Vec::new();
@@ -221,7 +496,7 @@ const EOF: &[u8] = b"# EOF\n";
 /// A complete exposition; see the module documentation for what is computed when.
 #[derive(Debug)]
 pub struct Exposition {
-    /// OpenMetrics fragments, ending with `# EOF`.
+    /// The fragments' parts in order, ending with `# EOF`.
     openmetrics: Vec<Bytes>,
     /// One gzip member (see the module documentation).
     openmetrics_gzip: Bytes,
@@ -240,14 +515,15 @@ impl Exposition {
     pub fn build<'a>(fragments: impl IntoIterator<Item = &'a Fragment>) -> Self {
         let fragments: Vec<Fragment> = fragments
             .into_iter()
-            .filter(|f| !f.text.is_empty())
+            .filter(|f| !f.is_empty())
             .cloned()
             .collect();
-        let mut openmetrics: Vec<Bytes> = fragments.iter().map(|f| f.text.clone()).collect();
+        let mut openmetrics: Vec<Bytes> = fragments.iter().flat_map(Fragment::chunks).collect();
         openmetrics.push(Bytes::from_static(EOF));
         // `# EOF`, compressed once.
         static EOF_BLOCK: OnceLock<Block> = OnceLock::new();
         let eof = EOF_BLOCK.get_or_init(|| Block {
+            buffer: 0,
             range: 0..EOF.len(),
             deflate: deflate_block(&mut None, EOF),
             crc: crc32fast::hash(EOF),
@@ -288,14 +564,15 @@ impl Exposition {
 
     fn classic(&self) -> &[Bytes] {
         self.classic.get_or_init(|| {
-            let fragments = &self.openmetrics[..self.openmetrics.len() - 1];
-            fragments.iter().flat_map(classic_of).collect()
+            let parts = &self.openmetrics[..self.openmetrics.len() - 1];
+            parts.iter().flat_map(classic_of).collect()
         })
     }
 }
 
-/// The classic translation of one fragment: its sample lines are slices of the fragment's
-/// own bytes, so the classic body costs only its family headers in memory.
+/// The classic translation of one part of a fragment (parts end at line ends, and never between
+/// a family's `# HELP` and `# TYPE`): its sample lines are slices of the part's own bytes, so
+/// the classic body costs only its family headers in memory.
 fn classic_of(fragment: &Bytes) -> Vec<Bytes> {
     // Fragments are rendered from Strings, so they are UTF-8.
     let text = std::str::from_utf8(fragment).unwrap_or_default();
@@ -414,11 +691,11 @@ mod tests {
             &om[..],
             b"# HELP a A\n# TYPE a counter\na_total 1\n# HELP b B\n# TYPE b gauge\nb 2\n# EOF\n"
         );
+        let a_bytes = a.buffers[0].as_ptr_range();
         assert!(
-            a.as_bytes().as_ptr() == e.openmetrics[0].as_ptr(),
+            a_bytes.start == e.openmetrics[0].as_ptr(),
             "fragments are shared, not copied"
         );
-        let a_bytes = a.as_bytes().as_ptr_range();
         assert!(
             e.classic().iter().any(|c| a_bytes.contains(&c.as_ptr())),
             "classic samples share the OpenMetrics bytes"
@@ -504,7 +781,8 @@ mod tests {
         assert_eq!(first.blocks.len(), second.blocks.len());
         let mut kept = 0;
         for (a, b) in first.blocks.iter().zip(second.blocks.iter()) {
-            let same_text = first.text[a.range.clone()] == second.text[b.range.clone()];
+            let same_text = first.buffers[a.buffer][a.range.clone()]
+                == second.buffers[b.buffer][b.range.clone()];
             let shared = a.deflate.as_ptr() == b.deflate.as_ptr();
             assert_eq!(same_text, shared, "block {:?}", b.range);
             kept += usize::from(shared);
@@ -559,6 +837,91 @@ mod tests {
             gunzip_one_member(&e.body(Format::OpenMetrics, true).to_bytes()),
             e.body(Format::OpenMetrics, false).to_bytes()
         );
+    }
+
+    /// Ten pieces of 40 bytes, `# HELP` lines so that each is a block of its own.
+    fn piece(i: usize, version: u32) -> String {
+        let line = format!("# HELP p{i} v{version}\n");
+        format!("{line:\u{2e}<39}\n").replacen(".\n", "\n", 1)
+    }
+
+    #[test]
+    fn kept_pieces_share_the_previous_buffers_when_half_of_a_buffer_is_kept() {
+        // (what, pieces kept, pieces expected to be shared rather than copied)
+        let cases: [(&str, &[usize], &[usize]); 5] = [
+            (
+                "all",
+                &[0, 1, 2, 3, 4, 5, 6, 7, 8, 9],
+                &[0, 1, 2, 3, 4, 5, 6, 7, 8, 9],
+            ),
+            ("none", &[], &[]),
+            // Buffers hold pieces 0-2, 3-5, 6-8 and 9: two thirds of the first kept, one
+            // third of the second.
+            ("two thirds and one third", &[0, 1, 3], &[0, 1]),
+            ("the last buffer, alone", &[9], &[9]),
+            ("every other piece", &[0, 2, 4, 6, 8], &[0, 2, 6, 8]),
+        ];
+        let mut first = TextBuilder::after_with_limit(None, 100);
+        let mut ranges = Vec::new();
+        for i in 0..10 {
+            let start = first.len();
+            first.text().push_str(&piece(i, 1));
+            ranges.push(start..first.len());
+            first.boundary();
+        }
+        let cuts: Vec<usize> = ranges.iter().map(|r| r.start).collect();
+        let first = Fragment::from_layout(first.finish(), &cuts, None);
+        assert_eq!(first.buffers.len(), 4);
+        for (what, kept, shared) in cases {
+            let mut next = TextBuilder::after_with_limit(Some(&first), 100);
+            next.plan(kept.iter().map(|&i| ranges[i].clone()));
+            let mut want = String::new();
+            for (i, range) in ranges.iter().enumerate() {
+                if kept.contains(&i) {
+                    assert!(next.keep(range.clone()), "{what}: {i}");
+                    want.push_str(&piece(i, 1));
+                } else {
+                    next.text().push_str(&piece(i, 2));
+                    want.push_str(&piece(i, 2));
+                }
+                next.boundary();
+            }
+            let next = Fragment::from_layout(next.finish(), &cuts, Some(&first));
+            assert_eq!(next.text(), want, "{what}");
+            let old: Vec<_> = first.buffers.iter().map(|b| b.as_ptr_range()).collect();
+            let found: Vec<usize> = (0..ranges.len())
+                .filter(|&i| {
+                    let (buffer, range) = next.locate(ranges[i].clone()).unwrap();
+                    let at = next.buffers[buffer][range].as_ptr();
+                    old.iter().any(|r| r.contains(&at))
+                })
+                .collect();
+            assert_eq!(found, shared, "{what}: pieces shared");
+            // Blocks are at least `MIN_BLOCK` long, so here one per part: kept whole, the
+            // compressed bytes are kept too.
+            if kept.len() == ranges.len() {
+                for b in next.blocks.iter() {
+                    let reused = first
+                        .blocks
+                        .iter()
+                        .any(|a| a.deflate.as_ptr() == b.deflate.as_ptr());
+                    assert!(reused, "{what}: {:?}", b.range);
+                }
+            }
+            let e = Exposition::build([&next]);
+            assert_eq!(
+                gunzip_one_member(&e.body(Format::OpenMetrics, true).to_bytes()),
+                e.body(Format::OpenMetrics, false).to_bytes()
+            );
+        }
+        // A range the previous fragment does not hold whole is not kept.
+        let mut next = TextBuilder::after(Some(&first));
+        assert!(
+            !next.keep(ranges[2].start..ranges[3].end),
+            "across two buffers"
+        );
+        assert!(!next.keep(400..440), "past the end");
+        assert!(next.is_empty());
     }
 
     #[test]

@@ -29,9 +29,11 @@
 //!    incremental server table and Nova's usage arithmetic, pure, on `nova`) are layers of
 //!    their own below the source.
 //! 4. Output:
-//!    - [`render`]: snapshot -> OpenMetrics text; the only place metric names live.
 //!    - [`classic`]: OpenMetrics -> the classic text format 0.0.4.
-//!    - [`exposition`]: the cached bodies `/metrics` serves, plain and gzipped.
+//!    - [`exposition`]: the cached bodies `/metrics` serves, plain and gzipped, made of
+//!      fragments whose text may share buffers with the previous fragment.
+//!    - [`render`]: snapshot -> OpenMetrics text (into an `exposition` text builder); the
+//!      only place metric names live.
 //! 5. Orchestration:
 //!    - [`hub`]: last good data per source, self-metrics, readiness.
 //!    - [`refresh`]: the background refresh of each source.

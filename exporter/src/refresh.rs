@@ -144,23 +144,21 @@ pub async fn refresh_once<S: Source>(
             // the threads that answer scrapes.
             let published = tokio::task::spawn_blocking(move || {
                 let previous = hub.fragment(slot);
-                // Room for the counters' extra digits over the previous fragment.
-                let capacity = previous
-                    .as_ref()
-                    .map_or(0, |p| p.as_bytes().len() / 16 * 17);
-                // Families whose values did not change are copied, not encoded again...
+                // Pieces whose values did not change keep the previous text, not encoded
+                // again...
                 let memo = hub.memo(slot);
-                let (text, memo) =
-                    render::source_data_after(data, options, memo.as_ref(), capacity);
+                let (text, memo) = render::source_data_after(data, options, memo.as_ref());
                 if let Some((units, copied)) = memo.projects_units() {
                     tracing::debug!(source = name, units, copied, "projects families rendered");
                 }
-                // ...and keep their compressed bytes.
-                let fragment =
-                    Fragment::from_openmetrics_after(text, &memo.cuts(), previous.as_ref());
+                // ...and their compressed bytes.
+                let fragment = Fragment::from_layout(text, &memo.cuts(), previous.as_ref());
                 drop(previous);
-                hub.keep_memo(slot, memo.with_text(fragment.as_bytes().clone()));
+                hub.keep_memo(slot, memo.with_fragment(fragment.clone()));
                 hub.succeeded(slot, fragment, now, started.elapsed());
+                // The previous fragment's buffers that the new one does not share were just
+                // freed: give them back, so that resident memory follows what is live.
+                crate::allocator::release_free_memory();
             })
             .await;
             if published.is_err() {

@@ -121,13 +121,14 @@ const EXPORTER: &[(&str, &[&str])] = &[
         ],
     ),
     ("sources::libvirt", &["settings", "snapshot", "source"]),
-    ("render", &["snapshot", "weights"]),
+    ("render", &["exposition", "snapshot", "weights"]),
     ("classic", &[]),
     ("exposition", &["classic"]),
     ("hub", &["exposition", "render", "snapshot"]),
     (
         "refresh",
         &[
+            "allocator",
             "exposition",
             "hub",
             "render",

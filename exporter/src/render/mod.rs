@@ -25,8 +25,7 @@ use prometheus_client::registry::Registry;
 
 use std::sync::Arc;
 
-use bytes::Bytes;
-
+use crate::exposition::{Fragment, Layout, TextBuilder};
 use crate::snapshot::health::SourceMetrics;
 use crate::snapshot::{Project, SourceData};
 
@@ -50,28 +49,23 @@ impl Default for RenderOptions {
     }
 }
 
-/// Renders whatever a source produced into one OpenMetrics fragment.
+/// Renders a source's data (families only, no `# EOF`).
 pub fn source_data(data: SourceData, options: RenderOptions) -> String {
-    source_data_sized(data, options, 0)
-}
-
-/// [`source_data`] into a buffer of `capacity` bytes to start with. With the size of the
-/// source's previous fragment, a large fragment (16 MB on the original's stress file) is one
-/// allocation instead of a doubling series that leaves the allocator holding the smaller ones.
-pub fn source_data_sized(data: SourceData, options: RenderOptions, capacity: usize) -> String {
-    source_data_after(data, options, None, capacity).0
+    let mut out = TextBuilder::single();
+    source_data_into(&mut out, data, options, None);
+    out.into_string()
 }
 
 /// What a render leaves for the next render of the same source: digests of the projects
-/// families' inputs, the text written and where each family is in it (see `projects`).
+/// families' inputs and where each piece is in the fragment made of the render's text.
 #[derive(Debug, Clone, Default)]
 pub struct Memo {
     projects: Option<projects::ProjectsMemo>,
-    text: Bytes,
+    fragment: Option<Fragment>,
 }
 
 impl Memo {
-    /// Projects units written by the render, and how many were copied from the previous text.
+    /// Projects units written by the render, and how many were kept from the previous text.
     pub fn projects_units(&self) -> Option<(usize, usize)> {
         self.projects.as_ref().map(projects::ProjectsMemo::units)
     }
@@ -85,47 +79,56 @@ impl Memo {
             .unwrap_or_default()
     }
 
-    /// The memo with the text it indexes (the fragment made of the render's `String`, shared).
-    pub fn with_text(mut self, text: Bytes) -> Self {
-        self.text = text;
+    /// The memo with the fragment made of the render's text, which it indexes.
+    pub fn with_fragment(mut self, fragment: Fragment) -> Self {
+        self.fragment = Some(fragment);
         self
     }
 }
 
-/// [`source_data_sized`], given the previous render's memo: projects families whose inputs
-/// did not change are copied from the previous text rather than encoded again.
+/// [`source_data`], given the previous render's memo: projects pieces whose inputs did not
+/// change keep the previous fragment's text (sharing its buffers) rather than being encoded
+/// again. The text comes back as a [`Layout`] for [`Fragment::from_layout`].
 pub fn source_data_after(
     data: SourceData,
     options: RenderOptions,
     previous: Option<&Memo>,
-    capacity: usize,
-) -> (String, Memo) {
-    let mut out = String::with_capacity(capacity);
-    let previous_projects =
-        previous.and_then(|memo| memo.projects.as_ref().map(|m| (m, &memo.text[..])));
+) -> (Layout, Memo) {
+    let mut out = TextBuilder::after(previous.and_then(|m| m.fragment.as_ref()));
+    let memo = source_data_into(&mut out, data, options, previous);
+    (out.finish(), memo)
+}
+
+fn source_data_into(
+    out: &mut TextBuilder,
+    data: SourceData,
+    options: RenderOptions,
+    previous: Option<&Memo>,
+) -> Memo {
+    let previous_projects = previous.and_then(|memo| memo.projects.as_ref());
     let mut memo = Memo::default();
     match data {
         SourceData::Projects(p) => {
             memo.projects = Some(projects::projects_into(
-                &mut out,
+                out,
                 Arc::new(p),
                 options,
                 previous_projects,
             ));
         }
-        SourceData::Guests(g) => encode_into(&mut out, guests::collector(Arc::new(g))),
+        SourceData::Guests(g) => encode_into(out.text(), guests::collector(Arc::new(g))),
         SourceData::Cloud { projects, guests } => {
             memo.projects = Some(projects::projects_into(
-                &mut out,
+                out,
                 Arc::new(projects),
                 options,
                 previous_projects,
             ));
-            encode_into(&mut out, guests::collector(Arc::new(guests)));
+            encode_into(out.text(), guests::collector(Arc::new(guests)));
         }
-        SourceData::Weights(w) => out.push_str(&weights::weights(w)),
+        SourceData::Weights(w) => out.text().push_str(&weights::weights(w)),
     }
-    (out, memo)
+    memo
 }
 
 /// Renders a source's own metrics.

@@ -2,13 +2,14 @@
 //! statuses, long-stopped servers, quotas and names; the legacy families follow when enabled.
 //!
 //! Each family is written in [`Piece`]s of [`PIECE`] projects (legacy series for the legacy
-//! families). A render may be given the previous render's [`ProjectsMemo`] and text: a piece
-//! whose inputs are the same in both snapshots (same projects and labels, values equal bit for
-//! bit, as told by a SHA-256 of them) is copied from the previous text instead of encoded
-//! again. Between two OpenStack refreshes the usage counters move, and a few servers that
-//! changed touch one piece of the allocation, statuses or stopped families; names and quotas
-//! mostly do not move. Each piece starts a gzip block of its own ([`ProjectsMemo::cuts`]), so
-//! what was copied also keeps its compressed bytes.
+//! families). A render may be given the previous render's [`ProjectsMemo`] and fragment: a
+//! piece whose inputs are the same in both snapshots (same projects and labels, values equal
+//! bit for bit, as told by a SHA-256 of them) keeps the previous fragment's text instead of
+//! being encoded again: its buffer is shared, not copied (see `exposition::TextBuilder`).
+//! Between two OpenStack refreshes the usage counters move, and a few servers that changed
+//! touch one piece of the allocation, statuses or stopped families; names and quotas mostly do
+//! not move. Each piece starts a gzip block of its own ([`ProjectsMemo::cuts`]), so what was
+//! kept also keeps its compressed bytes.
 
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
@@ -23,6 +24,7 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Unit as MetricUnit;
 
 use super::{encode_into, Join, ProjectLabels, RenderOptions, Written};
+use crate::exposition::TextBuilder;
 use crate::snapshot::{Held, ProjectUsage, ProjectsSnapshot, Quota};
 
 /// Projects (or legacy series) per piece of a family: ~100 KB of text for the simple
@@ -31,9 +33,9 @@ const PIECE: usize = 512;
 
 /// Renders the `openstack_project_*` families (and the legacy ones when enabled).
 pub fn projects(snapshot: Arc<ProjectsSnapshot>, options: RenderOptions) -> String {
-    let mut out = String::new();
+    let mut out = TextBuilder::single();
     projects_into(&mut out, snapshot, options, None);
-    out
+    out.into_string()
 }
 
 /// What a render of the projects families leaves for the next one: a digest of each piece's
@@ -42,12 +44,12 @@ pub fn projects(snapshot: Arc<ProjectsSnapshot>, options: RenderOptions) -> Stri
 pub struct ProjectsMemo {
     options: RenderOptions,
     pieces: Vec<(Piece, Digest, Range<usize>)>,
-    /// How many pieces this render copied from the previous text.
+    /// How many pieces this render kept from the previous text.
     reused: usize,
 }
 
 impl ProjectsMemo {
-    /// Pieces written, and how many of them were copied from the previous text.
+    /// Pieces written, and how many of them were kept from the previous text.
     pub fn units(&self) -> (usize, usize) {
         (self.pieces.len(), self.reused)
     }
@@ -58,59 +60,65 @@ impl ProjectsMemo {
     }
 }
 
-/// Appends the projects families to `out`. With `previous` (the last render's memo and the
-/// fragment text it indexes), pieces whose inputs did not change are copied from that text.
+/// Appends the projects families to `out`. With `previous` (the last render's memo, indexing
+/// the fragment `out` was made after), pieces whose inputs did not change keep that
+/// fragment's text instead of being encoded again.
 pub(super) fn projects_into(
-    out: &mut String,
+    out: &mut TextBuilder,
     snapshot: Arc<ProjectsSnapshot>,
     options: RenderOptions,
-    previous: Option<(&ProjectsMemo, &[u8])>,
+    previous: Option<&ProjectsMemo>,
 ) -> ProjectsMemo {
-    let previous = previous.filter(|(memo, _)| memo.options == options);
+    let previous = previous.filter(|memo| memo.options == options);
     let old: HashMap<Piece, (&Digest, &Range<usize>)> = previous
-        .map(|(memo, _)| memo.pieces.iter().map(|(p, d, r)| (*p, (d, r))).collect())
+        .map(|memo| memo.pieces.iter().map(|(p, d, r)| (*p, (d, r))).collect())
         .unwrap_or_default();
     // Each project's labels digested once, for the pieces of every family.
     let labels: Vec<Digest> = snapshot.projects.iter().map(project_digest).collect();
+    let pieces: Vec<(Piece, Digest, Option<Range<usize>>)> = Piece::all(&snapshot, options)
+        .into_iter()
+        .map(|piece| {
+            let digest = piece.digest(&snapshot, &labels);
+            let kept = old
+                .get(&piece)
+                .filter(|(old_digest, _)| **old_digest == digest)
+                .map(|(_, range)| (*range).clone());
+            (piece, digest, kept)
+        })
+        .collect();
+    out.plan(pieces.iter().filter_map(|(_, _, kept)| kept.clone()));
     // Written at the first piece that is encoded.
     let mut texts: Option<Arc<LabelTexts>> = None;
-    let mut pieces = Vec::new();
+    let mut written = Vec::with_capacity(pieces.len());
     let mut reused = 0;
-    for piece in Piece::all(&snapshot, options) {
+    for (piece, digest, kept) in pieces {
         let start = out.len();
-        let digest = piece.digest(&snapshot, &labels);
-        let kept = previous.and_then(|(_, text)| {
-            let (old_digest, range) = old.get(&piece)?;
-            let old = std::str::from_utf8(text.get((*range).clone())?).ok()?;
-            (**old_digest == digest).then_some(old)
-        });
-        match kept {
-            Some(old) => {
-                out.push_str(old);
-                reused += 1;
-            }
-            None => {
-                let texts = texts.get_or_insert_with(|| Arc::new(LabelTexts::of(&snapshot)));
-                encode_into(
-                    out,
-                    UnitCollector {
-                        piece,
-                        snapshot: Arc::clone(&snapshot),
-                        labels: Arc::clone(texts),
-                    },
-                );
-                if piece.part > 0 {
-                    // The family's descriptor is written once, by its first piece.
-                    let descriptor = descriptor_len(&out[start..]);
-                    out.drain(start..start + descriptor);
-                }
+        if kept.is_some_and(|range| out.keep(range)) {
+            reused += 1;
+        } else {
+            let texts = texts.get_or_insert_with(|| Arc::new(LabelTexts::of(&snapshot)));
+            let text = out.text();
+            let local = text.len();
+            encode_into(
+                text,
+                UnitCollector {
+                    piece,
+                    snapshot: Arc::clone(&snapshot),
+                    labels: Arc::clone(texts),
+                },
+            );
+            if piece.part > 0 {
+                // The family's descriptor is written once, by its first piece.
+                let descriptor = descriptor_len(&text[local..]);
+                text.drain(local..local + descriptor);
             }
         }
-        pieces.push((piece, digest, start..out.len()));
+        written.push((piece, digest, start..out.len()));
+        out.boundary();
     }
     ProjectsMemo {
         options,
-        pieces,
+        pieces: written,
         reused,
     }
 }
@@ -628,6 +636,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+    use crate::exposition::Fragment;
     use crate::snapshot::{
         Allocation, LegacySeries, LegacyUsage, Project, StoppedBucket, UsageTotals,
     };
@@ -884,27 +893,34 @@ mod tests {
         let options = RenderOptions::default();
         for (what, change, n, written, copied) in cases {
             let first = Arc::new(snapshot(n));
-            let mut first_text = String::new();
+            let mut first_text = TextBuilder::after(None);
             let memo = projects_into(&mut first_text, Arc::clone(&first), options, None);
             let parts = (n as usize).div_ceil(PIECE);
             assert_eq!(memo.units(), (17 * parts, 0), "{what}");
+            let cuts: Vec<usize> = memo.cuts().collect();
+            let first_fragment = Fragment::from_layout(first_text.finish(), &cuts, None);
             let mut next = snapshot(n);
             change(&mut next);
             let next = Arc::new(next);
-            let mut text = String::new();
-            let after = projects_into(
-                &mut text,
-                Arc::clone(&next),
-                options,
-                Some((&memo, first_text.as_bytes())),
-            );
+            let mut text = TextBuilder::after(Some(&first_fragment));
+            let after = projects_into(&mut text, Arc::clone(&next), options, Some(&memo));
+            let cuts: Vec<usize> = after.cuts().collect();
+            let fragment = Fragment::from_layout(text.finish(), &cuts, Some(&first_fragment));
             let fresh = projects(Arc::clone(&next), options);
-            assert_eq!(text, fresh, "{what}");
+            assert_eq!(fragment.text(), fresh, "{what}");
             assert_eq!(
                 after.units(),
                 (written, copied),
-                "{what}: pieces written, copied"
+                "{what}: pieces written, kept"
             );
+            // Nearly all kept: the first fragment's memory, not a copy of it (a buffer of
+            // which less than half is kept is copied from, see `TextBuilder::plan`).
+            if copied * 10 >= written * 9 {
+                assert!(fragment.shares_with(&first_fragment), "{what}: shared");
+            }
+            if copied == 0 {
+                assert!(!fragment.shares_with(&first_fragment), "{what}: not shared");
+            }
             // Each family is described once, and every piece starts at a line.
             assert_eq!(fresh.matches("# HELP ").count(), written / parts, "{what}");
             for cut in after.cuts() {
