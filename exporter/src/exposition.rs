@@ -5,17 +5,17 @@
 //! previous fragment's buffers for what did not, so a large fragment whose values mostly stay
 //! the same is neither copied nor held twice. An [`Exposition`] is the sources' fragments in a
 //! fixed order plus the self-metrics and `# EOF`, kept as the very `Bytes` the hub holds (no
-//! copy), and gzipped once. Prometheus asks for gzipped OpenMetrics,
-//! so that body is ready before the exposition is published; the classic translation and its
-//! gzip are made on the first request that wants them and kept until the next refresh, or
-//! before publishing once a client has asked for them (see `Hub::exposition_for`). The
-//! classic body shares the OpenMetrics bytes of its samples (only family headers differ), so it
-//! adds kilobytes, not a second copy of the exposition.
+//! copy), and gzipped once. Prometheus asks for gzipped OpenMetrics, so that body is ready
+//! before the exposition is published; the classic translation and its gzip are made on the
+//! first request that wants them and kept until the next refresh, or before publishing once a
+//! client has asked for them (see `Hub::exposition_for`). The classic body shares the
+//! OpenMetrics bytes of its samples (only family headers differ), so it adds kilobytes, not a
+//! second copy of the exposition.
 //!
-//! The OpenMetrics gzip is assembled from blocks: each fragment is cut at family boundaries
-//! (and where the render says a family's piece starts) into blocks of at least [`MIN_BLOCK`]
-//! bytes, each compressed on its own as raw deflate ending
-//! in a sync flush (byte-aligned, not final). Concatenated behind one gzip header, followed by an
+//! The OpenMetrics gzip is assembled from blocks: each part of a fragment is cut at family
+//! boundaries (and where the render says a family's piece starts) into blocks of at least
+//! `MIN_BLOCK` bytes, each compressed on its own as raw deflate ending in a sync flush
+//! (byte-aligned, not final). Concatenated behind one gzip header, followed by an
 //! empty final block and the combined CRC-32, they form one ordinary gzip member (as pigz writes
 //! them), which every client reads. A block whose text is the same as in the source's previous
 //! fragment keeps its compressed bytes, so a refresh compresses only the pieces that changed
@@ -147,7 +147,7 @@ impl Layout {
     }
 }
 
-/// Writes a fragment's text: new text into buffers of about [`BUFFER`] bytes (or one buffer),
+/// Writes a fragment's text: new text into buffers of about `BUFFER` bytes (or one buffer),
 /// and ranges of the previous fragment kept as they are ([`TextBuilder::keep`]): shared when
 /// at least half of their buffer stays in use, copied otherwise, so that a fragment never keeps
 /// alive more than twice the text it shares.
