@@ -351,6 +351,12 @@ impl Fragment {
         self.len() == 0
     }
 
+    /// How many parts the text is in, and the bytes of the buffers holding them (what the
+    /// fragment keeps alive, shared buffers included).
+    pub fn held(&self) -> (usize, usize) {
+        (self.parts.len(), self.buffers.iter().map(Bytes::len).sum())
+    }
+
     /// The text, part by part (shared, not copied).
     pub fn chunks(&self) -> impl Iterator<Item = Bytes> + '_ {
         self.parts
@@ -897,6 +903,13 @@ mod tests {
                 })
                 .collect();
             assert_eq!(found, shared, "{what}: pieces shared");
+            // Shared buffers are at least half in use: never more than twice the text held.
+            let (_, held) = next.held();
+            assert!(
+                next.len() <= held && held <= 2 * next.len(),
+                "{what}: {held} bytes held for {}",
+                next.len()
+            );
             // Blocks are at least `MIN_BLOCK` long, so here one per part: kept whole, the
             // compressed bytes are kept too.
             if kept.len() == ranges.len() {

@@ -148,11 +148,20 @@ pub async fn refresh_once<S: Source>(
                 // again...
                 let memo = hub.memo(slot);
                 let (text, memo) = render::source_data_after(data, options, memo.as_ref());
-                if let Some((units, copied)) = memo.projects_units() {
-                    tracing::debug!(source = name, units, copied, "projects families rendered");
-                }
                 // ...and their compressed bytes.
                 let fragment = Fragment::from_layout(text, &memo.cuts(), previous.as_ref());
+                if let Some((units, copied)) = memo.projects_units() {
+                    let (parts, held) = fragment.held();
+                    tracing::debug!(
+                        source = name,
+                        units,
+                        copied,
+                        bytes = fragment.len(),
+                        parts,
+                        held,
+                        "projects families rendered"
+                    );
+                }
                 drop(previous);
                 hub.keep_memo(slot, memo.with_fragment(fragment.clone()));
                 hub.succeeded(slot, fragment, now, started.elapsed());
