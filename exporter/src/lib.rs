@@ -56,7 +56,7 @@
 //! [`Source`]: source::Source
 
 // `deny`, not `forbid`: the libvirt source's `bulk` and `events` modules allow `unsafe` for the
-// FFI calls the `virt` crate does not wrap safely, and `allocator` for glibc's `malloc_trim`.
+// FFI calls the `virt` crate does not wrap safely, and `allocator` for glibc's `malloc_trim` and `mallopt`.
 #![deny(unsafe_code)]
 
 #[allow(unsafe_code)]

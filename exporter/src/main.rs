@@ -90,6 +90,8 @@ fn init_tracing(config: &Config) {
 }
 
 fn serve(config: Config) -> anyhow::Result<()> {
+    let large_blocks = site_exporter::allocator::map_large_blocks();
+    tracing::debug!(?large_blocks, "allocator");
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
