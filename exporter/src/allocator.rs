@@ -145,8 +145,11 @@ mod tests {
     #[test]
     fn large_blocks_go_back_to_the_os_when_freed_even_after_a_larger_one_was() {
         let _alone = RSS.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        // The test environment must not set the threshold itself.
-        assert_eq!(map_large_blocks(), LargeBlocks::Mapped(MMAP_THRESHOLD));
+        assert_eq!(
+            map_large_blocks(),
+            LargeBlocks::Mapped(MMAP_THRESHOLD),
+            "cannot run: MALLOC_MMAP_THRESHOLD_ or GLIBC_TUNABLES sets the threshold here"
+        );
         // Freeing a mapped 8 MiB block is what makes glibc raise its threshold to 8 MiB when it
         // is not fixed: the 2 MiB blocks below would then live in the arena, pinned by `pin`.
         drop(std::hint::black_box(vec![1u8; 8 << 20]));

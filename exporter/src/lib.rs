@@ -56,7 +56,8 @@
 //! [`Source`]: source::Source
 
 // `deny`, not `forbid`: the libvirt source's `bulk` and `events` modules allow `unsafe` for the
-// FFI calls the `virt` crate does not wrap safely, and `allocator` for glibc's `malloc_trim` and `mallopt`.
+// FFI calls the `virt` crate does not wrap safely, and `allocator` for glibc's `malloc_trim`
+// and `mallopt`.
 #![deny(unsafe_code)]
 
 #[allow(unsafe_code)]
