@@ -71,6 +71,11 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
+        // A body goes out in several writes and its last one is small (the final families and
+        // `# EOF`): with Nagle's algorithm it waits for the ACK of the megabytes before it.
+        if let Err(error) = stream.set_nodelay(true) {
+            tracing::debug!(%peer, %error, "cannot set TCP_NODELAY");
+        }
         let service = {
             let (hub, web) = (Arc::clone(&hub), web.clone());
             hyper::service::service_fn(move |req| {
