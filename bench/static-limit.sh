@@ -7,8 +7,9 @@
 # (OpenMetrics and classic, plain and gzip) with wrk and its RSS is read after each: the RSS
 # target is on that last figure.
 #
-#   BIN (target/release/site-exporter)  RUNS (5)  DURATION (10s)  INTERVAL (15s: the dummy
-#   source's default refresh interval)  PEERS (../shared/peers)
+#   BIN (target/release/site-exporter)  BIN_COMMIT (names another BIN's commit in the header)
+#   RUNS (5)  DURATION (10s)  INTERVAL (15s: the dummy source's default refresh interval)
+#   PEERS (../shared/peers)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=$(realpath "${BIN:-target/release/site-exporter}")
@@ -22,7 +23,12 @@ zcat "$PEERS/original-exporter/vendor/dummy_cc_site_a.toml.10000.gz" >"$W/stress
 export OURS_CMD="exec $BIN --dummy --dummy.file $W/stress10k.toml --dummy.interval $INTERVAL --web.listen-address 127.0.0.1:\$PORT --log.level warn"
 OM='application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1'
 CLASSIC='text/plain;version=0.0.4;q=1,*/*;q=0.1'
-echo "# commit $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- exporter || echo '+dirty'); $(nproc) cores; loadavg before: $(cut -d' ' -f1-3 /proc/loadavg)"
+if [ "$BIN" = "$(realpath target/release/site-exporter 2>/dev/null)" ]; then
+  built="commit $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- exporter || echo '+dirty')"
+else # a binary from elsewhere: the tree's HEAD says nothing about it
+  built="binary $BIN${BIN_COMMIT:+ (commit $BIN_COMMIT)}"
+fi
+echo "# $built; $(nproc) cores; loadavg before: $(cut -d' ' -f1-3 /proc/loadavg)"
 for fmt in openmetrics classic; do
   accept=$OM; [ $fmt = classic ] && accept=$CLASSIC
   echo "## format: $fmt"
