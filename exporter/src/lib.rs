@@ -104,11 +104,18 @@ pub enum StartError {
     WebConfig(#[from] webconfig::parse::WebConfigError),
 }
 
-/// Starts every configured source and serves `listener` until `shutdown` completes.
+/// Starts every configured source on `sources` and serves `listener` until `shutdown`
+/// completes.
+///
+/// Give the sources a runtime of their own (the binary does: one thread, `sources`): reading a
+/// large cloud, decoding Nova's answers and computing usage take milliseconds of CPU at a time,
+/// and on a thread that answers scrapes they would hold up the scrapes queued behind them.
+/// Tests may pass the current runtime's handle.
 pub async fn run(
     config: Config,
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
+    sources: tokio::runtime::Handle,
 ) -> Result<(), StartError> {
     let web = match &config.web_config_file {
         Some(path) => Some(Arc::new(webconfig::live::LiveWebConfig::load(path)?)),
@@ -131,6 +138,7 @@ pub async fn run(
                 w.schedule,
                 Arc::clone(&hub),
                 config.render,
+                &sources,
             ));
             weights::WeightsInput::Shared(cell)
         }
@@ -152,6 +160,7 @@ pub async fn run(
             dummy.schedule,
             Arc::clone(&hub),
             config.render,
+            &sources,
         ));
     }
     if let Some(openstack) = &config.openstack {
@@ -173,6 +182,7 @@ pub async fn run(
             openstack.schedule,
             Arc::clone(&hub),
             config.render,
+            &sources,
         ));
     }
     #[cfg(feature = "libvirt")]
@@ -184,6 +194,7 @@ pub async fn run(
             libvirt.schedule,
             Arc::clone(&hub),
             config.render,
+            &sources,
         ));
     }
     server::serve(listener, hub, web, shutdown).await;

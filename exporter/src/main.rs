@@ -96,19 +96,32 @@ fn serve(config: Config) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let result = runtime.block_on(serve_until_shutdown(config));
+    // The sources' own thread: their CPU work never delays a scrape (`site_exporter::run`).
+    let sources = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("sources")
+        .enable_all()
+        .build()
+        .context("cannot start the sources' runtime")?;
+    let result = runtime.block_on(serve_until_shutdown(config, sources.handle().clone()));
     // Dropping a runtime waits for every blocking task; a libvirt call stuck on the blocking
-    // pool must not keep the process alive after shutdown.
-    runtime.shutdown_timeout(std::time::Duration::from_secs(5));
+    // pool must not keep the process alive after shutdown. The sources' go first: a state
+    // file being written there gets the time to finish.
+    let (budget, stopping) = (std::time::Duration::from_secs(5), std::time::Instant::now());
+    sources.shutdown_timeout(budget);
+    runtime.shutdown_timeout(budget.saturating_sub(stopping.elapsed()));
     result
 }
 
-async fn serve_until_shutdown(config: Config) -> anyhow::Result<()> {
+async fn serve_until_shutdown(
+    config: Config,
+    sources: tokio::runtime::Handle,
+) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(config.listen_address)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen_address))?;
     tracing::info!(address = %listener.local_addr()?, version = site_exporter::VERSION, "serving metrics");
-    site_exporter::run(config, listener, shutdown_signal()).await?;
+    site_exporter::run(config, listener, shutdown_signal(), sources).await?;
     Ok(())
 }
 

@@ -1,7 +1,9 @@
 //! Background refresh of one source: interval, timeout, backoff, last good data.
 //!
-//! `/metrics` never calls a source. Each source runs in its own task: collect under a timeout,
-//! render the result off the async threads, hand it to the hub. A failed or timed-out refresh
+//! `/metrics` never calls a source. Each source runs in its own task, on the runtime given to
+//! [`spawn`] (the binary gives the sources a runtime of their own, so that a collection's CPU
+//! work never holds up a scrape): collect under a timeout, render the result on the blocking
+//! pool, hand it to the hub. A failed or timed-out refresh
 //! leaves the last good data published, marks the source down and retries sooner (doubling
 //! from one second up to the interval), so a brief outage heals fast and a long one does not
 //! hammer the backend.
@@ -21,13 +23,14 @@ use crate::source::Source;
 /// `site_exporter_source_panics_total`, reported as down, and answered by building the source
 /// afresh after the usual backoff, never by resuming its half-changed memory. The last good
 /// data stays published meanwhile, its age visible in the last-success timestamp. Aborting
-/// the returned task stops the source too.
+/// the returned task stops the source too. The source runs on `runtime`.
 pub fn spawn<S, E, F>(
     name: &'static str,
     mut build: F,
     schedule: Schedule,
     hub: Arc<Hub>,
     options: RenderOptions,
+    runtime: &tokio::runtime::Handle,
 ) -> tokio::task::JoinHandle<()>
 where
     S: Source,
@@ -35,7 +38,7 @@ where
     F: FnMut() -> Result<S, E> + Send + 'static,
 {
     let slot = hub.register(name);
-    tokio::spawn(async move {
+    runtime.spawn(async move {
         let mut panics: u32 = 0;
         loop {
             // A panic while building is caught too: this task must not die unnoticed.
@@ -328,6 +331,96 @@ mod tests {
         );
     }
 
+    /// A source whose collection holds its thread, as CPU work does, until `release` says so;
+    /// it fails if that takes 10 s.
+    struct Busy {
+        entered: std::sync::mpsc::Sender<()>,
+        release: std::sync::mpsc::Receiver<()>,
+    }
+
+    impl Source for Busy {
+        type Error = Failure;
+
+        fn name(&self) -> &'static str {
+            "busy"
+        }
+
+        async fn collect(&mut self, now: SystemTime) -> Result<SourceData, Failure> {
+            let _ = self.entered.send(());
+            match self.release.recv_timeout(Duration::from_secs(10)) {
+                Ok(()) => {
+                    let mut done = Scripted {
+                        script: vec![Step::Data("released")],
+                    };
+                    done.collect(now).await
+                }
+                Err(_) => Err(Failure),
+            }
+        }
+    }
+
+    #[test]
+    fn a_source_holding_its_thread_does_not_hold_up_the_runtime_that_serves() {
+        // The serving runtime has one thread: were the source run there, nothing else could run
+        // while it holds it, the release below would come after its 10 s, and it would fail.
+        let serving = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let sources = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let hub = Arc::new(Hub::new("test"));
+        let (entered_tx, entered) = std::sync::mpsc::channel();
+        let (release, release_rx) = std::sync::mpsc::channel();
+        let mut busy = Some(Busy {
+            entered: entered_tx,
+            release: release_rx,
+        });
+        let schedule = Schedule {
+            interval: Duration::from_secs(15),
+            timeout: Duration::from_secs(30),
+        };
+        serving.block_on(async {
+            let task = spawn(
+                "busy",
+                move || busy.take().ok_or(Failure),
+                schedule,
+                Arc::clone(&hub),
+                RenderOptions::default(),
+                sources.handle(),
+            );
+            let waited =
+                tokio::task::spawn_blocking(move || entered.recv_timeout(Duration::from_secs(30)));
+            waited
+                .await
+                .unwrap()
+                .expect("the source started collecting");
+            // The serving runtime runs a task of its own while the source holds its thread.
+            tokio::spawn(async {}).await.unwrap();
+            release.send(()).unwrap();
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+            while !body(&hub).contains("project_name=\"released\"") {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "no data from the released source: {}",
+                    body(&hub)
+                );
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            // Released in time: the first collection succeeded, not a retry after it failed.
+            let b = body(&hub);
+            assert!(
+                b.contains("site_exporter_source_refresh_errors_total{source=\"busy\"} 0\n"),
+                "{b}"
+            );
+            task.abort();
+        });
+        sources.shutdown_timeout(Duration::from_secs(5));
+    }
+
     /// A source built from a shared script: `Panic` steps panic inside `collect`.
     struct Shared {
         script: Arc<std::sync::Mutex<Vec<Step>>>,
@@ -381,6 +474,7 @@ mod tests {
             },
             Arc::clone(hub),
             RenderOptions::default(),
+            &tokio::runtime::Handle::current(),
         );
         (task, builds)
     }
@@ -459,6 +553,7 @@ mod tests {
             },
             Arc::clone(&hub),
             RenderOptions::default(),
+            &tokio::runtime::Handle::current(),
         );
         // A panic while building is caught, counted and retried like any other.
         until(&hub, |b| {

@@ -414,9 +414,14 @@ impl Served {
             .expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(site_exporter::run(config, listener, async {
-            let _ = stopped.await;
-        }));
+        let server = tokio::spawn(site_exporter::run(
+            config,
+            listener,
+            async {
+                let _ = stopped.await;
+            },
+            tokio::runtime::Handle::current(),
+        ));
         Self { addr, stop, server }
     }
 

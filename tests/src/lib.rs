@@ -294,11 +294,12 @@ impl Exporter {
             openstack: None,
         };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let sources = runtime.handle().clone();
         runtime.spawn(async move {
             let shutdown = async {
                 let _ = stopped.await;
             };
-            site_exporter::run(config, listener, shutdown)
+            site_exporter::run(config, listener, shutdown, sources)
                 .await
                 .expect("test exporter setup");
         });

@@ -971,6 +971,7 @@ async fn a_panic_mid_refresh_is_answered_by_a_source_rebuilt_from_the_state_file
         },
         std::sync::Arc::clone(&hub),
         crate::render::RenderOptions::default(),
+        &tokio::runtime::Handle::current(),
     );
     let status = |hub: &Hub| hub.statuses()[0].clone();
     // The first window: counted and saved.
