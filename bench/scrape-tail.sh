@@ -10,10 +10,13 @@
 # Each argument is NAME[:K=V ...]; BIN=path picks the binary (default target/release/site-exporter),
 # every other K=V goes to its environment.
 #   RUNS (3)  DURATION (10s)  ROWS ("gzip plain")  INTERVAL (15s)  PEERS (../shared/peers)
+#   DELAY (0: each connection sends its next request as soon as the answer is in; N: waits N ms
+#          first, wrk's delay(), for latencies below saturation)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PEERS=$(realpath "${PEERS:-../shared/peers}")
 RUNS=${RUNS:-3}; DURATION=${DURATION:-10s}; ROWS=${ROWS:-gzip plain}; INTERVAL=${INTERVAL:-15s}
+DELAY=${DELAY:-0}
 [ $# -gt 0 ] || set -- shipped
 for t in nginx wrk curl python3; do command -v $t >/dev/null || { echo "missing $t" >&2; exit 1; }; done
 ACCEPT='application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1'
@@ -24,10 +27,12 @@ free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0)
 zcat "$PEERS/original-exporter/vendor/dummy_cc_site_a.toml.10000.gz" >"$W/stress10k.toml"
 cat >"$W/latency.lua" <<'LUA'
 done = function(summary, latency, requests)
-  io.write(string.format("LATENCY %.1f %.3f %.3f %.3f\n", summary.requests / (summary.duration / 1e6),
-    latency:percentile(50) / 1000, latency:percentile(95) / 1000, latency:percentile(99) / 1000))
+  io.write(string.format("LATENCY %.1f %.3f %.3f %.3f %.3f %.3f\n", summary.requests / (summary.duration / 1e6),
+    latency:percentile(50) / 1000, latency:percentile(95) / 1000, latency:percentile(99) / 1000,
+    latency:percentile(99.9) / 1000, latency.max / 1000))
 end
 LUA
+[ "$DELAY" = 0 ] || echo "delay = function() return $DELAY end" >>"$W/latency.lua"
 
 names=(); declare -A URL SERVER
 for spec in "$@"; do
@@ -76,7 +81,7 @@ waited() { # run-queue wait of all threads of $1 in s; nothing once the process 
   { cat /proc/"$1"/task/*/schedstat 2>/dev/null || true; } | awk '{w += $2} END {if (NR) printf "%.3f", w / 1e9}'
 }
 echo "# $(git rev-parse --short HEAD); $(nproc) cores; loadavg before: $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "# wrk -t2 -c8 -d$DURATION, $RUNS rounds, rows interleaved; nginx (one worker, sendfile) serves ${names[0]}'s bytes"
+echo "# wrk -t2 -c8 -d$DURATION, delay $DELAY ms, $RUNS rounds, rows interleaved; our refresh every $INTERVAL; nginx (one worker, sendfile) serves ${names[0]}'s bytes"
 for r in $(seq "$RUNS"); do
   for row in $ROWS; do
     for n in "${names[@]}" nginx; do
@@ -101,11 +106,11 @@ rows = {}
 for line in open(sys.argv[1]):
     _, row, name, *v = line.split()
     rows.setdefault((row, name), []).append(list(map(float, v)))
-print("| row | server | req/s | p50 ms | p95 ms | p99 ms | p99 / nginx's | server run-queue wait s | wrk run-queue wait s |")
-print("|---|---|---|---|---|---|---|---|---|")
+print("| row | server | req/s | p50 ms | p95 ms | p99 ms | p99 / nginx's | p99.9 ms | max ms | server run-queue wait s | wrk run-queue wait s |")
+print("|---|---|---|---|---|---|---|---|---|---|---|")
 for (row, name), v in rows.items():
     m = [statistics.median(c) for c in zip(*v)]
     ng = statistics.median(x[3] for x in rows[(row, "nginx")])
-    print(f"| {row} | {name} | {m[0]:.1f} | {m[1]:.2f} | {m[2]:.2f} | {m[3]:.2f} | {m[3] / ng:.2f} | {m[4]:.2f} | {m[5]:.2f} |")
+    print(f"| {row} | {name} | {m[0]:.1f} | {m[1]:.2f} | {m[2]:.2f} | {m[3]:.2f} | {m[3] / ng:.2f} | {m[4]:.2f} | {m[5]:.2f} | {m[6]:.2f} | {m[7]:.2f} |")
 PY
 echo "# loadavg after: $(cut -d' ' -f1-3 /proc/loadavg); medians of the rounds; waits from 0.5 s into the run to its last 0.2 s sample"
