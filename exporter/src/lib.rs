@@ -48,7 +48,8 @@
 //!    - [`probe`]: `--check-config --probe`, every backend reached once.
 //!    - [`run`] (here): starts every configured source and serves until shutdown.
 //!
-//! `/metrics` never calls a source: a scrape costs a memory copy whatever the cloud's size.
+//! `/metrics` never calls a source: a scrape costs a memory copy whatever the cloud's size, and
+//! it never waits for a source's work either, which runs on a runtime of its own ([`run`]).
 //! Adding a source: a module under `sources/` with its `config` section, a [`Source`] impl
 //! producing a [`snapshot::SourceData`], its place in `config` and in [`run`], and a row in
 //! the layer table.
