@@ -86,6 +86,8 @@ fi
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --all-features -- -D warnings
+# The crate maps (`lib.rs`) are the documentation: their links must resolve.
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --all-features --no-deps
 cargo test --workspace --all-features
 
 # The OpenStack source's fault soak, short version (bench/soak.sh; BENCHMARKS.md has the full

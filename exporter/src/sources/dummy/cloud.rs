@@ -69,7 +69,7 @@ pub struct Flavor {
 pub const MAX_VCPUS: u64 = 4096;
 
 impl Flavor {
-    /// Why these sizes cannot be exported, if they cannot: more than [`MAX_VCPUS`] vCPUs, or
+    /// Why these sizes cannot be exported, if they cannot: more than `MAX_VCPUS` (4096) vCPUs, or
     /// memory or disk whose bytes do not fit 64 bits.
     pub fn check(&self) -> Result<(), String> {
         if self.vcpus > MAX_VCPUS {

@@ -1,7 +1,7 @@
 //! The state: the accounting and since when servers are stopped, persisted after each
 //! successful refresh, in writes that follow what changed.
 //!
-//! Two files (formats in [`format`]): a checksummed binary snapshot at `<path>`, and beside it
+//! Two files (formats in [`format`](mod@format)): a checksummed binary snapshot at `<path>`, and beside it
 //! `<path>.log`, an append log with one checksummed entry per refresh (the hours each server
 //! gained, the totals and records that changed). When the log has grown to the snapshot's
 //! size the next save compacts: a new snapshot of the next generation, then an empty log of
