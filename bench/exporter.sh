@@ -48,8 +48,10 @@ def ms(s):
     return float(v) * {"us": 1e-3, "ms": 1, "s": 1e3}[u]
 rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
 reqs = int(re.search(r"(\d+) requests in", out).group(1))
-p50 = ms(re.search(r"50%\s+(\S+)", out).group(1))
-p99 = ms(re.search(r"99%\s+(\S+)", out).group(1))
+# Anchored to the "Latency Distribution" lines: unanchored, "50%" also matches the end of a
+# "+/- Stdev" figure such as "72.50%" and takes the next line's first word.
+p50 = ms(re.search(r"^\s*50%\s+(\S+)", out, re.M).group(1))
+p99 = ms(re.search(r"^\s*99%\s+(\S+)", out, re.M).group(1))
 print(rps, p50, p99, (c1 - c0) / tck / max(reqs, 1) * 1e6)
 PY
 }
