@@ -134,7 +134,8 @@ impl Store {
         let Some((journal, len)) = append else {
             return self.compact(acc, stopped);
         };
-        let entry = format::encode_entry(self.window_end, acc, &journal, stopped, &self.persisted);
+        let changes = format::StoppedChanges::between(&self.persisted.servers, &stopped.servers);
+        let entry = format::encode_entry(self.window_end, acc, &journal, stopped, &changes);
         let log = log_path(&self.path);
         let appended = fs::OpenOptions::new()
             .append(true)
@@ -151,7 +152,8 @@ impl Store {
         }
         self.log_len = Some(len + entry.len() as u64);
         self.window_end = acc.window_end;
-        self.persisted.clone_from(stopped);
+        self.persisted.seen_at = stopped.seen_at;
+        changes.apply(&mut self.persisted.servers);
         Ok(Saved {
             bytes: entry.len() as u64,
             compacted: false,

@@ -11,8 +11,11 @@
 //! the totals of the projects that changed (absolute) and the changes of the stopped servers.
 //! Replaying an entry repeats exactly the floating-point additions the refresh made.
 
-use std::collections::{BTreeMap, HashMap};
+use std::cmp::Ordering;
+use std::collections::BTreeMap;
 use std::sync::Arc;
+
+use foldhash::{HashMap, HashMapExt};
 
 use super::super::accounting::{len_u32, Accounting, Journal, ProjectTotals, ServerRecord};
 use super::super::compact::Metadata;
@@ -304,14 +307,63 @@ pub fn read_log_header(bytes: &[u8]) -> Result<u64, DecodeError> {
     d.u64("generation")
 }
 
+/// What changed in the stopped servers since they were last written: the ids gone (in id
+/// order), and the entries new or different (in id order).
+#[derive(Debug, Default, PartialEq)]
+pub struct StoppedChanges {
+    pub removed: Vec<String>,
+    pub upserts: Vec<(String, Since)>,
+}
+
+impl StoppedChanges {
+    /// From `old` to `new`, in one walk of both maps; only what changed is cloned.
+    pub fn between(old: &BTreeMap<String, Since>, new: &BTreeMap<String, Since>) -> Self {
+        let mut out = Self::default();
+        let (mut old, mut new) = (old.iter().peekable(), new.iter().peekable());
+        loop {
+            let order = match (old.peek(), new.peek()) {
+                (None, None) => return out,
+                (Some(_), None) => Ordering::Less,
+                (None, Some(_)) => Ordering::Greater,
+                (Some((o, _)), Some((n, _))) => o.cmp(n),
+            };
+            match order {
+                Ordering::Less => {
+                    let (id, _) = old.next().expect("peeked");
+                    out.removed.push(id.clone());
+                }
+                Ordering::Greater => {
+                    let (id, s) = new.next().expect("peeked");
+                    out.upserts.push((id.clone(), s.clone()));
+                }
+                Ordering::Equal => {
+                    let ((_, was), (id, s)) =
+                        (old.next().expect("peeked"), new.next().expect("peeked"));
+                    if was != s {
+                        out.upserts.push((id.clone(), s.clone()));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Applies the changes to `servers` (the map they were taken from becomes the other).
+    pub fn apply(self, servers: &mut BTreeMap<String, Since>) {
+        for id in &self.removed {
+            servers.remove(id);
+        }
+        servers.extend(self.upserts);
+    }
+}
+
 /// One log entry (length, checksum, payload): what changed since the state at
-/// `prev_window_end` and `persisted` (the stopped servers as last written).
+/// `prev_window_end`, with the stopped servers' `changes` since they were last written.
 pub fn encode_entry(
     prev_window_end: u64,
     acc: &Accounting,
     j: &Journal,
     stopped: &Stopped,
-    persisted: &Stopped,
+    changes: &StoppedChanges,
 ) -> Vec<u8> {
     let mut e = Enc {
         buf: Vec::with_capacity(64 + j.hours.len() * 3 + j.projects.len() * 34),
@@ -349,14 +401,23 @@ pub fn encode_entry(
     // then (index step, increment number) pairs.
     let mut numbers: HashMap<u64, u64> = HashMap::new();
     let mut distinct: Vec<u64> = Vec::new();
+    let mut previous: Option<(u64, u64)> = None;
     let keys: Vec<u64> = j
         .hours
         .iter()
         .map(|(_, h)| {
-            *numbers.entry(h.to_bits()).or_insert_with(|| {
-                distinct.push(h.to_bits());
-                distinct.len() as u64 - 1
-            })
+            let bits = h.to_bits();
+            match previous {
+                Some((b, k)) if b == bits => k,
+                _ => {
+                    let k = *numbers.entry(bits).or_insert_with(|| {
+                        distinct.push(bits);
+                        distinct.len() as u64 - 1
+                    });
+                    previous = Some((bits, k));
+                    k
+                }
+            }
         })
         .collect();
     e.len(distinct.len());
@@ -376,22 +437,12 @@ pub fn encode_entry(
         totals(&mut e, &acc.totals[p as usize]);
     }
     seen_at(&mut e, stopped.seen_at);
-    let removed: Vec<&String> = persisted
-        .servers
-        .keys()
-        .filter(|id| !stopped.servers.contains_key(*id))
-        .collect();
-    e.len(removed.len());
-    for id in removed {
+    e.len(changes.removed.len());
+    for id in &changes.removed {
         e.str(id);
     }
-    let upserts: Vec<(&String, &Since)> = stopped
-        .servers
-        .iter()
-        .filter(|(id, s)| persisted.servers.get(*id) != Some(s))
-        .collect();
-    e.len(upserts.len());
-    for (id, s) in upserts {
+    e.len(changes.upserts.len());
+    for (id, s) in &changes.upserts {
         since(&mut e, id, s);
     }
     let payload_len = e.buf.len() - ENTRY_HEAD_LEN as usize;

@@ -613,3 +613,62 @@ fn a_version_1_file_is_migrated_with_every_total_and_record_bit_for_bit() {
         "{leftovers:?}"
     );
 }
+
+#[test]
+fn stopped_changes_are_what_turns_the_written_map_into_the_current_one() {
+    use crate::sources::openstack::stopped::Since;
+    fn map(entries: &[(&str, &str, u64)]) -> BTreeMap<String, Since> {
+        entries
+            .iter()
+            .map(|&(id, status, since)| {
+                let status = status.to_owned();
+                (id.to_owned(), Since { status, since })
+            })
+            .collect()
+    }
+    type Entries<'a> = &'a [(&'a str, &'a str, u64)];
+    // (written, current, removed, upserted ids)
+    let cases: &[(Entries, Entries, &[&str], &[&str])] = &[
+        (&[], &[], &[], &[]),
+        (&[], &[("a", "shutoff", 1)], &[], &["a"]),
+        (&[("a", "shutoff", 1)], &[], &["a"], &[]),
+        (&[("a", "shutoff", 1)], &[("a", "shutoff", 1)], &[], &[]),
+        // Same server, another status or another time: written again.
+        (
+            &[("a", "shutoff", 1)],
+            &[("a", "shelved_offloaded", 1)],
+            &[],
+            &["a"],
+        ),
+        (&[("a", "shutoff", 1)], &[("a", "shutoff", 2)], &[], &["a"]),
+        // Interleaved ids on both sides, the ends included.
+        (
+            &[
+                ("a", "shutoff", 1),
+                ("c", "shutoff", 1),
+                ("d", "paused", 4),
+                ("f", "shutoff", 1),
+            ],
+            &[
+                ("b", "shutoff", 2),
+                ("c", "shutoff", 1),
+                ("d", "shutoff", 5),
+                ("g", "shutoff", 6),
+            ],
+            &["a", "f"],
+            &["b", "d", "g"],
+        ),
+    ];
+    for &(written, current, removed, upserted) in cases {
+        let (mut written, current) = (map(written), map(current));
+        let changes = format::StoppedChanges::between(&written, &current);
+        assert_eq!(changes.removed, removed, "{written:?} -> {current:?}");
+        let ids: Vec<&str> = changes.upserts.iter().map(|(id, _)| id.as_str()).collect();
+        assert_eq!(ids, upserted, "{written:?} -> {current:?}");
+        for (id, s) in &changes.upserts {
+            assert_eq!(Some(s), current.get(id));
+        }
+        changes.apply(&mut written);
+        assert_eq!(written, current);
+    }
+}
