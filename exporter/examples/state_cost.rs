@@ -1,9 +1,11 @@
 //! What the OpenStack state costs at scale, without Nova: an accounting of `SERVERS` servers
 //! (default 200,000) in `PROJECTS` projects (10,000), `LIVE` of them (50,000) in every later
-//! window, saved through `state::Store` after each of `REFRESHES` (30) windows. Prints, per
-//! save: bytes written, whether it compacted, the saving thread's CPU time
-//! (`/proc/thread-self/schedstat`: time on CPU, so waits in fsync are not counted), and the
-//! process RSS; then the median append and the load time. Release build:
+//! window, saved through `state::Store` after each of `REFRESHES` (80) windows: long enough
+//! for the log to reach the checkpoint's size and a checkpoint to be written in parts. Prints,
+//! per save: bytes written (of which checkpoint parts), whether it wrote a whole checkpoint,
+//! the saving thread's CPU time (`/proc/thread-self/schedstat`: time on CPU, so waits in fsync
+//! are not counted), and the process RSS; then the median and largest save after the first,
+//! and the load time. Release build:
 //!
 //! ```sh
 //! cargo run --release -p site-exporter --example state_cost
@@ -94,7 +96,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let servers = env("SERVERS", 200_000);
     let projects = env("PROJECTS", 10_000);
     let live = env("LIVE", 50_000).min(servers);
-    let refreshes = env("REFRESHES", 30);
+    let refreshes = env("REFRESHES", 80);
     let dir = tempfile::tempdir()?;
     let path = dir.path().join("state");
     let cloud = "http://127.0.0.1:5000/v3";
@@ -118,8 +120,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (_, mut store) = state::open(&path, cloud)?;
     let mut stopped = Stopped::default();
     let live_idx: Vec<usize> = (servers - live..servers).collect();
-    let mut appends = Vec::new();
-    println!("save | bytes | compacted | thread CPU | RSS MiB");
+    let mut saves = Vec::new();
+    println!("save | bytes | of which checkpoint | whole checkpoint | thread CPU | RSS MiB");
     for r in 0..=refreshes {
         if r > 0 {
             end += Duration::from_secs(300);
@@ -145,26 +147,34 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let saved = store.save(&mut acc, &stopped)?;
         let cpu = thread_cpu() - cpu;
         println!(
-            "{r} | {} | {} | {:.2} ms | {}",
+            "{r} | {} | {} | {} | {:.2} ms | {}",
             saved.bytes,
+            saved.checkpoint_bytes,
             saved.compacted,
             cpu.as_secs_f64() * 1000.0,
             rss_mib().0
         );
-        if !saved.compacted {
-            appends.push((saved.bytes, cpu));
+        if r > 0 {
+            saves.push((saved, cpu));
         }
     }
-    appends.sort_by_key(|a| a.1);
-    let median_cpu = appends.get(appends.len() / 2).map(|a| a.1);
-    let mut bytes: Vec<u64> = appends.iter().map(|a| a.0).collect();
+    let with_parts = saves
+        .iter()
+        .filter(|(s, _)| s.checkpoint_bytes > 0 && !s.compacted)
+        .count();
+    let whole = saves.iter().filter(|(s, _)| s.compacted).count();
+    let mut cpus: Vec<Duration> = saves.iter().map(|s| s.1).collect();
+    cpus.sort_unstable();
+    let mut bytes: Vec<u64> = saves.iter().map(|s| s.0.bytes).collect();
     bytes.sort_unstable();
+    let ms = |d: Option<&Duration>| d.copied().unwrap_or_default().as_secs_f64() * 1000.0;
     println!(
-        "appends: {}, median {} bytes (max {}), median thread CPU {:.2} ms",
-        appends.len(),
+        "saves after the first: {} ({with_parts} with checkpoint parts, {whole} whole checkpoints); bytes median {} max {}; thread CPU median {:.2} ms max {:.2} ms",
+        saves.len(),
         bytes.get(bytes.len() / 2).copied().unwrap_or(0),
         bytes.last().copied().unwrap_or(0),
-        median_cpu.unwrap_or_default().as_secs_f64() * 1000.0
+        ms(cpus.get(cpus.len() / 2)),
+        ms(cpus.last()),
     );
     let sizes = (
         std::fs::metadata(&path)?.len(),

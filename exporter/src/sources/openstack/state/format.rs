@@ -1,15 +1,18 @@
-//! The two files of the state, version 2.
+//! The state's files: the log (version 3, and version 2 to migrate) and the version-2
+//! snapshot, read once to migrate it (the version-3 checkpoint is in
+//! [`checkpoint`](super::checkpoint)).
 //!
-//! Snapshot (`<path>`): `SXOSSNAP`, version (u32), generation (u64), the cloud, the start and
-//! window end, the project table with totals, the metadata table, every server (id, index,
-//! record), the stopped servers, then a CRC-32 of everything before it.
+//! Version-2 snapshot (`<path>`): `SXOSSNAP`, version (u32), generation (u64), the cloud, the
+//! start and window end, the project table with totals, the metadata table, every server (id,
+//! index, record), the stopped servers, then a CRC-32 of everything before it.
 //!
-//! Log (`<path>.log`): a 24-byte header (`SXOSLOG\0`, version, the generation of the snapshot
-//! it continues, CRC-32 of those 20 bytes), then one entry per refresh: payload length (u32),
-//! CRC-32 of the payload, payload. A payload holds the window it ends, the table entries it
-//! adds, the records whose fields changed, every hours increment in the order it was added,
-//! the totals of the projects that changed (absolute) and the changes of the stopped servers.
-//! Replaying an entry repeats exactly the floating-point additions the refresh made.
+//! Log (`<path>.log`): a 24-byte header (`SXOSLOG\0`, version, the generation of the
+//! checkpoint it continues, CRC-32 of those 20 bytes), then one entry per refresh: payload
+//! length (u32), CRC-32 of the payload, payload. A payload holds (version 3 only) its sequence
+//! number, the window it ends, the table entries it adds, the records whose fields changed,
+//! every hours increment in the order it was added, the totals of the projects that changed
+//! (absolute) and the changes of the stopped servers. Replaying an entry repeats exactly the
+//! floating-point additions the refresh made.
 
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
@@ -24,8 +27,10 @@ use super::codec::{unzigzag, zigzag, Dec, DecodeError, Enc};
 
 pub const SNAPSHOT_MAGIC: &[u8; 8] = b"SXOSSNAP";
 pub const LOG_MAGIC: &[u8; 8] = b"SXOSLOG\0";
-/// The format version this build writes and reads (1 was the JSON file, migrated on load).
-pub const VERSION: u32 = 2;
+/// The format version this build writes and reads (1 was the JSON file, 2 a snapshot rewritten
+/// whole; both are migrated on load).
+pub const VERSION: u32 = 3;
+pub const VERSION_2: u32 = 2;
 pub const LOG_HEADER_LEN: u64 = 24;
 /// Length and checksum before each log payload.
 pub const ENTRY_HEAD_LEN: u64 = 8;
@@ -39,14 +44,14 @@ pub struct Snapshot {
     pub stopped: Stopped,
 }
 
-fn totals(e: &mut Enc, t: &ProjectTotals) {
+pub(super) fn totals(e: &mut Enc, t: &ProjectTotals) {
     e.f64(t.vcpu_seconds);
     e.f64(t.memory_byte_seconds);
     e.f64(t.disk_byte_seconds);
     e.f64(t.instance_seconds);
 }
 
-fn read_totals(d: &mut Dec<'_>) -> Result<ProjectTotals, DecodeError> {
+pub(super) fn read_totals(d: &mut Dec<'_>) -> Result<ProjectTotals, DecodeError> {
     Ok(ProjectTotals {
         vcpu_seconds: d.f64("vcpu seconds")?,
         memory_byte_seconds: d.f64("memory byte seconds")?,
@@ -55,7 +60,7 @@ fn read_totals(d: &mut Dec<'_>) -> Result<ProjectTotals, DecodeError> {
     })
 }
 
-fn metadata(e: &mut Enc, m: &Metadata) {
+pub(super) fn metadata(e: &mut Enc, m: &Metadata) {
     e.len(m.len());
     for (k, v) in m {
         e.str(k);
@@ -63,7 +68,7 @@ fn metadata(e: &mut Enc, m: &Metadata) {
     }
 }
 
-fn read_metadata(d: &mut Dec<'_>) -> Result<Metadata, DecodeError> {
+pub(super) fn read_metadata(d: &mut Dec<'_>) -> Result<Metadata, DecodeError> {
     let n = d.count("metadata size")?;
     let mut m = Metadata::new();
     for _ in 0..n {
@@ -74,7 +79,7 @@ fn read_metadata(d: &mut Dec<'_>) -> Result<Metadata, DecodeError> {
 }
 
 /// The record's fields but hours.
-fn fields(e: &mut Enc, r: &ServerRecord) {
+pub(super) fn fields(e: &mut Enc, r: &ServerRecord) {
     e.var(r.project.into());
     e.var(r.vcpus);
     e.var(r.memory_mb);
@@ -82,7 +87,7 @@ fn fields(e: &mut Enc, r: &ServerRecord) {
     e.var(r.metadata.into());
 }
 
-fn read_fields(d: &mut Dec<'_>, hours: f64) -> Result<ServerRecord, DecodeError> {
+pub(super) fn read_fields(d: &mut Dec<'_>, hours: f64) -> Result<ServerRecord, DecodeError> {
     Ok(ServerRecord {
         project: d.index("project index")?,
         hours,
@@ -93,74 +98,31 @@ fn read_fields(d: &mut Dec<'_>, hours: f64) -> Result<ServerRecord, DecodeError>
     })
 }
 
-fn since(e: &mut Enc, id: &str, s: &Since) {
+pub(super) fn since(e: &mut Enc, id: &str, s: &Since) {
     e.str(id);
     e.str(&s.status);
     e.u64(s.since);
 }
 
-fn read_since(d: &mut Dec<'_>) -> Result<(String, Since), DecodeError> {
+pub(super) fn read_since(d: &mut Dec<'_>) -> Result<(String, Since), DecodeError> {
     let id = d.str("stopped server id")?.to_owned();
     let status = d.str("stopped status")?.to_owned();
     let since = d.u64("stopped since")?;
     Ok((id, Since { status, since }))
 }
 
-fn seen_at(e: &mut Enc, s: Option<u64>) {
+pub(super) fn seen_at(e: &mut Enc, s: Option<u64>) {
     e.u8(u8::from(s.is_some()));
     e.u64(s.unwrap_or(0));
 }
 
-fn read_seen_at(d: &mut Dec<'_>) -> Result<Option<u64>, DecodeError> {
+pub(super) fn read_seen_at(d: &mut Dec<'_>) -> Result<Option<u64>, DecodeError> {
     let some = d.u8("seen_at flag")?;
     let v = d.u64("seen_at")?;
     Ok((some != 0).then_some(v))
 }
 
-/// The snapshot file's bytes.
-pub fn encode_snapshot(
-    generation: u64,
-    cloud: &str,
-    acc: &Accounting,
-    stopped: &Stopped,
-) -> Vec<u8> {
-    let mut e = Enc {
-        buf: Vec::with_capacity(64 + acc.records.len() * 56),
-    };
-    e.buf.extend_from_slice(SNAPSHOT_MAGIC);
-    e.u32(VERSION);
-    e.u64(generation);
-    e.str(cloud);
-    e.u64(acc.usage_start);
-    e.u64(acc.window_end);
-    e.len(acc.projects.len());
-    for (name, t) in acc.projects.iter().zip(&acc.totals) {
-        e.str(name);
-        totals(&mut e, t);
-    }
-    e.len(acc.metadata.len());
-    for m in acc.metadata.iter() {
-        metadata(&mut e, m);
-    }
-    e.len(acc.index.len());
-    for (id, &i) in &acc.index {
-        let r = &acc.records[i as usize];
-        e.id(id);
-        e.var(i.into());
-        e.f64(r.hours);
-        fields(&mut e, r);
-    }
-    seen_at(&mut e, stopped.seen_at);
-    e.len(stopped.servers.len());
-    for (id, s) in &stopped.servers {
-        since(&mut e, id, s);
-    }
-    let crc = crc32fast::hash(&e.buf);
-    e.u32(crc);
-    e.buf
-}
-
-/// Reads a snapshot file's bytes (magic already recognised by the caller or not).
+/// Reads a version-2 snapshot file's bytes (magic already recognised by the caller or not).
 pub fn decode_snapshot(bytes: &[u8]) -> Result<Snapshot, DecodeError> {
     let Some(body_len) = bytes.len().checked_sub(4).filter(|&n| n >= 12) else {
         return Err(DecodeError {
@@ -177,10 +139,10 @@ pub fn decode_snapshot(bytes: &[u8]) -> Result<Snapshot, DecodeError> {
         });
     }
     let version = d.u32("version")?;
-    if version != VERSION {
+    if version != VERSION_2 {
         return Err(DecodeError {
             offset: 8,
-            what: format!("unknown version {version} (this build reads {VERSION})"),
+            what: format!("unknown version {version} (this build reads {VERSION_2} and {VERSION})"),
         });
     }
     let want = u32::from_le_bytes([tail[0], tail[1], tail[2], tail[3]]);
@@ -279,8 +241,8 @@ pub fn log_header(generation: u64) -> Vec<u8> {
     e.buf
 }
 
-/// The generation a log header continues.
-pub fn read_log_header(bytes: &[u8]) -> Result<u64, DecodeError> {
+/// The version of a log and the generation it continues.
+pub fn read_log_header(bytes: &[u8]) -> Result<(u32, u64), DecodeError> {
     let mut d = Dec::new(bytes, 0);
     let head = d.take(20, "log header")?;
     let crc = d.u32("log header checksum")?;
@@ -298,13 +260,15 @@ pub fn read_log_header(bytes: &[u8]) -> Result<u64, DecodeError> {
     }
     let mut d = Dec::new(&head[8..], 8);
     let version = d.u32("version")?;
-    if version != VERSION {
+    if version != VERSION && version != VERSION_2 {
         return Err(DecodeError {
             offset: 8,
-            what: format!("unknown log version {version} (this build reads {VERSION})"),
+            what: format!(
+                "unknown log version {version} (this build reads {VERSION_2} and {VERSION})"
+            ),
         });
     }
-    d.u64("generation")
+    Ok((version, d.u64("generation")?))
 }
 
 /// What changed in the stopped servers since they were last written: the ids gone (in id
@@ -356,9 +320,10 @@ impl StoppedChanges {
     }
 }
 
-/// One log entry (length, checksum, payload): what changed since the state at
+/// Log entry number `seq` (length, checksum, payload): what changed since the state at
 /// `prev_window_end`, with the stopped servers' `changes` since they were last written.
 pub fn encode_entry(
+    seq: u64,
     prev_window_end: u64,
     acc: &Accounting,
     j: &Journal,
@@ -369,6 +334,7 @@ pub fn encode_entry(
         buf: Vec::with_capacity(64 + j.hours.len() * 3 + j.projects.len() * 34),
     };
     e.buf.extend_from_slice(&[0; ENTRY_HEAD_LEN as usize]);
+    e.u64(seq);
     e.u64(prev_window_end);
     e.u64(acc.window_end);
     e.var(j.first_project.into());
@@ -453,17 +419,67 @@ pub fn encode_entry(
     e.buf
 }
 
+/// What an entry is replayed over.
+#[derive(Debug)]
+pub enum Over {
+    /// A version-2 snapshot and log: each entry continues exactly the state before it.
+    Exact,
+    /// A checkpoint (version 3), see [`checkpoint`](super::checkpoint).
+    Checkpoint(Replay),
+}
+
+/// Where the replay of entries over a checkpoint stands.
+#[derive(Debug)]
+pub struct Replay {
+    /// The checkpoint's sequence number: entries up to it are skipped.
+    pub after: u64,
+    /// The last entry applied (or `after`).
+    pub last: u64,
+    /// Per record: the sequence number of the part it came from; 0 for a record an entry
+    /// created, [`ABSENT`](super::checkpoint::ABSENT) for one not (yet) there.
+    pub record_seq: Vec<u64>,
+}
+
+/// Whether record `i` is there to be changed.
+fn present(replay: &Option<(u64, &mut Replay)>, len: usize, i: usize) -> bool {
+    match replay {
+        None => i < len,
+        Some((_, r)) => r
+            .record_seq
+            .get(i)
+            .is_some_and(|&s| s != super::checkpoint::ABSENT),
+    }
+}
+
 /// Applies one entry's payload (starting at byte `base` of the log) to `acc` and `stopped`.
-/// Checks that it continues exactly this state; on error, `acc` may be partly changed.
+/// Checks that it continues this state; on error, `acc` may be partly changed.
 pub fn apply_entry(
     payload: &[u8],
     base: u64,
     acc: &mut Accounting,
     stopped: &mut Stopped,
+    over: &mut Over,
 ) -> Result<(), DecodeError> {
     let mut d = Dec::new(payload, base);
+    let mut replay = match over {
+        Over::Exact => None,
+        Over::Checkpoint(r) => {
+            let seq = d.u64("entry number")?;
+            if seq <= r.after && r.last == r.after {
+                return Ok(()); // in the checkpoint already
+            }
+            if seq != r.last + 1 {
+                return Err(d.error(format!(
+                    "entry {seq} where entry {} was due: the log is not continuous",
+                    r.last + 1
+                )));
+            }
+            r.last = seq;
+            Some((seq, r))
+        }
+    };
     let prev = d.u64("previous window end")?;
-    if prev != acc.window_end {
+    if replay.is_none() && prev != acc.window_end {
         return Err(d.error(format!(
             "entry continues window end {prev}, the state is at {}",
             acc.window_end
@@ -473,48 +489,82 @@ pub fn apply_entry(
     if end < prev {
         return Err(d.error("window end goes backwards"));
     }
-    let continues = |d: &Dec<'_>, first: u32, len: usize, what: &str| {
-        if first as usize == len {
-            Ok(())
+    // A table entry the state has already (from a checkpoint part) must be the same; new ones
+    // continue the table without a gap.
+    let fuzzy = replay.is_some();
+    let place = |d: &Dec<'_>, at: usize, len: usize, what: &str| -> Result<bool, DecodeError> {
+        if at == len || (fuzzy && at < len) {
+            Ok(at == len)
         } else {
             Err(d.error(format!(
-                "{what} table: entry starts at {first}, state has {len}"
+                "{what} table: entry adds index {at}, state has {len}"
             )))
         }
     };
-    let first = d.index("first project")?;
-    continues(&d, first, acc.projects.len(), "project")?;
-    for _ in 0..d.count("new projects")? {
+    let first = d.index("first project")? as usize;
+    for k in 0..d.count("new projects")? {
         let name = d.str("project id")?;
-        if acc.projects.push(Arc::from(name)) as usize != acc.totals.len() {
-            return Err(d.error(format!("project {name} added twice")));
+        if place(&d, first + k, acc.projects.len(), "project")? {
+            if acc.projects.push(Arc::from(name)) as usize != acc.totals.len() {
+                return Err(d.error(format!("project {name} added twice")));
+            }
+            acc.totals.push(ProjectTotals::default());
+        } else if acc.projects.get(len_u32(first + k)) != Some(name) {
+            return Err(d.error(format!("project {} is not {name}", first + k)));
         }
-        acc.totals.push(ProjectTotals::default());
     }
-    let first = d.index("first metadata")?;
-    continues(&d, first, acc.metadata.len(), "metadata")?;
-    for _ in 0..d.count("new metadata")? {
+    let first = d.index("first metadata")? as usize;
+    for k in 0..d.count("new metadata")? {
         let m = read_metadata(&mut d)?;
-        let next = acc.metadata.len();
-        if acc.metadata.push(Arc::new(m)) as usize != next {
-            return Err(d.error("metadata map added twice"));
+        if place(&d, first + k, acc.metadata.len(), "metadata")? {
+            let next = acc.metadata.len();
+            if acc.metadata.push(Arc::new(m)) as usize != next {
+                return Err(d.error("metadata map added twice"));
+            }
+        } else if acc.metadata.get(len_u32(first + k)) != Some(&m) {
+            return Err(d.error(format!("metadata map {} differs", first + k)));
         }
     }
-    let first = d.index("first server")?;
-    continues(&d, first, acc.records.len(), "server")?;
-    for _ in 0..d.count("new servers")? {
+    let first = d.index("first server")? as usize;
+    for k in 0..d.count("new servers")? {
         let id = d.id("server id")?;
-        let i = len_u32(acc.records.len());
-        if acc.index.insert(id, i).is_some() {
-            return Err(d.error("server added twice"));
+        let i = first + k;
+        match &mut replay {
+            None => {
+                place(&d, i, acc.records.len(), "server")?;
+                if acc.index.insert(id, len_u32(i)).is_some() {
+                    return Err(d.error("server added twice"));
+                }
+                acc.records.push(ServerRecord::default());
+            }
+            Some((_, r)) => match acc.index.get(&id) {
+                Some(&j) if j as usize == i => {}
+                Some(&j) => {
+                    return Err(d.error(format!(
+                        "server {} is record {j}, the entry adds it as {i}",
+                        id.to_text()
+                    )))
+                }
+                None => {
+                    if acc.records.len() <= i {
+                        acc.records.resize(i + 1, ServerRecord::default());
+                        r.record_seq.resize(i + 1, super::checkpoint::ABSENT);
+                    }
+                    if r.record_seq[i] != super::checkpoint::ABSENT {
+                        return Err(d.error(format!("record {i} added twice")));
+                    }
+                    r.record_seq[i] = 0;
+                    acc.index.insert(id, len_u32(i));
+                }
+            },
         }
-        acc.records.push(ServerRecord::default());
     }
     for _ in 0..d.count("changed records")? {
         let i = d.index("record index")? as usize;
-        let Some(hours) = acc.records.get(i).map(|r| r.hours) else {
+        if !present(&replay, acc.records.len(), i) {
             return Err(d.error(format!("record index {i} out of range")));
-        };
+        }
+        let hours = acc.records[i].hours;
         acc.records[i] = read_fields(&mut d, hours)?;
     }
     let n = d.count("distinct increments")?;
@@ -530,10 +580,16 @@ pub fn apply_entry(
         let (Some(i), Some(&h)) = (i, usize::try_from(k).ok().and_then(|k| distinct.get(k))) else {
             return Err(d.error("increment index out of range"));
         };
-        let Some(r) = acc.records.get_mut(i) else {
+        if !present(&replay, acc.records.len(), i) {
             return Err(d.error(format!("record index {i} out of range")));
-        };
-        r.hours += h;
+        }
+        // A record from a part taken after this entry has its hours already.
+        if replay
+            .as_ref()
+            .is_none_or(|(seq, r)| r.record_seq[i] < *seq)
+        {
+            acc.records[i].hours += h;
+        }
         last = i as i64;
     }
     for _ in 0..d.count("changed totals")? {

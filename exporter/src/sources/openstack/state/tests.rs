@@ -672,3 +672,253 @@ fn stopped_changes_are_what_turns_the_written_map_into_the_current_one() {
         assert_eq!(written, current);
     }
 }
+
+/// Refresh `n` of a busier cloud than [`refresh`]'s: three servers created and one deleted
+/// per refresh, a project added every fifth, resizes, metadata that changes, a quarter of the
+/// servers stopped in turn — every table and record changes while a checkpoint is written.
+fn busy(acc: &mut Accounting, stopped: &mut Stopped, n: u64) {
+    use crate::sources::openstack::stopped::Since;
+    let id = |k: u64| {
+        format!(
+            "{:08x}-1111-4a2b-9c3d-{k:012x}",
+            (k as u32).wrapping_mul(2_654_435_761)
+        )
+    };
+    let project = |k: u64| {
+        if k < 30 {
+            format!("p{}", k % 7)
+        } else {
+            format!("new-{}", k / 15)
+        }
+    };
+    let mut tenants: BTreeMap<String, Vec<ServerUsage>> = BTreeMap::new();
+    for k in n..20 + 3 * n {
+        let mut u = usage(
+            &id(k),
+            0.1 * ((k + n) % 5) as f64 + 1.0 / 3.0,
+            1 + (k + n / 4) % 3,
+        );
+        u.started_at = Some(format!("2026-11-{:02}T12:00:00.250000", 1 + k % 20));
+        tenants.entry(project(k)).or_default().push(u);
+    }
+    let tenants: Vec<TenantUsage> = tenants
+        .into_iter()
+        .map(|(tenant_id, server_usages)| TenantUsage {
+            tenant_id,
+            server_usages,
+        })
+        .collect();
+    let end = acc.window_end + 600;
+    acc.apply_nova(UNIX_EPOCH + std::time::Duration::from_secs(end), &tenants)
+        .unwrap();
+    let tags: Vec<BTreeMap<String, String>> = (0..3)
+        .map(|t| BTreeMap::from([("tag".to_owned(), format!("t{}", (t + n) % 4))]))
+        .collect();
+    let ids: Vec<String> = (n..20 + 3 * n).map(id).collect();
+    let noted: Vec<(&str, &BTreeMap<String, String>)> = ids
+        .iter()
+        .enumerate()
+        .filter(|(k, _)| k % 2 == 0)
+        .map(|(k, i)| (i.as_str(), &tags[k % 3]))
+        .collect();
+    acc.note_metadata_of(&noted);
+    stopped.seen_at = Some(end);
+    for k in 0..20 + 3 * n {
+        if k % 4 == n % 4 {
+            let status = if (k + n) % 3 == 0 {
+                "paused"
+            } else {
+                "shutoff"
+            };
+            let was = stopped.servers.get(&id(k)).filter(|s| s.status == status);
+            let since = was.map_or(end, |s| s.since);
+            stopped.servers.insert(
+                id(k),
+                Since {
+                    status: status.into(),
+                    since,
+                },
+            );
+        } else {
+            stopped.servers.remove(&id(k));
+        }
+    }
+}
+
+/// Small limits: a checkpoint of the busy cloud takes several saves.
+fn small(store: &mut Store) {
+    store.limits = Limits {
+        save: 1500,
+        parts: 300,
+        compact: 0,
+    };
+}
+
+/// Every file in `dir` and its bytes.
+fn files(dir: &Path) -> Vec<(std::ffi::OsString, Vec<u8>)> {
+    let mut out: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            (e.file_name(), std::fs::read(e.path()).unwrap())
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+fn write_files(dir: &Path, files: &[(std::ffi::OsString, Vec<u8>)]) {
+    for (name, bytes) in files {
+        std::fs::write(dir.join(name), bytes).unwrap();
+    }
+}
+
+#[test]
+fn a_checkpoint_written_in_parts_resumes_bit_for_bit_after_every_save() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state");
+    let (_, mut store) = open(&path, CLOUD).unwrap();
+    small(&mut store);
+    let mut acc = accounting(1000);
+    let mut stopped = Stopped::default();
+    assert!(store.save(&mut acc, &stopped).unwrap().compacted);
+    let mut generations = std::collections::BTreeSet::new();
+    let mut with_parts = 0;
+    for n in 1..=60 {
+        busy(&mut acc, &mut stopped, n);
+        let saved = store.save(&mut acc, &stopped).unwrap();
+        assert!(
+            !saved.compacted,
+            "save {n}: only the first writes a whole checkpoint"
+        );
+        // The parts fill what the entry leaves of the save's budget, or the floor.
+        let room = 1500u64
+            .saturating_sub(saved.bytes - saved.checkpoint_bytes)
+            .max(300);
+        assert!(saved.checkpoint_bytes <= room, "save {n}: {saved:?}");
+        with_parts += usize::from(saved.checkpoint_bytes > 0);
+        generations.insert(peek_generation(&path));
+        assert_eq!(
+            load(&path, CLOUD).unwrap(),
+            Loaded::Resumed(acc.clone(), stopped.clone()),
+            "save {n}"
+        );
+        // A restart here resumes, and the resumed store goes on writing what it should.
+        let fork = tempfile::tempdir().unwrap();
+        write_files(fork.path(), &files(dir.path()));
+        let p = fork.path().join("state");
+        let (Loaded::Resumed(mut a, mut s), mut st) = open(&p, CLOUD).unwrap() else {
+            panic!("save {n}: not resumed")
+        };
+        small(&mut st);
+        let (mut want_acc, mut want_stopped) = (acc.clone(), stopped.clone());
+        // Long enough for a checkpoint restarted at the restart to be completed.
+        for m in n + 1..=n + 12 {
+            busy(&mut a, &mut s, m);
+            busy(&mut want_acc, &mut want_stopped, m);
+            st.save(&mut a, &s).unwrap();
+            assert_eq!(
+                load(&p, CLOUD).unwrap(),
+                Loaded::Resumed(want_acc.clone(), want_stopped.clone()),
+                "restarted after save {n}, then save {m}"
+            );
+        }
+    }
+    // Checkpoints were completed, each written over several saves.
+    assert!(generations.len() >= 4, "{generations:?}");
+    assert!(
+        with_parts >= 3 * generations.len(),
+        "{with_parts} saves with parts"
+    );
+}
+
+#[test]
+fn a_kill_at_any_file_operation_of_a_save_resumes_the_state_before_or_after_it() {
+    // Before the entry is appended the save did not happen; after, it did, whatever else
+    // (the next log's creation, checkpoint parts, the renames) was cut short.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state");
+    let (_, mut store) = open(&path, CLOUD).unwrap();
+    small(&mut store);
+    let mut acc = accounting(1000);
+    let mut stopped = Stopped::default();
+    store.save(&mut acc, &stopped).unwrap();
+    let mut steps_seen = 0;
+    for n in 1..=40 {
+        let before = (acc.clone(), stopped.clone());
+        busy(&mut acc, &mut stopped, n);
+        let on_disk = files(dir.path());
+        for k in 0.. {
+            let case = tempfile::tempdir().unwrap();
+            write_files(case.path(), &on_disk);
+            let p = case.path().join("state");
+            let mut st = store.clone();
+            st.path = p.clone();
+            st.crash_after = Some(k);
+            let mut a = acc.clone();
+            let done = st.save(&mut a, &stopped).is_ok();
+            let want = if k == 0 && !done {
+                before.clone()
+            } else {
+                (acc.clone(), stopped.clone())
+            };
+            let (loaded, mut resumed) = open(&p, CLOUD).unwrap();
+            assert_eq!(
+                loaded,
+                Loaded::Resumed(want.0.clone(), want.1.clone()),
+                "save {n} killed before file operation {k}"
+            );
+            // … and the next save after the restart keeps it exact.
+            let (Loaded::Resumed(mut a, mut s), (mut wa, mut ws)) = (loaded, want) else {
+                unreachable!()
+            };
+            small(&mut resumed);
+            busy(&mut a, &mut s, 100 + n);
+            busy(&mut wa, &mut ws, 100 + n);
+            resumed.save(&mut a, &s).unwrap();
+            assert_eq!(
+                load(&p, CLOUD).unwrap(),
+                Loaded::Resumed(wa, ws),
+                "save {n} killed before file operation {k}, restarted, saved again"
+            );
+            if done {
+                steps_seen = steps_seen.max(k);
+                break;
+            }
+        }
+        store.save(&mut acc, &stopped).unwrap();
+    }
+    // Saves that started a checkpoint and finished one were among them: entry, next log,
+    // parts, and the two renames.
+    assert!(
+        steps_seen >= 4,
+        "at most {steps_seen} file operations in a save"
+    );
+}
+
+#[test]
+fn version_2_files_are_migrated_bit_for_bit() {
+    // Written by the build before checkpoints in parts (`history(dir, 6)` then).
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/state-v2");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state");
+    std::fs::copy(fixture.join("state"), &path).unwrap();
+    std::fs::copy(fixture.join("state.log"), log_path(&path)).unwrap();
+    assert_eq!(peek(&path).unwrap().0, format::VERSION_2);
+    let mut acc = accounting(1000);
+    let mut stopped = Stopped::default();
+    for n in 1..=6 {
+        refresh(&mut acc, &mut stopped, n);
+    }
+    let (loaded, mut store) = open(&path, CLOUD).unwrap();
+    assert_eq!(loaded, Loaded::Resumed(acc.clone(), stopped.clone()));
+    let Loaded::Resumed(mut resumed, mut rs) = loaded else {
+        unreachable!()
+    };
+    refresh(&mut resumed, &mut rs, 7);
+    refresh(&mut acc, &mut stopped, 7);
+    assert!(store.save(&mut resumed, &rs).unwrap().compacted);
+    assert_eq!(peek(&path).unwrap().0, VERSION);
+    assert_eq!(peek(&log_path(&path)).unwrap().0, VERSION);
+    assert_eq!(load(&path, CLOUD).unwrap(), Loaded::Resumed(acc, stopped));
+}
