@@ -32,8 +32,8 @@ use super::super::compact::ServerId;
 use super::super::stopped::Stopped;
 use super::codec::{Dec, DecodeError, Enc};
 use super::format::{
-    fields, metadata, read_fields, read_metadata, read_seen_at, read_since, read_totals, seen_at,
-    since, totals, SNAPSHOT_MAGIC, VERSION,
+    self, fields, metadata, read_fields, read_metadata_entry, read_project, read_seen_at,
+    read_since, seen_at, since, totals, SNAPSHOT_MAGIC, VERSION,
 };
 
 pub const HEADER_LEN: u64 = 24;
@@ -52,13 +52,7 @@ pub const ABSENT: u64 = u64::MAX;
 
 /// The checkpoint header for `generation`.
 pub fn header(generation: u64) -> Vec<u8> {
-    let mut e = Enc::default();
-    e.buf.extend_from_slice(SNAPSHOT_MAGIC);
-    e.u32(VERSION);
-    e.u64(generation);
-    let crc = crc32fast::hash(&e.buf);
-    e.u32(crc);
-    e.buf
+    format::header(SNAPSHOT_MAGIC, generation)
 }
 
 /// Where the writing of a checkpoint has got to: the next part starts here.
@@ -104,7 +98,6 @@ pub fn encode_parts(
             ok
         };
         e.buf.extend_from_slice(&[0; PART_HEAD_LEN]);
-        let mut items = 0usize;
         let next = match cursor {
             Cursor::Begin => {
                 e.u8(BEGIN);
@@ -118,17 +111,13 @@ pub fn encode_parts(
                 e.u64(seq);
                 e.var((*from).into());
                 let from = *from as usize;
-                for (name, t) in acc.projects.iter().skip(from).zip(&acc.totals[from..]) {
-                    let mark = e.buf.len();
+                let projects = acc.projects.iter().skip(from).zip(&acc.totals[from..]);
+                let (n, _, more) = put_items(&mut e, projects, first, &fits, |e, (name, t)| {
                     e.str(name);
-                    totals(&mut e, t);
-                    if !fits(&mut e, mark, first && items == 0) {
-                        break;
-                    }
-                    items += 1;
-                }
-                if from + items < acc.projects.len() {
-                    Cursor::Projects(len_u32(from + items))
+                    totals(e, t);
+                });
+                if more {
+                    Cursor::Projects(len_u32(from + n))
                 } else {
                     Cursor::Metadata(0)
                 }
@@ -138,16 +127,10 @@ pub fn encode_parts(
                 e.u64(seq);
                 e.var((*from).into());
                 let from = *from as usize;
-                for m in acc.metadata.iter().skip(from) {
-                    let mark = e.buf.len();
-                    metadata(&mut e, m);
-                    if !fits(&mut e, mark, first && items == 0) {
-                        break;
-                    }
-                    items += 1;
-                }
-                if from + items < acc.metadata.len() {
-                    Cursor::Metadata(len_u32(from + items))
+                let maps = acc.metadata.iter().skip(from);
+                let (n, _, more) = put_items(&mut e, maps, first, &fits, metadata);
+                if more {
+                    Cursor::Metadata(len_u32(from + n))
                 } else {
                     Cursor::Servers(None)
                 }
@@ -156,51 +139,31 @@ pub fn encode_parts(
                 e.u8(SERVERS);
                 e.u64(seq);
                 let from = after.as_ref().map_or(Bound::Unbounded, Bound::Excluded);
-                let mut rest = acc.index.range((from, Bound::Unbounded)).peekable();
-                let mut last = None;
-                while let Some(&(id, &i)) = rest.peek() {
-                    let mark = e.buf.len();
+                let servers = acc.index.range((from, Bound::Unbounded));
+                let (_, last, more) = put_items(&mut e, servers, first, &fits, |e, (id, &i)| {
                     let r = &acc.records[i as usize];
                     e.id(id);
                     e.var(i.into());
                     e.f64(r.hours);
-                    fields(&mut e, r);
-                    if !fits(&mut e, mark, first && items == 0) {
-                        break;
-                    }
-                    items += 1;
-                    last = Some(id);
-                    rest.next();
-                }
-                match (rest.peek(), last) {
-                    (None, _) => Cursor::Stopped(None),
-                    (Some(_), Some(l)) => Cursor::Servers(Some(l.clone())),
-                    (Some(_), None) => cursor.clone(),
+                    fields(e, r);
+                });
+                match (more, last) {
+                    (false, _) => Cursor::Stopped(None),
+                    (true, Some((id, _))) => Cursor::Servers(Some(id.clone())),
+                    (true, None) => cursor.clone(),
                 }
             }
             Cursor::Stopped(after) => {
                 e.u8(STOPPED);
                 e.u64(seq);
                 let from = after.as_deref().map_or(Bound::Unbounded, Bound::Excluded);
-                let mut rest = stopped
-                    .servers
-                    .range::<str, _>((from, Bound::Unbounded))
-                    .peekable();
-                let mut last = None;
-                while let Some(&(id, s)) = rest.peek() {
-                    let mark = e.buf.len();
-                    since(&mut e, id, s);
-                    if !fits(&mut e, mark, first && items == 0) {
-                        break;
-                    }
-                    items += 1;
-                    last = Some(id);
-                    rest.next();
-                }
-                match (rest.peek(), last) {
-                    (None, _) => Cursor::End,
-                    (Some(_), Some(l)) => Cursor::Stopped(Some(l.clone())),
-                    (Some(_), None) => cursor.clone(),
+                let servers = stopped.servers.range::<str, _>((from, Bound::Unbounded));
+                let (_, last, more) =
+                    put_items(&mut e, servers, first, &fits, |e, (id, s)| since(e, id, s));
+                match (more, last) {
+                    (false, _) => Cursor::End,
+                    (true, Some((id, _))) => Cursor::Stopped(Some(id.clone())),
+                    (true, None) => cursor.clone(),
                 }
             }
             Cursor::End => {
@@ -228,6 +191,40 @@ pub fn encode_parts(
     *cursor == Cursor::Done
 }
 
+/// Reads where a table's part starts: right after the entries read so far.
+fn continues(d: &mut Dec<'_>, read: usize, table: &str) -> Result<(), DecodeError> {
+    let first = d.index("first index")?;
+    if first as usize == read {
+        Ok(())
+    } else {
+        Err(d.error(format!("{table} from {first}, {read} read so far")))
+    }
+}
+
+/// Puts `items` while they fit (`fits`, see [`encode_parts`]; the first one anyway when
+/// `forced`). Returns how many went in, the last of them, and whether any is left.
+fn put_items<T: Copy>(
+    e: &mut Enc,
+    items: impl Iterator<Item = T>,
+    forced: bool,
+    fits: &impl Fn(&mut Enc, usize, bool) -> bool,
+    put: impl Fn(&mut Enc, T),
+) -> (usize, Option<T>, bool) {
+    let mut items = items.peekable();
+    let (mut n, mut last) = (0, None);
+    while let Some(&item) = items.peek() {
+        let mark = e.buf.len();
+        put(e, item);
+        if !fits(e, mark, forced && n == 0) {
+            break;
+        }
+        n += 1;
+        last = Some(item);
+        items.next();
+    }
+    (n, last, items.peek().is_some())
+}
+
 /// A decoded checkpoint, before the log is replayed over it.
 #[derive(Debug)]
 pub struct Checkpoint {
@@ -248,29 +245,7 @@ pub struct Checkpoint {
 /// not). Every part must be whole and checksummed right: the file is complete by the time it
 /// has its name.
 pub fn decode(bytes: &[u8]) -> Result<Checkpoint, DecodeError> {
-    let mut d = Dec::new(bytes, 0);
-    let head = d.take(20, "checkpoint header")?;
-    let crc = d.u32("checkpoint header checksum")?;
-    if &head[..8] != SNAPSHOT_MAGIC {
-        return Err(DecodeError {
-            offset: 0,
-            what: "not a state checkpoint (magic)".into(),
-        });
-    }
-    if crc32fast::hash(head) != crc {
-        return Err(DecodeError {
-            offset: 20,
-            what: "checkpoint header checksum mismatch".into(),
-        });
-    }
-    let mut h = Dec::new(&head[8..], 8);
-    let version = h.u32("version")?;
-    if version != VERSION {
-        return Err(h.error(format!(
-            "unknown version {version} (this build reads {VERSION})"
-        )));
-    }
-    let generation = h.u64("generation")?;
+    let (_, generation) = format::read_header(bytes, SNAPSHOT_MAGIC, "checkpoint", &[VERSION])?;
     let mut pos = HEADER_LEN as usize;
     let mut begin: Option<(u64, String)> = None;
     let mut acc = Accounting::empty(0);
@@ -312,43 +287,15 @@ pub fn decode(bytes: &[u8]) -> Result<Checkpoint, DecodeError> {
             (_, None) => return Err(d.error("the first part is not BEGIN")),
             (BEGIN, Some(_)) => return Err(d.error("a second BEGIN part")),
             (PROJECTS, _) => {
-                let first = d.index("first project")?;
-                if first as usize != acc.projects.len() {
-                    return Err(d.error(format!(
-                        "projects from {first}, {} read so far",
-                        acc.projects.len()
-                    )));
-                }
+                continues(&mut d, acc.projects.len(), "projects")?;
                 while !d.is_empty() {
-                    let at = d.offset();
-                    let name = d.str("project id")?;
-                    if acc.projects.push(Arc::from(name)) as usize != acc.totals.len() {
-                        return Err(DecodeError {
-                            offset: at,
-                            what: format!("project {name} listed twice"),
-                        });
-                    }
-                    acc.totals.push(read_totals(&mut d)?);
+                    read_project(&mut d, &mut acc)?;
                 }
             }
             (METADATA, _) => {
-                let first = d.index("first metadata")?;
-                if first as usize != acc.metadata.len() {
-                    return Err(d.error(format!(
-                        "metadata from {first}, {} read so far",
-                        acc.metadata.len()
-                    )));
-                }
+                continues(&mut d, acc.metadata.len(), "metadata")?;
                 while !d.is_empty() {
-                    let at = d.offset();
-                    let m = read_metadata(&mut d)?;
-                    let next = acc.metadata.len();
-                    if acc.metadata.push(Arc::new(m)) as usize != next {
-                        return Err(DecodeError {
-                            offset: at,
-                            what: "metadata map listed twice".into(),
-                        });
-                    }
+                    read_metadata_entry(&mut d, &mut acc)?;
                 }
             }
             (SERVERS, _) => {

@@ -78,6 +78,37 @@ pub(super) fn read_metadata(d: &mut Dec<'_>) -> Result<Metadata, DecodeError> {
     Ok(m)
 }
 
+/// Reads a project (id and totals) and adds it to the table.
+pub(super) fn read_project(d: &mut Dec<'_>, acc: &mut Accounting) -> Result<(), DecodeError> {
+    let at = d.offset();
+    let name = d.str("project id")?;
+    if acc.projects.push(Arc::from(name)) as usize != acc.totals.len() {
+        return Err(DecodeError {
+            offset: at,
+            what: format!("project {name} listed twice"),
+        });
+    }
+    acc.totals.push(read_totals(d)?);
+    Ok(())
+}
+
+/// Reads a metadata map and adds it to the table.
+pub(super) fn read_metadata_entry(
+    d: &mut Dec<'_>,
+    acc: &mut Accounting,
+) -> Result<(), DecodeError> {
+    let at = d.offset();
+    let m = read_metadata(d)?;
+    let next = acc.metadata.len();
+    if acc.metadata.push(Arc::new(m)) as usize != next {
+        return Err(DecodeError {
+            offset: at,
+            what: "metadata map listed twice".into(),
+        });
+    }
+    Ok(())
+}
+
 /// The record's fields but hours.
 pub(super) fn fields(e: &mut Enc, r: &ServerRecord) {
     e.var(r.project.into());
@@ -159,28 +190,12 @@ pub fn decode_snapshot(bytes: &[u8]) -> Result<Snapshot, DecodeError> {
     acc.window_end = d.u64("window end")?;
     let n = d.count("project count")?;
     for _ in 0..n {
-        let at = d.offset();
-        let name = d.str("project id")?;
-        if acc.projects.push(Arc::from(name)) as usize != acc.totals.len() {
-            return Err(DecodeError {
-                offset: at,
-                what: format!("project {name} listed twice"),
-            });
-        }
-        acc.totals.push(read_totals(&mut d)?);
+        read_project(&mut d, &mut acc)?;
     }
     let n = d.count("metadata count")?;
     acc.metadata = Default::default();
     for _ in 0..n {
-        let at = d.offset();
-        let m = read_metadata(&mut d)?;
-        let next = acc.metadata.len();
-        if acc.metadata.push(Arc::new(m)) as usize != next {
-            return Err(DecodeError {
-                offset: at,
-                what: "metadata map listed twice".into(),
-            });
-        }
+        read_metadata_entry(&mut d, &mut acc)?;
     }
     if acc.metadata.is_empty() {
         acc.metadata.push(Arc::new(Metadata::new()));
@@ -230,10 +245,11 @@ pub fn decode_snapshot(bytes: &[u8]) -> Result<Snapshot, DecodeError> {
     })
 }
 
-/// The log header for `generation`.
-pub fn log_header(generation: u64) -> Vec<u8> {
+/// A file header (24 bytes): `magic`, the version this build writes, `generation`, then the
+/// CRC-32 of those 20 bytes.
+pub fn header(magic: &[u8; 8], generation: u64) -> Vec<u8> {
     let mut e = Enc::default();
-    e.buf.extend_from_slice(LOG_MAGIC);
+    e.buf.extend_from_slice(magic);
     e.u32(VERSION);
     e.u64(generation);
     let crc = crc32fast::hash(&e.buf);
@@ -241,34 +257,48 @@ pub fn log_header(generation: u64) -> Vec<u8> {
     e.buf
 }
 
-/// The version of a log and the generation it continues.
-pub fn read_log_header(bytes: &[u8]) -> Result<(u32, u64), DecodeError> {
+/// The version and generation in a header of the state's `what` file (see [`header`]), if it
+/// is one of the `versions` this build reads.
+pub fn read_header(
+    bytes: &[u8],
+    magic: &[u8; 8],
+    what: &str,
+    versions: &[u32],
+) -> Result<(u32, u64), DecodeError> {
     let mut d = Dec::new(bytes, 0);
-    let head = d.take(20, "log header")?;
-    let crc = d.u32("log header checksum")?;
-    if &head[..8] != LOG_MAGIC {
+    let head = d.take(20, &format!("{what} header"))?;
+    let crc = d.u32("header checksum")?;
+    if &head[..8] != magic {
         return Err(DecodeError {
             offset: 0,
-            what: "not a state log (magic)".into(),
+            what: format!("not a state {what} (magic)"),
         });
     }
     if crc32fast::hash(head) != crc {
         return Err(DecodeError {
             offset: 20,
-            what: "log header checksum mismatch".into(),
+            what: format!("{what} header checksum mismatch"),
         });
     }
     let mut d = Dec::new(&head[8..], 8);
     let version = d.u32("version")?;
-    if version != VERSION && version != VERSION_2 {
+    if !versions.contains(&version) {
         return Err(DecodeError {
             offset: 8,
-            what: format!(
-                "unknown log version {version} (this build reads {VERSION_2} and {VERSION})"
-            ),
+            what: format!("unknown {what} version {version} (this build reads {versions:?})"),
         });
     }
     Ok((version, d.u64("generation")?))
+}
+
+/// The log header for `generation`.
+pub fn log_header(generation: u64) -> Vec<u8> {
+    header(LOG_MAGIC, generation)
+}
+
+/// The version of a log and the generation it continues.
+pub fn read_log_header(bytes: &[u8]) -> Result<(u32, u64), DecodeError> {
+    read_header(bytes, LOG_MAGIC, "log", &[VERSION_2, VERSION])
 }
 
 /// What changed in the stopped servers since they were last written: the ids gone (in id

@@ -754,6 +754,15 @@ fn small(store: &mut Store) {
     };
 }
 
+/// A new state in a temporary directory, with [`small`] limits.
+fn small_store() -> (tempfile::TempDir, PathBuf, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state");
+    let (_, mut store) = open(&path, CLOUD).unwrap();
+    small(&mut store);
+    (dir, path, store)
+}
+
 /// Every file in `dir` and its bytes.
 fn files(dir: &Path) -> Vec<(std::ffi::OsString, Vec<u8>)> {
     let mut out: Vec<_> = std::fs::read_dir(dir)
@@ -773,14 +782,41 @@ fn write_files(dir: &Path, files: &[(std::ffi::OsString, Vec<u8>)]) {
     }
 }
 
+/// A restart on the files at `p`: they resume `want`, and the resumed store saves the busy
+/// cloud's `refreshes` so that every one of them loads exactly.
+fn restart_and_go_on(
+    p: &Path,
+    want: (&Accounting, &Stopped),
+    refreshes: std::ops::RangeInclusive<u64>,
+    what: &str,
+) {
+    let (loaded, mut store) = open(p, CLOUD).unwrap();
+    let (mut want_acc, mut want_stopped) = (want.0.clone(), want.1.clone());
+    assert_eq!(
+        loaded,
+        Loaded::Resumed(want_acc.clone(), want_stopped.clone()),
+        "{what}"
+    );
+    let Loaded::Resumed(mut acc, mut stopped) = loaded else {
+        unreachable!()
+    };
+    small(&mut store);
+    for m in refreshes {
+        busy(&mut acc, &mut stopped, m);
+        busy(&mut want_acc, &mut want_stopped, m);
+        store.save(&mut acc, &stopped).unwrap();
+        assert_eq!(
+            load(p, CLOUD).unwrap(),
+            Loaded::Resumed(want_acc.clone(), want_stopped.clone()),
+            "{what}, then save {m}"
+        );
+    }
+}
+
 #[test]
 fn a_checkpoint_written_in_parts_resumes_bit_for_bit_after_every_save() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("state");
-    let (_, mut store) = open(&path, CLOUD).unwrap();
-    small(&mut store);
-    let mut acc = accounting(1000);
-    let mut stopped = Stopped::default();
+    let (dir, path, mut store) = small_store();
+    let (mut acc, mut stopped) = (accounting(1000), Stopped::default());
     assert!(store.save(&mut acc, &stopped).unwrap().compacted);
     let mut generations = std::collections::BTreeSet::new();
     let mut with_parts = 0;
@@ -803,26 +839,17 @@ fn a_checkpoint_written_in_parts_resumes_bit_for_bit_after_every_save() {
             Loaded::Resumed(acc.clone(), stopped.clone()),
             "save {n}"
         );
-        // A restart here resumes, and the resumed store goes on writing what it should.
+        // A restart here resumes, and the resumed store goes on writing what it should; long
+        // enough for a checkpoint restarted at the restart to be completed.
         let fork = tempfile::tempdir().unwrap();
         write_files(fork.path(), &files(dir.path()));
-        let p = fork.path().join("state");
-        let (Loaded::Resumed(mut a, mut s), mut st) = open(&p, CLOUD).unwrap() else {
-            panic!("save {n}: not resumed")
-        };
-        small(&mut st);
-        let (mut want_acc, mut want_stopped) = (acc.clone(), stopped.clone());
-        // Long enough for a checkpoint restarted at the restart to be completed.
-        for m in n + 1..=n + 12 {
-            busy(&mut a, &mut s, m);
-            busy(&mut want_acc, &mut want_stopped, m);
-            st.save(&mut a, &s).unwrap();
-            assert_eq!(
-                load(&p, CLOUD).unwrap(),
-                Loaded::Resumed(want_acc.clone(), want_stopped.clone()),
-                "restarted after save {n}, then save {m}"
-            );
-        }
+        let what = format!("restarted after save {n}");
+        restart_and_go_on(
+            &fork.path().join("state"),
+            (&acc, &stopped),
+            n + 1..=n + 12,
+            &what,
+        );
     }
     // Checkpoints were completed, each written over several saves.
     assert!(generations.len() >= 4, "{generations:?}");
@@ -836,12 +863,8 @@ fn a_checkpoint_written_in_parts_resumes_bit_for_bit_after_every_save() {
 fn a_kill_at_any_file_operation_of_a_save_resumes_the_state_before_or_after_it() {
     // Before the entry is appended the save did not happen; after, it did, whatever else
     // (the next log's creation, checkpoint parts, the renames) was cut short.
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("state");
-    let (_, mut store) = open(&path, CLOUD).unwrap();
-    small(&mut store);
-    let mut acc = accounting(1000);
-    let mut stopped = Stopped::default();
+    let (dir, _, mut store) = small_store();
+    let (mut acc, mut stopped) = (accounting(1000), Stopped::default());
     store.save(&mut acc, &stopped).unwrap();
     let mut steps_seen = 0;
     for n in 1..=40 {
@@ -862,25 +885,9 @@ fn a_kill_at_any_file_operation_of_a_save_resumes_the_state_before_or_after_it()
             } else {
                 (acc.clone(), stopped.clone())
             };
-            let (loaded, mut resumed) = open(&p, CLOUD).unwrap();
-            assert_eq!(
-                loaded,
-                Loaded::Resumed(want.0.clone(), want.1.clone()),
-                "save {n} killed before file operation {k}"
-            );
-            // … and the next save after the restart keeps it exact.
-            let (Loaded::Resumed(mut a, mut s), (mut wa, mut ws)) = (loaded, want) else {
-                unreachable!()
-            };
-            small(&mut resumed);
-            busy(&mut a, &mut s, 100 + n);
-            busy(&mut wa, &mut ws, 100 + n);
-            resumed.save(&mut a, &s).unwrap();
-            assert_eq!(
-                load(&p, CLOUD).unwrap(),
-                Loaded::Resumed(wa, ws),
-                "save {n} killed before file operation {k}, restarted, saved again"
-            );
+            // A restart resumes the state before the save or after it, and saves on exactly.
+            let what = format!("save {n} killed before file operation {k}");
+            restart_and_go_on(&p, (&want.0, &want.1), 100 + n..=100 + n, &what);
             if done {
                 steps_seen = steps_seen.max(k);
                 break;
