@@ -529,7 +529,11 @@ fn resume(path: &Path, cloud: &str, bytes: &[u8]) -> Result<Result<Resumed, Stri
     if bytes.first() == Some(&b'{') {
         return Ok(migrate(path, cloud, bytes));
     }
-    let version = peek(path).map(|(v, _)| v);
+    // The version after the magic (the bytes are read already; `peek` would read the file).
+    let version = bytes
+        .get(8..12)
+        .filter(|_| bytes.starts_with(format::SNAPSHOT_MAGIC))
+        .map(|v| u32::from_le_bytes([v[0], v[1], v[2], v[3]]));
     if version == Some(format::VERSION_2) {
         return migrate_v2(path, cloud, bytes);
     }
